@@ -1,0 +1,95 @@
+"""What was dispatched: ``$BURST_HOME/campaigns/<job>.json`` and ``<bucket>/campaign.json``.
+
+The local copy lets ``python -m burst status JOB`` (and logs, terminate,
+cleanup) work from the job name alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from burst import __version__
+from burst.errors import UserError
+from burst.providers import ProviderOptions, burst_home, make_provider
+from burst.providers.base import Provider
+from burst.records import Job, utc_now
+from burst.storage import Storage, open_storage
+
+
+@dataclass
+class CampaignRecord:
+    job: str
+    image: str  # AMI id or "local"
+    bucket_url: str
+    jobs: list[Job]
+    options: ProviderOptions
+    job_file: str = ""
+    code_dir: str = ""
+    install_file: str = ""
+    results: list[str] = field(default_factory=lambda: ["results/**"])
+    created: str = field(default_factory=utc_now)
+    updated: str = field(default_factory=utc_now)
+    version: str = __version__
+
+    @property
+    def provider_name(self) -> str:
+        return "local" if self.image == "local" else "ec2"
+
+    @property
+    def tags(self) -> list[str]:
+        return [job.tag for job in self.jobs]
+
+    def job_of(self, tag: str) -> Job:
+        for job in self.jobs:
+            if job.tag == tag:
+                return job
+        raise UserError(f"job {self.job} has no tag {tag!r}: its tags are {', '.join(self.tags)}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CampaignRecord":
+        data = dict(data)
+        data["jobs"] = [Job(**row) for row in data["jobs"]]
+        data["options"] = ProviderOptions.from_dict(data.get("options", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    # -- where it lives -------------------------------------------------------
+    def provider(self) -> Provider:
+        return make_provider(self.image, self.job, self.options)
+
+    def storage(self, provider: Provider | None = None) -> Storage:
+        provider = provider or self.provider()
+        return open_storage(self.bucket_url, **provider.storage_options())
+
+    def save(self, storage: Storage) -> None:
+        self.updated = utc_now()
+        path = record_path(self.job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json(), encoding="utf-8")
+        storage.write_text("campaign.json", self.to_json())
+
+
+def record_path(job: str) -> Path:
+    return burst_home() / "campaigns" / f"{job}.json"
+
+
+def load_record(job: str) -> CampaignRecord:
+    path = record_path(job)
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        hint = f" Known jobs: {', '.join(known)}." if known else ""
+        raise UserError(
+            f"no campaign named {job!r} on this machine ({path} is missing): start it with "
+            f"`python dispatcher.py AMI {job} JOBFILE -c -d`, or set BURST_HOME to where it was started.{hint}"
+        )
+    return CampaignRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))

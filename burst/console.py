@@ -1,0 +1,36 @@
+"""Terminal output and the one place user mistakes become exit status 2."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from rich.console import Console
+
+from burst.errors import BurstError, UserError
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+def report(message: str) -> None:
+    console.print(message, markup=False)
+
+
+def run_entry(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run an entry point: a UserError is one paragraph and status 2, never a traceback."""
+    try:
+        return main(argv)
+    except UserError as error:
+        errors.print(f"error: {error}", markup=False, soft_wrap=True)
+        return error.exit_status
+    except BurstError as error:
+        errors.print(f"failed: {error}", markup=False, soft_wrap=True)
+        return error.exit_status
+    except KeyboardInterrupt:
+        errors.print("interrupted: machines keep running; see `python -m burst status JOB` or `terminate JOB`.", markup=False)
+        return 130
+
+
+def exit_with(main: Callable[[list[str] | None], int]) -> None:
+    sys.exit(run_entry(main))

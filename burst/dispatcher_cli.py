@@ -1,0 +1,152 @@
+"""``dispatcher.py AMI JOB JOBFILE [-c] [-d] [--wait]``: create machines, start commands."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from burst.campaign import Campaign, backoff_delays
+from burst.campaign_record import CampaignRecord, load_record, record_path
+from burst.console import console, report
+from burst.errors import UserError
+from burst.jobs import read_jobs, validate_job_name
+from burst.providers import ProviderOptions, make_provider
+from burst.records import RUNNING, SAVING
+from burst.status import campaign_succeeded, count_states, status_table
+
+TOP = Path(__file__).resolve().parent.parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dispatcher.py",
+        description="Run a campaign: one machine per row of JOBFILE (instance_type,command).",
+        epilog="Example: python dispatcher.py local demo awsjobs/demo.csv -c -d --wait",
+    )
+    parser.add_argument("ami", metavar="AMI", help="EC2 image id (ami-...), or 'local' to run on this machine")
+    parser.add_argument("job", metavar="JOB", help="job name: names the bucket and the tags (JOB0, JOB1, ...)")
+    parser.add_argument("jobfile", metavar="JOBFILE", type=Path, help="CSV with header instance_type,command")
+    parser.add_argument("-c", "--create", action="store_true", help="launch and set up the machines")
+    parser.add_argument("-d", "--dispatch", action="store_true", help="start the commands on ready machines")
+    parser.add_argument("--wait", action="store_true", help="with -d: wait until every job ends; exit 0 only if all succeeded")
+    parser.add_argument("--tag-offset", type=int, default=0, help="number of the first tag (default 0)")
+    parser.add_argument("--install", type=Path, default=TOP / "INSTALL.sh", help="setup script run on each machine (default: ./INSTALL.sh)")
+    parser.add_argument("--code", type=Path, help="folder copied to each machine; commands run in it (default: JOBFILE's name without .csv, when it exists)")
+    parser.add_argument("--results", action="append", metavar="GLOB", help="outputs to save, relative to the code folder (repeatable; default results/**)")
+    parser.add_argument("--install-timeout", type=float, default=3600, metavar="SECONDS", help="give up on an INSTALL.sh after this long (default 3600)")
+    aws = parser.add_argument_group("EC2")
+    aws.add_argument("--region", help="AWS region (default: from your AWS config, else us-east-1)")
+    aws.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
+    aws.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32)")
+    aws.add_argument("--max-hours", type=float, default=24.0, help="a machine ends itself after this many hours, whatever happens (default 24)")
+    aws.add_argument("--user", default="ubuntu", help="SSH user on the AMI (default ubuntu; ec2-user on Amazon Linux)")
+    aws.add_argument("--ssh-config", type=Path, help="OpenSSH client config consulted per instance (bastions, ports)")
+    aws.add_argument("--bucket", help="bucket name (default: the job name)")
+    aws.add_argument("--node-root", default="burst", help="folder on each machine holding the job's files (default ~/burst)")
+    return parser
+
+
+def _code_dir(args: argparse.Namespace) -> Path | None:
+    if args.code is not None:
+        if not args.code.is_dir():
+            raise UserError(f"code folder {args.code} does not exist: give an existing folder with --code, or leave --code out.")
+        return args.code.resolve()
+    default = args.jobfile.with_suffix("")
+    return default.resolve() if default.is_dir() else None
+
+
+def _results(args: argparse.Namespace) -> list[str]:
+    patterns = args.results or ["results/**"]
+    for pattern in patterns:
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise UserError(f"--results {pattern!r} must be a pattern relative to the code folder, such as results/** or out/*.csv.")
+    return patterns
+
+
+def plan(args: argparse.Namespace) -> CampaignRecord:
+    """Check every input before anything is created; raise UserError naming what to fix."""
+    if not (args.create or args.dispatch):
+        raise UserError("nothing to do: add -c to launch and set up machines, -d to start the commands, or both.")
+    if args.wait and not args.dispatch:
+        raise UserError("--wait waits for the commands to finish: use it with -d.")
+    validate_job_name(args.job)
+    if args.bucket:
+        validate_job_name(args.bucket)
+    if args.max_hours <= 0:
+        raise UserError(f"--max-hours {args.max_hours} must be more than 0.")
+    jobs = read_jobs(args.jobfile, args.job, args.tag_offset)
+    if not args.install.is_file():
+        raise UserError(f"install script {args.install} does not exist: give one with --install FILE (it may be just `#!/bin/bash`).")
+    if args.ssh_config is not None and not args.ssh_config.is_file():
+        raise UserError(f"--ssh-config {args.ssh_config} does not exist.")
+    options = ProviderOptions(
+        region=args.region, profile=args.profile, ssh_cidr=args.ssh_cidr, max_hours=args.max_hours,
+        user=args.user, ssh_config=str(args.ssh_config.resolve()) if args.ssh_config else None,
+        bucket=args.bucket, node_root=args.node_root,
+    )
+    record = CampaignRecord(
+        job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
+        job_file=str(args.jobfile.resolve()), code_dir=str(cd) if (cd := _code_dir(args)) else "",
+        install_file=str(args.install.resolve()), results=_results(args),
+    )
+    if record_path(args.job).is_file():
+        previous = load_record(args.job)
+        if previous.image != record.image:
+            raise UserError(
+                f"job {args.job!r} already ran with AMI {previous.image}: use another job name, or "
+                f"`python -m burst cleanup {args.job}` first."
+            )
+        record.created = previous.created
+    return record
+
+
+def wait_for(campaign: Campaign, tags: list[str]) -> dict:
+    """Show progress until every tag in ``tags`` is final; return all statuses."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("waiting", total=len(tags))
+        for delay in backoff_delays(first=0.5, cap=10.0):
+            statuses = campaign.poll()
+            finished = sum(1 for t in tags if statuses[t] is not None and statuses[t].terminal)
+            progress.update(task, completed=finished, description=count_states({t: statuses[t] for t in tags}))
+            if finished == len(tags):
+                return statuses
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    record = plan(args)
+    provider = make_provider(record.image, record.job, record.options)
+    try:
+        provider.validate(record.jobs)
+        provider.prepare()
+        record.bucket_url = provider.bucket_url
+        storage = record.storage(provider)
+        record.save(storage)
+        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report)
+        if args.create:
+            campaign.create()
+        if args.dispatch:
+            outcomes = campaign.dispatch()
+        if not args.wait:
+            if args.dispatch:
+                report(f"follow with: python -m burst status {record.job}")
+            return 0
+        statuses = campaign.poll()
+        running = {o.tag for o in outcomes if o.state == "DISPATCHED"}
+        running |= {t for t, s in statuses.items() if s is not None and s.state in (RUNNING, SAVING)}
+        waited = [t for t in record.tags if t in running or (statuses[t] is not None and statuses[t].terminal)]
+        statuses = wait_for(campaign, waited)
+        console.print(status_table(record.job, record.tags, statuses))
+        not_started = [t for t in record.tags if t not in waited]
+        if not_started:
+            report(f"never started: {', '.join(not_started)}")
+        return 0 if campaign_succeeded(record.tags, statuses) else 1
+    finally:
+        provider.close()

@@ -1,0 +1,102 @@
+"""The Provider seam: machines, found and ended by their tags.
+
+Tags are the source of truth: every machine carries ``job`` and ``tag``, so a
+dispatcher that died leaks nothing that ``list({"job": ...})`` cannot find.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from burst.records import InstanceInfo, Job
+from burst.transport.base import Transport
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What every machine of one ``launch`` call has in common."""
+
+    job: str
+    instance_type: str
+    image: str  # AMI id, or "local"
+
+
+@dataclass
+class NodeConfig:
+    """What the agent on a node needs to save results and end its machine.
+
+    Written by the dispatcher as ``node.json`` beside the agent; no credentials in it.
+    """
+
+    provider: str  # "local" | "ec2"
+    job: str
+    tag: str
+    instance_id: str
+    instance_type: str
+    command: str
+    bucket_url: str
+    results: list[str]
+    provider_options: dict[str, Any] = field(default_factory=dict)  # e.g. region, burst_home
+
+
+class Provider(ABC):
+    name: str
+    # Where tag folders live on a node: relative to the node user's home, or absolute.
+    node_root: str = "burst"
+    # Whether nodes need burst/bootstrap.sh (python3 + boto3) before INSTALL.sh.
+    needs_bootstrap: bool = False
+
+    def node_python(self) -> str:
+        """Python interpreter that runs the agent on a node."""
+        return "python3"
+
+    def validate(self, jobs: list[Job]) -> None:
+        """Check image and instance types before anything is launched (raise UserError)."""
+
+    def prepare(self) -> None:
+        """Create what the job's machines need once (keys, firewall, bucket, role). Idempotent."""
+
+    @property
+    @abstractmethod
+    def bucket_url(self) -> str:
+        """Storage URL of the job's bucket."""
+
+    def storage_options(self) -> dict[str, Any]:
+        """Keyword options for ``open_storage`` on the dispatcher's side."""
+        return {}
+
+    def node_options(self) -> dict[str, Any]:
+        """``NodeConfig.provider_options`` for agents on this provider's machines."""
+        return {}
+
+    @abstractmethod
+    def launch(self, spec: LaunchSpec, tags: list[str]) -> list[str]:
+        """Start ``len(tags)`` machines of one type in one batched call; return ids in tag order."""
+
+    @abstractmethod
+    def wait_ready(self, ids: list[str]) -> list[InstanceInfo]:
+        """Block until the machines run and can be reached; return them."""
+
+    @abstractmethod
+    def list(self, tags: dict[str, str]) -> list[InstanceInfo]:
+        """Machines that are not terminated and carry all of ``tags``."""
+
+    @abstractmethod
+    def terminate(self, ids: list[str]) -> None:
+        """End these machines (one batched call)."""
+
+    @abstractmethod
+    def transport(self, instance: InstanceInfo) -> Transport:
+        """A connected Transport to this machine (may retry while it boots)."""
+
+    def node_dir(self, instance: InstanceInfo) -> str:
+        """Folder of a tag on its node (``~/burst/<job>/<tag>`` by default)."""
+        return f"{self.node_root.rstrip('/')}/{instance.job}/{instance.tag}"
+
+    def cleanup(self) -> None:
+        """Remove what ``prepare`` made for the job, once its machines are gone and its data deleted."""
+
+    def close(self) -> None:
+        """Release clients and connections."""

@@ -1,0 +1,199 @@
+"""AMI=local: every "instance" is a sandbox on this machine.
+
+A sandbox is a folder used as ``HOME`` (``$BURST_HOME/instances/<id>/``) and the
+processes started in it, which all carry ``BURST_INSTANCE_ID=<id>`` in their
+environment and run in sessions of their own. The registry of sandboxes is one
+JSON file, read and written under an exclusive ``flock`` and replaced
+atomically, so dispatchers, agents and ``burst status`` may use it at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from burst.providers.base import LaunchSpec, NodeConfig, Provider
+from burst.records import InstanceInfo, utc_now
+from burst.transport.local import INSTANCE_MARKER, LocalTransport
+
+LIVE = "running"
+TERMINATED = "terminated"
+
+
+class SandboxRegistry:
+    """``$BURST_HOME/instances/registry.json``: id -> {job, tag, instance_type, state, ...}."""
+
+    def __init__(self, burst_home: Path):
+        self.folder = Path(burst_home) / "instances"
+        self.path = self.folder / "registry.json"
+
+    @contextmanager
+    def locked(self) -> Iterator[dict]:
+        """Yield the registry for reading and changing; saved atomically on exit."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "registry.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                data = json.loads(self.path.read_text()) if self.path.exists() else {}
+                before = json.dumps(data, sort_keys=True)
+                yield data
+                if json.dumps(data, sort_keys=True) != before:
+                    fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".registry.")
+                    with os.fdopen(fd, "w") as handle:
+                        json.dump(data, handle, indent=1, sort_keys=True)
+                    os.replace(temp, self.path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def home_of(self, instance_id: str) -> Path:
+        return self.folder / instance_id
+
+
+def _processes_of(instance_id: str) -> list[int]:
+    """Pids of this machine's processes that carry the sandbox's marker."""
+    marker = f"{INSTANCE_MARKER}={instance_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
+def kill_sandbox_processes(instance_id: str, grace_seconds: float = 3.0) -> None:
+    """SIGTERM the process groups of the sandbox, then SIGKILL what is left after the grace time.
+
+    The calling process's own group is spared: the agent ends its own sandbox and
+    its runner exits by itself right after.
+    """
+    own_group = os.getpgrp()
+
+    def groups() -> set[int]:
+        result = set()
+        for pid in _processes_of(instance_id):
+            try:
+                result.add(os.getpgid(pid))
+            except ProcessLookupError:
+                pass
+        result.discard(own_group)
+        return result
+
+    deadline = time.monotonic() + grace_seconds
+    sent_kill = False
+    while True:
+        remaining = groups()
+        if not remaining:
+            return
+        if time.monotonic() >= deadline:
+            if sent_kill:
+                return  # unkillable leftovers (zombies): nothing more we can do
+            sig, sent_kill = signal.SIGKILL, True
+        else:
+            sig = signal.SIGTERM
+        for group in remaining:
+            try:
+                os.killpg(group, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.1)
+
+
+class LocalProvider(Provider):
+    name = "local"
+
+    def __init__(self, job: str, burst_home: Path, node_root: str = "burst"):
+        self.job = job
+        self.burst_home = Path(burst_home)
+        self.node_root = node_root
+        self.registry = SandboxRegistry(self.burst_home)
+
+    @property
+    def bucket_url(self) -> str:
+        return (self.burst_home / "buckets" / self.job).resolve().as_uri()
+
+    def node_options(self) -> dict:
+        return {"burst_home": str(self.burst_home.resolve())}
+
+    def node_python(self) -> str:
+        return sys.executable  # the sandbox runs the agent with the dispatcher's Python
+
+    def prepare(self) -> None:
+        (self.burst_home / "buckets" / self.job).mkdir(parents=True, exist_ok=True)
+
+    def cleanup(self) -> None:
+        """Drop the job's ended sandboxes and its bucket folder."""
+        with self.registry.locked() as registry:
+            for instance_id in [i for i, r in registry.items() if r["job"] == self.job and r["state"] != LIVE]:
+                shutil.rmtree(self.registry.home_of(instance_id), ignore_errors=True)
+                del registry[instance_id]
+        shutil.rmtree(self.burst_home / "buckets" / self.job, ignore_errors=True)
+
+    def launch(self, spec: LaunchSpec, tags: list[str]) -> list[str]:
+        ids = [f"i-local-{uuid.uuid4().hex[:12]}" for _ in tags]
+        with self.registry.locked() as registry:
+            for instance_id, tag in zip(ids, tags):
+                home = self.registry.home_of(instance_id)
+                home.mkdir(parents=True)
+                registry[instance_id] = {
+                    "job": spec.job,
+                    "tag": tag,
+                    "instance_type": spec.instance_type,
+                    "state": LIVE,
+                    "launched": utc_now(),
+                    "home": str(home),
+                }
+        return ids
+
+    def _info(self, instance_id: str, record: dict) -> InstanceInfo:
+        return InstanceInfo(
+            id=instance_id,
+            job=record["job"],
+            tag=record["tag"],
+            instance_type=record["instance_type"],
+            state=record["state"],
+            host="localhost",
+            details={"launch_time": record["launched"], "sandbox": record["home"]},
+        )
+
+    def wait_ready(self, ids: list[str]) -> list[InstanceInfo]:
+        with self.registry.locked() as registry:
+            return [self._info(i, registry[i]) for i in ids]
+
+    def list(self, tags: dict[str, str]) -> list[InstanceInfo]:
+        with self.registry.locked() as registry:
+            return [
+                self._info(instance_id, record)
+                for instance_id, record in sorted(registry.items())
+                if record["state"] == LIVE and all(record.get(k) == v for k, v in tags.items())
+            ]
+
+    def terminate(self, ids: list[str]) -> None:
+        with self.registry.locked() as registry:
+            for instance_id in ids:
+                if instance_id in registry:
+                    registry[instance_id]["state"] = TERMINATED
+                    registry[instance_id]["terminated"] = utc_now()
+        for instance_id in ids:
+            kill_sandbox_processes(instance_id)
+
+    def transport(self, instance: InstanceInfo) -> LocalTransport:
+        return LocalTransport(self.registry.home_of(instance.id), instance.id, where=f"tag {instance.tag} ({instance.id})")
+
+
+def terminate_self(config: NodeConfig) -> None:
+    """The agent ends its own sandbox (what TerminateInstances is on EC2)."""
+    LocalProvider(config.job, Path(config.provider_options["burst_home"])).terminate([config.instance_id])

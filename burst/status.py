@@ -1,0 +1,51 @@
+"""Status tables for people (rich) and JSON for programs."""
+
+from __future__ import annotations
+
+import json
+
+from rich.table import Table
+
+from burst.records import DONE, FAILED, INTERRUPTED, JobStatus
+
+STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow"}
+
+
+def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None]) -> Table:
+    table = Table(title=f"job {job}", title_justify="left")
+    for column in ("tag", "state", "exit", "seconds", "instance", "type", "note"):
+        table.add_column(column, overflow="fold")
+    for tag in tags:
+        status = statuses.get(tag)
+        if status is None:
+            table.add_row(tag, "-", "", "", "", "", "no status yet")
+            continue
+        note = status.note.splitlines()[0] if status.note else ""
+        if status.warnings:
+            note = "; ".join([note] + status.warnings if note else status.warnings)
+        table.add_row(
+            tag,
+            f"[{STATE_STYLE.get(status.state, 'cyan')}]{status.state}[/]",
+            "" if status.exit_code is None else str(status.exit_code),
+            "" if status.seconds is None else f"{status.seconds:.1f}",
+            status.instance_id,
+            status.instance_type,
+            note,
+        )
+    return table
+
+
+def status_json(tags: list[str], statuses: dict[str, JobStatus | None]) -> str:
+    return json.dumps([statuses[t].to_dict() for t in tags if statuses.get(t) is not None], indent=2, ensure_ascii=False)
+
+
+def campaign_succeeded(tags: list[str], statuses: dict[str, JobStatus | None]) -> bool:
+    return all((s := statuses.get(t)) is not None and s.state == DONE and s.exit_code == 0 for t in tags)
+
+
+def count_states(statuses: dict[str, JobStatus | None]) -> str:
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        state = status.state if status else "pending"
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))

@@ -1,0 +1,256 @@
+"""An S3 bucket (``s3://bucket[/prefix]``) through boto3's managed transfers.
+
+Runs on nodes as well as on the dispatcher, so it imports boto3 and the
+standard library only. Credentials come from the standard boto3 chain: the
+user's profile on the dispatcher, the instance profile on a node.
+
+Every upload is verified after the fact: ``HeadObject`` must report the local
+size and the ETag that S3 computes for what was sent — the MD5 of the file for
+a single ``PutObject``, or ``md5(md5(part1) + ... + md5(partN)) + "-N"`` for a
+multipart upload, with the part size s3transfer itself uses
+(``ChunksizeAdjuster``). Objects encrypted with SSE-KMS have ETags that are no
+MD5; for those only the size is compared (boto3 already sends a CRC32 checksum
+with every part, which S3 checks on arrival).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from s3transfer.utils import ChunksizeAdjuster
+
+from burst.storage.base import KeyNotFound, Storage, StoredObject, UploadNotVerified
+
+MiB = 1024 * 1024
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+_NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
+_MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+class BucketNotFound(KeyNotFound):
+    """The bucket itself does not exist (a KeyNotFound, so callers may treat both alike)."""
+
+
+class DeleteFailed(RuntimeError):
+    """DeleteObjects reported keys it could not delete."""
+
+
+def _md5_of_range(handle, length: int) -> bytes:
+    digest = hashlib.md5()
+    remaining = length
+    while remaining > 0:
+        block = handle.read(min(MiB, remaining))
+        if not block:
+            break
+        digest.update(block)
+        remaining -= len(block)
+    return digest.digest()
+
+
+def expected_etag(path: Path, multipart_threshold: int, multipart_chunksize: int) -> str:
+    """The ETag S3 gives ``path`` uploaded by s3transfer with these settings (no quotes)."""
+    size = Path(path).stat().st_size
+    with open(path, "rb") as handle:
+        if size < multipart_threshold:  # s3transfer: multipart when size >= threshold
+            return _md5_of_range(handle, size).hex()
+        part_size = ChunksizeAdjuster().adjust_chunksize(multipart_chunksize, size)
+        digests = []
+        for _ in range(max(1, -(-size // part_size))):
+            digests.append(_md5_of_range(handle, part_size))
+    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+
+
+class S3Storage(Storage):
+    """``s3://bucket[/prefix]``: keys are relative to the prefix."""
+
+    def __init__(
+        self,
+        url: str,
+        region: str | None = None,
+        profile: str | None = None,
+        *,
+        multipart_threshold: int = 64 * MiB,
+        multipart_chunksize: int = 16 * MiB,
+        max_concurrency: int = 8,
+    ):
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"not an S3 URL: {url!r} (use s3://bucket or s3://bucket/prefix)")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        if multipart_threshold < 1 or multipart_chunksize < 1:
+            raise ValueError("multipart_threshold and multipart_chunksize must be positive")
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        self.transfer_config = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            max_concurrency=max_concurrency,
+            # The classic transfer manager: its part sizes are the ones expected_etag predicts.
+            preferred_transfer_client="classic",
+        )
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        self.client = session.client(
+            "s3",
+            config=Config(
+                retries={"mode": "standard", "max_attempts": 10},
+                connect_timeout=20,
+                read_timeout=120,
+                max_pool_connections=max(10, max_concurrency + 2),
+            ),
+        )
+
+    # -- names ---------------------------------------------------------------
+
+    def _full_key(self, key: str) -> str:
+        key = key.lstrip("/")
+        if not key:
+            raise ValueError(f"empty key in {self.url}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _relative(self, full_key: str) -> str:
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    def object_url(self, key: str) -> str:
+        return f"{self.url}/{key.lstrip('/')}"
+
+    def _not_found(self, error: ClientError, key: str) -> KeyNotFound | None:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket":
+            return BucketNotFound(f"bucket s3://{self.bucket} does not exist (looking for {self.object_url(key)})")
+        if code in _MISSING_KEY_CODES:
+            return KeyNotFound(f"{self.object_url(key)} does not exist")
+        return None
+
+    # -- objects -------------------------------------------------------------
+
+    def head(self, key: str) -> StoredObject:
+        """Size and ETag of one object; ``KeyNotFound`` if it is not there."""
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=self._full_key(key))
+        except ClientError as error:
+            missing = self._not_found(error, key)
+            if missing:
+                raise missing from None
+            raise
+        return StoredObject(key=key.lstrip("/"), size=response["ContentLength"], etag=response["ETag"].strip('"'))
+
+    def etag_of(self, key: str) -> str:
+        return self.head(key).etag
+
+    def upload_file(self, local_path: Path, key: str) -> None:
+        local_path = Path(local_path)
+        self.client.upload_file(str(local_path), self.bucket, self._full_key(key), Config=self.transfer_config)
+        self.verify_upload(local_path, key)
+
+    def verify_upload(self, local_path: Path, key: str) -> None:
+        """Raise ``UploadNotVerified`` unless the object holds exactly ``local_path``."""
+        local_path = Path(local_path)
+        where = self.object_url(key)
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=self._full_key(key))
+        except ClientError as error:
+            if self._not_found(error, key):
+                raise UploadNotVerified(f"{where} is missing after uploading {local_path}") from None
+            raise
+        local_size = local_path.stat().st_size
+        if response["ContentLength"] != local_size:
+            raise UploadNotVerified(
+                f"{where} holds {response['ContentLength']} bytes after uploading {local_path} ({local_size} bytes)"
+            )
+        if response.get("ServerSideEncryption") in _NOT_MD5_ENCRYPTION:
+            return  # ETag is no MD5 under SSE-KMS: size (and boto3's CRC32 on upload) only
+        remote = response["ETag"].strip('"')
+        expected = expected_etag(local_path, self.multipart_threshold, self.multipart_chunksize)
+        if remote != expected:
+            raise UploadNotVerified(
+                f"{where} has ETag {remote} after uploading {local_path}, whose content gives {expected}: "
+                "the object is not what was sent"
+            )
+
+    def download_file(self, key: str, local_path: Path) -> None:
+        """Download (s3transfer writes a temporary file and renames it when complete)."""
+        local_path = Path(local_path)
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client.download_file(self.bucket, self._full_key(key), str(local_path), Config=self.transfer_config)
+        except ClientError as error:
+            missing = self._not_found(error, key)
+            if missing:
+                raise missing from None
+            raise
+
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        """Objects under ``prefix`` (relative to the URL's prefix), sorted by key."""
+        prefix = prefix.lstrip("/")
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        found = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                for item in page.get("Contents", []):
+                    found.append(
+                        StoredObject(
+                            key=self._relative(item["Key"]), size=item["Size"], etag=item.get("ETag", "").strip('"')
+                        )
+                    )
+        except ClientError as error:
+            missing = self._not_found(error, prefix or "")
+            if isinstance(missing, BucketNotFound):
+                raise missing from None
+            raise
+        return sorted(found, key=lambda obj: obj.key)
+
+    def read_text(self, key: str) -> str:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._full_key(key))
+        except ClientError as error:
+            missing = self._not_found(error, key)
+            if missing:
+                raise missing from None
+            raise
+        with response["Body"] as body:
+            return body.read().decode("utf-8")
+
+    def write_text(self, key: str, text: str) -> None:
+        data = text.encode("utf-8")
+        content_type = "application/json" if key.endswith(".json") else "text/plain; charset=utf-8"
+        response = self.client.put_object(
+            Bucket=self.bucket, Key=self._full_key(key), Body=data, ContentType=content_type
+        )
+        if response.get("ServerSideEncryption") in _NOT_MD5_ENCRYPTION:
+            return
+        remote = response.get("ETag", "").strip('"')
+        if remote != hashlib.md5(data).hexdigest():
+            raise UploadNotVerified(f"{self.object_url(key)} answered ETag {remote!r} for the text written")
+
+    def delete_keys(self, keys: list[str]) -> None:
+        """Delete in batches of 1000; keys already gone are fine."""
+        full_keys = list(dict.fromkeys(self._full_key(key) for key in keys))
+        failed = []
+        for start in range(0, len(full_keys), DELETE_BATCH):
+            batch = full_keys[start : start + DELETE_BATCH]
+            try:
+                response = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+                )
+            except ClientError as error:
+                missing = self._not_found(error, batch[0])
+                if isinstance(missing, BucketNotFound):
+                    raise missing from None
+                raise
+            failed.extend(response.get("Errors", []))
+        if failed:
+            listed = ", ".join(f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in failed[:5])
+            more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+            raise DeleteFailed(f"could not delete from {self.url}: {listed}{more}")
+
+    def close(self) -> None:
+        self.client.close()

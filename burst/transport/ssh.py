@@ -1,0 +1,465 @@
+"""SSH transport (paramiko): commands through ``bash -c``, files through SFTP.
+
+Only the dispatcher imports this module (the node agent never does), so
+paramiko stays out of the agent's imports.
+
+Host keys go to a per-campaign known_hosts file, never ``~/.ssh/known_hosts``:
+a host seen for the first time is trusted and recorded (trust on first use), a
+host whose key changed is refused. Several transports may connect in parallel
+threads (or processes) and share that file; it is read and appended under a
+thread lock plus an ``fcntl`` lock on a sidecar ``.lock`` file.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import fnmatch
+import logging
+import os
+import posixpath
+import shlex
+import socket
+import stat
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import paramiko
+
+from burst.errors import BurstError
+from burst.transport.base import SKIPPED_NAMES, Result, Transport
+
+log = logging.getLogger(__name__)
+# paramiko logs every refused banner read of a booting machine at ERROR level;
+# without a handler Python would print those to stderr. Applications that
+# configure logging still receive them through propagation.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+BACKOFF_START = 0.5
+BACKOFF_CAP = 10.0
+AUTH_GRACE = 60.0  # how long authentication failures are retried (cloud-init installing the key)
+CHUNK = 1 << 16
+
+
+class SSHError(BurstError):
+    """Connecting to a node failed (unreachable, authentication, host key)."""
+
+
+class SSHUnreachable(SSHError, TimeoutError):
+    """sshd did not answer within the connect timeout."""
+
+
+class SSHAuthenticationFailed(SSHError):
+    """The node refused the key files."""
+
+
+class SSHHostKeyChanged(SSHError):
+    """The node's host key differs from the one recorded in the campaign's known_hosts."""
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    hostname: str
+    port: int
+    user: str
+    key_files: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+
+def resolve_target(names: list[str], *, user: str, key_file: str | None, ssh_config: str | None) -> SSHTarget:
+    """Where and how to reach an instance known by ``names`` (public IP, DNS name, id).
+
+    Without ``ssh_config``: the first non-empty name, port 22, ``user`` and
+    ``key_file``. With an OpenSSH client config file, the first name that a
+    ``Host`` pattern other than a bare ``*`` matches is looked up (otherwise the
+    first name, so ``Host *`` still applies) and its ``HostName``, ``Port``,
+    ``User`` and ``IdentityFile`` win over those defaults.
+    """
+    candidates = [str(name) for name in names if name]
+    if not candidates:
+        raise SSHError("the instance has no public IP address or DNS name to connect to")
+    default_keys = [os.path.expanduser(key_file)] if key_file else []
+    if not ssh_config:
+        return SSHTarget(candidates[0], 22, user, default_keys)
+
+    config_path = os.path.expanduser(ssh_config)
+    try:
+        config = paramiko.SSHConfig.from_path(config_path)
+    except FileNotFoundError:
+        raise SSHError(f"the ssh config file {config_path} does not exist") from None
+    except Exception as exc:  # paramiko raises ConfigParseError and others
+        raise SSHError(f"cannot read the ssh config file {config_path}: {exc}") from exc
+
+    patterns = [pattern for pattern in config.get_hostnames() if pattern != "*"]
+    chosen = next((name for name in candidates if _matches_any(name, patterns)), candidates[0])
+    options = config.lookup(chosen)
+    hostname = options.get("hostname") or chosen
+    port = options.get("port")
+    try:
+        port = int(port) if port else 22
+    except ValueError:
+        raise SSHError(f"{config_path}: Port {port!r} for {chosen} is not a number") from None
+    identity = [os.path.expanduser(path) for path in options.get("identityfile", [])]
+    return SSHTarget(hostname, port, options.get("user") or user, identity or default_keys)
+
+
+def _matches_any(name: str, patterns: list[str]) -> bool:
+    """OpenSSH's Host matching: any positive pattern matches and no negated one does."""
+    positive = [p for p in patterns if not p.startswith("!")]
+    negated = [p[1:] for p in patterns if p.startswith("!")]
+    return any(fnmatch.fnmatchcase(name, p) for p in positive) and not any(
+        fnmatch.fnmatchcase(name, p) for p in negated
+    )
+
+
+# ---------------------------------------------------------------- known_hosts
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _known_hosts_lock(path: Path) -> Iterator[None]:
+    key = str(path.resolve())
+    with _THREAD_LOCKS_GUARD:
+        lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        fd = os.open(f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def _ensure_known_hosts(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.close(fd)
+
+
+def _read_known_hosts(path: Path) -> paramiko.HostKeys:
+    keys = paramiko.HostKeys()
+    if path.exists():
+        keys.load(str(path))
+    return keys
+
+
+class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
+    """Record an unknown host's key in the campaign's known_hosts (appending, locked)."""
+
+    def __init__(self, known_hosts: Path):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        with _known_hosts_lock(self.known_hosts):
+            # another connection may have recorded this host since we read the file
+            recorded = _read_known_hosts(self.known_hosts).lookup(hostname)
+            if recorded is not None:
+                ours = recorded.get(key.get_name())
+                if ours is None or ours != key:
+                    raise paramiko.BadHostKeyException(hostname, key, ours or list(recorded.values())[0])
+            else:
+                with open(self.known_hosts, "a") as handle:
+                    handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        log.info("recorded the host key of %s (%s) in %s", hostname, key.get_name(), self.known_hosts)
+
+
+# ---------------------------------------------------------------- transport
+
+
+class SSHTransport(Transport):
+    """A node reached over SSH; connects (with retries) when constructed."""
+
+    def __init__(
+        self,
+        target: SSHTarget,
+        *,
+        known_hosts: Path,
+        where: str,
+        connect_timeout: float = 600.0,
+        auth_grace: float = AUTH_GRACE,
+    ):
+        self.target = target
+        self.known_hosts = Path(known_hosts).expanduser()
+        self.where = where
+        self.connect_timeout = connect_timeout
+        self.auth_grace = auth_grace
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._lock = threading.RLock()
+        self._check_key_files()
+        _ensure_known_hosts(self.known_hosts)
+        self._connect(connect_timeout)
+
+    # -- connection
+
+    def _check_key_files(self) -> None:
+        if not self.target.key_files:
+            raise SSHError(
+                f"no SSH key file to log in to {self.where} as {self.target.user}: "
+                "give the key pair's private key file (or an IdentityFile in the ssh config)"
+            )
+        for path in self.target.key_files:
+            try:
+                paramiko.PKey.from_path(path)
+            except FileNotFoundError:
+                raise SSHError(f"the SSH key file {path} does not exist") from None
+            except paramiko.PasswordRequiredException:
+                raise SSHError(f"the SSH key file {path} is protected by a passphrase; burst needs a key without one") from None
+            except (paramiko.SSHException, OSError, ValueError) as exc:
+                raise SSHError(f"cannot read the SSH key file {path}: {exc}") from None
+
+    def _new_client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        with _known_hosts_lock(self.known_hosts):
+            client.get_host_keys().load(str(self.known_hosts))
+        client.set_missing_host_key_policy(_TrustOnFirstUse(self.known_hosts))
+        return client
+
+    def _connect(self, timeout: float) -> None:
+        target = self.target
+        start = time.monotonic()
+        deadline = start + timeout
+        delay = BACKOFF_START
+        first_auth_failure: float | None = None
+        attempts = 0
+        last_error: BaseException | None = None
+        while True:
+            attempts += 1
+            remaining = max(deadline - time.monotonic(), 0.1)
+            client = self._new_client()
+            try:
+                client.connect(
+                    target.hostname,
+                    port=target.port,
+                    username=target.user,
+                    key_filename=list(target.key_files),
+                    timeout=min(remaining, 15.0),
+                    banner_timeout=min(remaining, 30.0),
+                    auth_timeout=min(remaining, 30.0),
+                    allow_agent=False,
+                    look_for_keys=False,
+                )
+            except paramiko.BadHostKeyException as exc:
+                client.close()
+                raise SSHHostKeyChanged(
+                    f"the host key of {self.where} ({target.hostname} port {target.port}) is not the one recorded "
+                    f"in {self.known_hosts}: recorded {exc.expected_key.get_name()} "
+                    f"{exc.expected_key.fingerprint}, offered {exc.key.get_name()} {exc.key.fingerprint}. "
+                    "Another machine may now answer at this address. If you know why the key changed, "
+                    f"delete the line for this host from {self.known_hosts} and retry."
+                ) from None
+            except paramiko.AuthenticationException as exc:
+                client.close()
+                last_error = exc
+                now = time.monotonic()
+                if first_auth_failure is None:
+                    first_auth_failure = now
+                if now - first_auth_failure >= self.auth_grace or now >= deadline:
+                    raise SSHAuthenticationFailed(
+                        f"{self.where} refused the SSH login as {target.user} at {target.hostname} port "
+                        f"{target.port} with key file(s) {', '.join(target.key_files)}: {exc}. "
+                        "Check that the key pair is the one the instance was launched with and the user "
+                        "is right for the AMI (ubuntu for Ubuntu, ec2-user for Amazon Linux)."
+                    ) from None
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                # refused / timed out / reset while booting, no banner yet, DNS not there yet
+                client.close()
+                last_error = exc
+            else:
+                transport = client.get_transport()
+                if transport is not None:
+                    transport.set_keepalive(30)
+                self._client = client
+                log.debug("connected to %s (%s) after %d attempt(s)", self.where, target, attempts)
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                raise SSHUnreachable(
+                    f"could not connect to {self.where} by SSH ({target.user}@{target.hostname} port {target.port}) "
+                    f"within {timeout:g} s ({attempts} attempts); last error: {_describe(last_error)}"
+                )
+            log.debug("SSH to %s not ready (%s); retrying in %.1f s", self.where, _describe(last_error), delay)
+            time.sleep(min(delay, deadline - now))
+            delay = min(delay * 2, BACKOFF_CAP)
+
+    def _active_client(self) -> paramiko.SSHClient:
+        with self._lock:
+            client = self._client
+            transport = client.get_transport() if client is not None else None
+            if transport is None or not transport.is_active():
+                # the connection dropped (network blip, sshd restarted): reconnect once
+                self._drop_connection()
+                self._connect(min(self.connect_timeout, 120.0))
+                client = self._client
+            assert client is not None
+            return client
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        with self._lock:
+            client = self._active_client()
+            if self._sftp is None or self._sftp.get_channel() is None or self._sftp.get_channel().closed:
+                self._sftp = client.open_sftp()
+            return self._sftp
+
+    def _drop_connection(self) -> None:
+        sftp, client = self._sftp, self._client
+        self._sftp = self._client = None
+        for closable in (sftp, client):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # closing a dead connection may fail; nothing to release then
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+    # -- commands
+
+    def _execute(self, cmd: str, timeout: float | None) -> Result:
+        client = self._active_client()
+        transport = client.get_transport()
+        assert transport is not None
+        channel = transport.open_session(timeout=30)
+        try:
+            channel.exec_command(f"exec bash -c {shlex.quote(cmd)}")
+            channel.shutdown_write()  # no stdin: commands reading it see end of file
+            return self._collect(channel, cmd, timeout)
+        finally:
+            channel.close()
+
+    def _collect(self, channel: paramiko.Channel, cmd: str, timeout: float | None) -> Result:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out: list[bytes] = []
+        err: list[bytes] = []
+        done = threading.Event()
+        channel.settimeout(0.2)
+
+        def read_stderr() -> None:  # stdout and stderr drain in parallel: no window fills up
+            while not done.is_set():
+                try:
+                    data = channel.recv_stderr(CHUNK)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return
+                err.append(data)
+
+        reader = threading.Thread(target=read_stderr, name=f"ssh-stderr {self.where}", daemon=True)
+        reader.start()
+        try:
+            while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"on {self.where}: `{cmd}` did not finish within {timeout:g} s")
+                try:
+                    data = channel.recv(CHUNK)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                out.append(data)
+            while reader.is_alive():
+                reader.join(0.2)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"on {self.where}: `{cmd}` did not finish within {timeout:g} s")
+            while not channel.exit_status_ready():
+                if not channel.status_event.wait(0.2) and deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"on {self.where}: `{cmd}` did not finish within {timeout:g} s")
+            status = channel.recv_exit_status()  # -1 when killed by a signal
+        finally:
+            done.set()
+        return Result(status, b"".join(out).decode("utf-8", "replace"), b"".join(err).decode("utf-8", "replace"))
+
+    # -- files
+
+    @staticmethod
+    def _remote(path: str) -> str:
+        """Remote paths that are not absolute are relative to the home folder (SFTP's start)."""
+        path = str(path)
+        if path == "~":
+            return "."
+        if path.startswith("~/"):
+            return path[2:] or "."
+        return path
+
+    def _makedirs(self, sftp: paramiko.SFTPClient, folder: str) -> None:
+        folder = posixpath.normpath(folder)
+        if folder in ("", ".", "/"):
+            return
+        try:
+            if stat.S_ISDIR(sftp.stat(folder).st_mode):
+                return
+            raise OSError(errno.ENOTDIR, f"on {self.where}: {folder} exists and is not a folder")
+        except FileNotFoundError:
+            pass
+        self._makedirs(sftp, posixpath.dirname(folder))
+        try:
+            sftp.mkdir(folder)
+        except OSError:
+            # created meanwhile by someone else is fine; anything else is not
+            if not stat.S_ISDIR(sftp.stat(folder).st_mode):
+                raise
+
+    def _put_file(self, sftp: paramiko.SFTPClient, local_path: Path, remote: str) -> None:
+        sftp.put(str(local_path), remote)
+        sftp.chmod(remote, stat.S_IMODE(os.stat(local_path).st_mode))
+
+    def put(self, local_path: Path, remote_path: str) -> None:
+        remote = self._remote(remote_path)
+        with self._lock:
+            sftp = self._sftp_client()
+            try:
+                self._makedirs(sftp, posixpath.dirname(remote))
+                self._put_file(sftp, Path(local_path), remote)
+            except OSError as exc:
+                raise OSError(exc.errno, f"on {self.where}: cannot copy {local_path} to {remote_path}: {exc}") from exc
+
+    def get(self, remote_path: str, local_path: Path) -> None:
+        remote = self._remote(remote_path)
+        local_path = Path(local_path)
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            sftp = self._sftp_client()
+            try:
+                mode = stat.S_IMODE(sftp.stat(remote).st_mode or 0o644)
+                sftp.get(remote, str(local_path))
+            except OSError as exc:
+                raise OSError(exc.errno, f"on {self.where}: cannot copy {remote_path} to {local_path}: {exc}") from exc
+        os.chmod(local_path, mode)
+
+    def put_dir(self, local_dir: Path, remote_dir: str) -> None:
+        """Copy a folder tree over SFTP (files and empty folders), skipping caches and VCS data."""
+        local_dir = Path(local_dir)
+        remote_root = self._remote(remote_dir).rstrip("/") or "/"
+        with self._lock:
+            sftp = self._sftp_client()
+            try:
+                self._makedirs(sftp, remote_root)
+                for path in sorted(local_dir.rglob("*")):
+                    relative = path.relative_to(local_dir)
+                    if any(part in SKIPPED_NAMES for part in relative.parts):
+                        continue
+                    target = posixpath.join(remote_root, relative.as_posix())
+                    if path.is_dir():
+                        self._makedirs(sftp, target)
+                    elif path.is_file():
+                        self._put_file(sftp, path, target)
+            except OSError as exc:
+                raise OSError(exc.errno, f"on {self.where}: cannot copy {local_dir} to {remote_dir}: {exc}") from exc
+
+
+def _describe(error: BaseException | None) -> str:
+    if error is None:
+        return "none"
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}" if type(error).__name__ not in text else text

@@ -1,0 +1,117 @@
+"""moto in server mode, reached over real HTTP through the standard ``AWS_ENDPOINT_URL``.
+
+One ``ThreadedMotoServer`` per test process on a free 127.0.0.1 port (the OS
+picks it: port 0); every test gets fresh AWS state (``POST /moto-api/reset``)
+and an environment that can only reach that server: fake credentials, a fixed
+region, the instance metadata service disabled, no profile or config file of
+the user's.
+
+Use in a test module::
+
+    from tests.motoserver import moto_server, moto_ami  # noqa: F401  (fixtures)
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REGION = "us-east-1"
+
+
+_server_url: str | None = None
+
+
+def _shared_server_url() -> str:
+    """Start one ThreadedMotoServer for the whole test process, on first use.
+
+    Module-level rather than a session fixture so that test modules need to
+    import ``moto_server`` only; it is stopped when the interpreter exits.
+    """
+    global _server_url
+    if _server_url is None:
+        import atexit
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        atexit.register(server.stop)
+        _server_url = f"http://{host}:{port}"
+    return _server_url
+
+
+def aws_test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, endpoint: str) -> None:
+    """Point every boto3 client at ``endpoint`` with fake credentials, nothing of the user's."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_REGION",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CA_BUNDLE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "aws-empty-config"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    # Never ask 169.254.169.254 for anything, even when credentials are missing.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # moto checks instance types in RunInstances only when asked (read at call time).
+    import moto.settings
+
+    monkeypatch.setattr(moto.settings, "EC2_ENABLE_INSTANCE_TYPE_VALIDATION", True)
+
+
+def reset_moto(url: str) -> None:
+    request = urllib.request.Request(f"{url}/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """URL of a moto server with empty state; the environment points boto3 at it."""
+    url = _shared_server_url()
+    reset_moto(url)
+    aws_test_environment(monkeypatch, tmp_path, url)
+    yield url
+    reset_moto(url)
+
+
+def find_ami(architecture: str = "x86_64") -> str:
+    """An available Linux AMI of moto's built-in set (Ubuntu first), by DescribeImages."""
+    import boto3
+
+    ec2 = boto3.client("ec2")
+    images = ec2.describe_images(
+        Filters=[
+            {"Name": "architecture", "Values": [architecture]},
+            {"Name": "state", "Values": ["available"]},
+        ]
+    )["Images"]
+    linux = [image for image in images if image.get("Platform") != "windows" and not image.get("ProductCodes")]
+    linux.sort(key=lambda image: (not image.get("Name", "").startswith("ubuntu/"), image["ImageId"]))
+    assert linux, f"moto offers no {architecture} Linux AMI"
+    return linux[0]["ImageId"]
+
+
+@pytest.fixture
+def moto_ami(moto_server: str) -> str:
+    """An x86_64 Linux AMI id that moto's EC2 knows."""
+    return find_ami("x86_64")
