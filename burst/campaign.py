@@ -32,12 +32,13 @@ from burst import node_scripts
 PACKAGE_DIR = Path(burst.__file__).resolve().parent
 AGENT_ENTRY = PACKAGE_DIR.parent / "save_results.py"
 MAX_PARALLEL = 32
+STARTED = "STARTED"
 
 
 @dataclass
 class NodeOutcome:
     tag: str
-    state: str  # READY, FAILED, DISPATCHED
+    state: str  # a probe word (NEW, INSTALLING, READY, DISPATCHED), FAILED, or STARTED by this run
     note: str = ""
 
 
@@ -214,16 +215,17 @@ class Campaign:
                 return NodeOutcome(instance.tag, state)
             transport.run(f"touch {node_dir}/run.started")
             transport.start_detached("run.sh", node_dir, "logs/runner.log")
-            return NodeOutcome(instance.tag, "DISPATCHED")
+            return NodeOutcome(instance.tag, STARTED)
         finally:
             transport.close()
 
     def dispatch(self) -> list[NodeOutcome]:
         live = self.provider.list({"job": self.record.job})
         outcomes = parallel(self.dispatch_node, live)
-        started = [o for o in outcomes if o.state == "DISPATCHED"]
-        self.report(f"started {len(started)} command(s)")
-        waiting = [o.tag for o in outcomes if o.state not in ("DISPATCHED", "READY")]
+        started = [o for o in outcomes if o.state == STARTED]
+        already = [o for o in outcomes if o.state == "DISPATCHED"]
+        self.report(f"started {len(started)} command(s)" + (f"; {len(already)} already started before" if already else ""))
+        waiting = [o.tag for o in outcomes if o.state not in (STARTED, "DISPATCHED")]
         if waiting:
             self.report(f"not started (not ready): {', '.join(sorted(waiting))}; run with -c to set them up")
         return outcomes

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from burst.campaign import Campaign, backoff_delays
+from burst.campaign import STARTED, Campaign, backoff_delays
 from burst.campaign_record import CampaignRecord, load_record, record_path
 from burst.console import console, report
 from burst.errors import UserError
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 report(f"follow with: python -m burst status {record.job}")
             return 0
         statuses = campaign.poll()
-        running = {o.tag for o in outcomes if o.state == "DISPATCHED"}
+        running = {o.tag for o in outcomes if o.state in (STARTED, "DISPATCHED")}
         running |= {t for t, s in statuses.items() if s is not None and s.state in (RUNNING, SAVING)}
         waited = [t for t in record.tags if t in running or (statuses[t] is not None and statuses[t].terminal)]
         statuses = wait_for(campaign, waited)

@@ -84,8 +84,10 @@ class Transport(ABC):
         Output goes to ``log`` (in ``folder``); the process gets a session of its
         own, so closing the connection or the dispatcher exiting does not stop it.
         """
+        # Not `cd X && cmd &`: that backgrounds a subshell which keeps this
+        # session's output open until the script ends.
         self.run(
-            f"cd {shlex.quote(folder)} && "
+            f"cd {shlex.quote(folder)} || exit 1; "
             f"nohup setsid bash {shlex.quote(script)} > {shlex.quote(log)} 2>&1 < /dev/null &",
             timeout=30,
         )

@@ -1,0 +1,80 @@
+"""Shared fixtures: every test gets its own BURST_HOME and HOME, and runs the real scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Campaign records, sandboxes, buckets and ~/.ssh of a test stay in its tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("BURST_HOME", str(tmp_path / "burst-home"))
+    monkeypatch.setenv("COLUMNS", "200")  # wide tables: assertions read whole cells
+    return home
+
+
+@pytest.fixture
+def burst_home(tmp_path) -> Path:
+    return tmp_path / "burst-home"
+
+
+def run_script(*args: str, timeout: float = 240, cwd: Path = REPO, input: str | None = None) -> subprocess.CompletedProcess:
+    """Run one of the entry scripts (or ``-m burst``) as a user would, in a new process."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, input=input,
+        env=dict(os.environ),
+    )
+
+
+def wait_until(predicate, timeout: float = 60, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value (returned) or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+
+
+def statuses(job: str) -> dict[str, dict]:
+    """``python -m burst status JOB --json``, keyed by tag."""
+    result = run_script("-m", "burst", "status", job, "--json")
+    assert result.returncode == 0, result.stderr
+    return {record["tag"]: record for record in json.loads(result.stdout)}
+
+
+def write_campaign(folder: Path, rows: list[tuple[str, str]], install: str = "#!/bin/bash\necho installed\n",
+                   code_files: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """A job CSV, its code folder (named like the CSV) and an INSTALL.sh; returns (csv, install)."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    jobfile = folder / "jobs.csv"
+    with open(jobfile, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["instance_type", "command"])
+        writer.writerows(rows)
+    code = folder / "jobs"
+    code.mkdir(exist_ok=True)
+    for name, text in (code_files or {}).items():
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_text(text, encoding="utf-8")
+    install_file = folder / "INSTALL.sh"
+    install_file.write_text(install, encoding="utf-8")
+    return jobfile, install_file

@@ -1,0 +1,229 @@
+"""A whole campaign on this machine (AMI=local), through the same seams EC2 uses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from burst.providers.local import SandboxRegistry
+from tests.conftest import REPO, run_script, statuses, wait_until, write_campaign
+
+DISPATCHER = str(REPO / "dispatcher.py")
+GET_FILES = str(REPO / "get_s3_files.py")
+
+
+def registry(burst_home) -> dict:
+    path = SandboxRegistry(burst_home).path
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def live_instances(burst_home, job: str) -> list[str]:
+    return [i for i, r in registry(burst_home).items() if r["job"] == job and r["state"] == "running"]
+
+
+def test_demo_campaign_end_to_end(tmp_path, burst_home):
+    """The README's commands: dispatch and wait, status, download and merge."""
+    result = run_script(DISPATCHER, "local", "demo", "awsjobs/demo.csv", "-c", "-d", "--wait")
+    assert result.returncode == 1, result.stderr  # the demo's last row fails on purpose
+    assert "5 / 5 ready" in result.stdout
+    states = statuses("demo")
+    assert {t: (s["state"], s["exit_code"]) for t, s in states.items()} == {
+        "demo0": ("done", 0), "demo1": ("done", 0), "demo2": ("done", 0), "demo3": ("done", 0), "demo4": ("failed", 2),
+    }
+    assert "--size must be positive" in states["demo4"]["note"]
+    assert live_instances(burst_home, "demo") == [], "every machine ends itself"
+
+    table = run_script("-m", "burst", "status", "demo")
+    assert table.returncode == 0 and "demo4" in table.stdout and "failed" in table.stdout
+
+    out = tmp_path / "out"
+    fetched = run_script(GET_FILES, "demo", str(out), "--merge")
+    assert fetched.returncode == 0, fetched.stderr
+    assert (out / "demo4" / "logs" / "stderr.log").read_text().startswith("bench.py: --size must be positive")
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    header = list(rows[0])
+    assert header[:4] == ["job", "tag", "instance_type", "exit_code"]
+    assert {"started", "ended", "seconds", "host", "cpu_model", "kernel", "seconds_min"} <= set(header)
+    assert header.index("kernel") < header.index("seconds_min"), "provenance comes before the results"
+    by_tag = {row["tag"]: row for row in rows}
+    assert by_tag["demo3"]["label"] == "sorted, large" and by_tag["demo3"]["size"] == "200000"
+    assert by_tag["demo4"]["exit_code"] == "2" and by_tag["demo4"]["seconds_min"] == ""
+
+    again = run_script(GET_FILES, "demo", str(out))
+    assert "0 file(s)" in again.stdout and "already complete" in again.stdout
+
+
+def test_all_passing_campaign_exits_0_and_keeps_logs(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo out-$TAG; echo err-$TAG >&2; mkdir -p results; echo x,1 > results/r.csv")] * 2)
+    result = run_script(DISPATCHER, "local", "okay", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+    assert result.returncode == 0, result.stdout + result.stderr
+    logs = run_script("-m", "burst", "logs", "okay", "okay1")
+    assert "out-okay1" in logs.stdout and "err-okay1" in logs.stdout and "installed" in logs.stdout
+    assert (burst_home / "buckets" / "okay" / "okay0" / "results" / "r.csv").read_text() == "x,1\n"
+
+
+def test_failing_command_saves_logs_and_outputs(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "mkdir -p results; echo partial > results/p.txt; echo boom >&2; exit 7")])
+    result = run_script(DISPATCHER, "local", "fails", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+    assert result.returncode == 1
+    status = statuses("fails")["fails0"]
+    assert (status["state"], status["exit_code"]) == ("failed", 7)
+    assert "boom" in status["note"]
+    bucket = burst_home / "buckets" / "fails" / "fails0"
+    assert (bucket / "logs" / "stderr.log").read_text() == "boom\n"
+    assert (bucket / "results" / "p.txt").read_text() == "partial\n"
+    assert live_instances(burst_home, "fails") == []
+
+
+def test_failing_install_among_passing_fails_only_that_tag_fast(tmp_path, burst_home):
+    install = '#!/bin/bash\necho "checking $TAG"\nif [ "$TAG" = mix1 ]; then echo "libfoo not found" >&2; exit 3; fi\n'
+    jobfile, install_file = write_campaign(tmp_path, [("t3.micro", "echo ran")] * 3, install=install)
+    result = run_script(DISPATCHER, "local", "mix", str(jobfile), "-c", "-d", "--wait", "--install", str(install_file))
+    assert result.returncode == 1
+    assert "2 / 3 ready, 1 failed" in result.stdout
+    states = statuses("mix")
+    assert [states[t]["state"] for t in ("mix0", "mix1", "mix2")] == ["done", "failed", "done"]
+    assert "INSTALL.sh exited with status 3" in states["mix1"]["note"]
+    assert "libfoo not found" in states["mix1"]["note"]
+    assert "libfoo not found" in (burst_home / "buckets" / "mix" / "mix1" / "logs" / "install.log").read_text()
+    assert live_instances(burst_home, "mix") == [], "a machine whose install failed is ended"
+
+
+def test_missing_outputs_are_a_warning_not_a_failure(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo no results written")])
+    result = run_script(DISPATCHER, "local", "noout", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                        "--results", "results/**", "--results", "*.dat")
+    assert result.returncode == 0
+    status = statuses("noout")["noout0"]
+    assert status["state"] == "done"
+    assert status["warnings"] == ["no output matches 'results/**' in the code folder",
+                                  "no output matches '*.dat' in the code folder"]
+
+
+def test_command_with_quotes_commas_vars_and_non_ascii_runs_verbatim(tmp_path, burst_home):
+    command = """mkdir -p results; printf '%s|%s|%s\\n' "it's, quoted" "$TAG $JOB $INSTANCE_TYPE" 'naïve — 日本 $NOT_EXPANDED' > results/out.txt"""
+    jobfile, install = write_campaign(tmp_path, [("c5.large", command)])
+    result = run_script(DISPATCHER, "local", "quoting", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+    assert result.returncode == 0, result.stderr
+    saved = (burst_home / "buckets" / "quoting" / "quoting0" / "results" / "out.txt").read_text(encoding="utf-8")
+    assert saved == "it's, quoted|quoting0 quoting c5.large|naïve — 日本 $NOT_EXPANDED\n"
+    assert statuses("quoting")["quoting0"]["command"] == command
+
+
+def test_code_folder_is_copied_and_commands_run_in_it(tmp_path, burst_home):
+    jobfile, install = write_campaign(
+        tmp_path, [("t3.micro", "python3 tool.py")],
+        code_files={"tool.py": "import os\nos.makedirs('results', exist_ok=True)\nopen('results/cwd.txt', 'w').write(os.path.basename(os.getcwd()))\n"},
+    )
+    assert run_script(DISPATCHER, "local", "code", str(jobfile), "-c", "-d", "--wait", "--install", str(install)).returncode == 0
+    assert (burst_home / "buckets" / "code" / "code0" / "results" / "cwd.txt").read_text() == "code"
+
+
+def test_status_and_terminate_from_another_process_while_the_campaign_runs(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo $$ > $HOME/pid; sleep 300")] * 2)
+    dispatcher = subprocess.Popen(
+        [sys.executable, DISPATCHER, "local", "long", str(jobfile), "-c", "-d", "--wait", "--install", str(install)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_until(lambda: len(statuses_or_empty("long")) == 2 and all(s["state"] == "running" for s in statuses_or_empty("long").values()),
+                   what="both commands running")
+        homes = [SandboxRegistry(burst_home).home_of(i) for i in live_instances(burst_home, "long")]
+        pids = [int(wait_until(lambda h=h: (h / "pid").exists() and (h / "pid").read_text().strip(), what="pid file")) for h in homes]
+
+        terminated = run_script("-m", "burst", "terminate", "long")
+        assert terminated.returncode == 0 and "terminated 2 machine(s)" in terminated.stdout
+        out, err = dispatcher.communicate(timeout=60)
+    finally:
+        if dispatcher.poll() is None:
+            dispatcher.kill()
+    assert dispatcher.returncode == 1, out + err
+    assert {s["state"] for s in statuses("long").values()} == {"interrupted"}
+    assert live_instances(burst_home, "long") == []
+    for pid in pids:
+        wait_until(lambda pid=pid: not process_alive(pid), timeout=10, what=f"command {pid} killed")
+
+
+def statuses_or_empty(job: str) -> dict:
+    try:
+        return statuses(job)
+    except AssertionError:  # the campaign record is not written yet
+        return {}
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+    return state != "Z"
+
+
+def test_rerunning_create_and_dispatch_launches_and_starts_nothing_twice(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo started >> $HOME/starts; sleep 300")] * 2 + [("c5.large", "echo quick")])
+    args = [DISPATCHER, "local", "again", str(jobfile), "-c", "-d", "--install", str(install)]
+    try:
+        first = run_script(*args)
+        assert first.returncode == 0, first.stderr
+        wait_until(lambda: statuses("again")["again2"]["state"] == "done", what="the quick job")
+        before = live_instances(burst_home, "again")
+        assert len(before) == 2
+
+        second = run_script(*args)
+        assert second.returncode == 0, second.stderr
+        assert "3 tag(s) already have a live machine or are done: none launched for them" in second.stdout
+        assert "started 0 command(s)" in second.stdout
+        assert live_instances(burst_home, "again") == before
+        assert len(registry(burst_home)) == 3
+        homes = [SandboxRegistry(burst_home).home_of(i) for i in before]
+        assert [(h / "starts").read_text() for h in homes] == ["started\n", "started\n"]
+    finally:
+        run_script("-m", "burst", "terminate", "again")
+
+
+def test_failed_upload_leaves_the_machine_running_and_says_why(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "mkdir -p results; echo 1 > results/a.txt")])
+    # the tag's results/ in the bucket is a file: every upload below it fails
+    blocked = burst_home / "buckets" / "keep" / "keep0" / "results"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    try:
+        result = run_script(DISPATCHER, "local", "keep", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+        assert result.returncode == 1
+        status = statuses("keep")["keep0"]
+        assert status["state"] == "failed"
+        assert "upload failed" in status["note"] and "keep0/results/a.txt" in status["note"]
+        assert len(live_instances(burst_home, "keep")) == 1, "outputs stay on the machine that still has them"
+    finally:
+        run_script("-m", "burst", "terminate", "keep")
+
+
+def test_cleanup_asks_refuses_while_machines_live_and_deletes_with_yes(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "sleep 300")])
+    assert run_script(DISPATCHER, "local", "tidy", str(jobfile), "-c", "-d", "--install", str(install)).returncode == 0
+    refused = run_script("-m", "burst", "cleanup", "tidy", "--yes")
+    assert refused.returncode == 2 and "still has 1 live machine" in refused.stderr
+    assert run_script("-m", "burst", "terminate", "tidy").returncode == 0
+    unconfirmed = run_script("-m", "burst", "cleanup", "tidy")
+    assert unconfirmed.returncode == 2 and "confirm with --yes" in unconfirmed.stderr
+    assert (burst_home / "buckets" / "tidy").exists()
+    done = run_script("-m", "burst", "cleanup", "tidy", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert not (burst_home / "buckets" / "tidy").exists()
+    gone = run_script("-m", "burst", "status", "tidy")
+    assert gone.returncode == 2 and "no campaign named 'tidy'" in gone.stderr
+
+
+def test_unknown_job_or_tag_is_a_clear_error(tmp_path):
+    result = run_script("-m", "burst", "status", "nosuchjob")
+    assert result.returncode == 2 and "no campaign named 'nosuchjob'" in result.stderr and "Traceback" not in result.stderr
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "true")])
+    assert run_script(DISPATCHER, "local", "known", str(jobfile), "-c", "-d", "--wait", "--install", str(install)).returncode == 0
+    logs = run_script("-m", "burst", "logs", "known", "known7")
+    assert logs.returncode == 2 and "has no tag 'known7'" in logs.stderr and "known0" in logs.stderr
