@@ -42,8 +42,9 @@ mkdir -p logs
 touch install.started
 ( {bootstrap_step}cd code && bash ../INSTALL.sh ) > logs/install.log 2>&1 < /dev/null
 code=$?
-echo "$code" > install.exit
+# READY before install.exit: a probe between the two must not see a finished, non-ready install
 [ "$code" -eq 0 ] && touch READY
+echo "$code" > install.exit
 exit "$code"
 """
 

@@ -13,8 +13,9 @@ STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow"}
 
 def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None]) -> Table:
     table = Table(title=f"job {job}", title_justify="left")
-    for column in ("tag", "state", "exit", "seconds", "instance", "type", "note"):
-        table.add_column(column, overflow="fold")
+    for column in ("tag", "state", "exit", "seconds", "instance", "type"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("note", overflow="fold", ratio=1)
     for tag in tags:
         status = statuses.get(tag)
         if status is None:
