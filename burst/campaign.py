@@ -79,13 +79,23 @@ class Campaign:
             if job.tag in live or (status is not None and status.state == DONE):
                 continue
             wanted[job.instance_type].append(job)
-        launched_ids = []
-        for instance_type, jobs in wanted.items():
-            for job in jobs:
-                save_status(self.storage, self._new_status(job, LAUNCHING))
-            ids = self.provider.launch(LaunchSpec(self.record.job, instance_type, self.record.image), [j.tag for j in jobs])
-            launched_ids.extend(ids)
-            self.report(f"launched {len(ids)} × {instance_type}")
+        launched_ids: list[str] = []
+        try:
+            for instance_type, jobs in wanted.items():
+                for job in jobs:
+                    save_status(self.storage, self._new_status(job, LAUNCHING))
+                ids = self.provider.launch(LaunchSpec(self.record.job, instance_type, self.record.image), [j.tag for j in jobs])
+                launched_ids.extend(ids)
+                self.report(f"launched {len(ids)} × {instance_type}")
+        except Exception:
+            # a quota or capacity error part way: end what this run launched, pay for nothing idle
+            self.provider.terminate(launched_ids)
+            for jobs in wanted.values():
+                for job in jobs:
+                    status = self._new_status(job, INTERRUPTED)
+                    status.note = "launch failed; nothing this run launched is left running"
+                    save_status(self.storage, status)
+            raise
         skipped = len(self.record.jobs) - sum(len(j) for j in wanted.values())
         if skipped:
             self.report(f"{skipped} tag(s) already have a live machine or are done: none launched for them")
