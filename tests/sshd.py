@@ -27,6 +27,7 @@ ssh_keypair, sshd_factory  # noqa: F401``.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -77,7 +78,7 @@ def generate_key(path: Path, kind: str = "ed25519", comment: str = "burst-test")
         stale.unlink(missing_ok=True)
     args = [ssh_keygen_path(), "-q", "-t", kind, "-N", "", "-C", comment, "-f", str(path)]
     if kind == "rsa":
-        args[3:3] = ["-b", "2048"]
+        args[4:4] = ["-b", "2048"]
     subprocess.run(args, check=True, capture_output=True)
     path.chmod(0o600)
     return path
@@ -144,6 +145,7 @@ class SSHServer:
         self.host = "127.0.0.1"
         self.env = dict(env or {})
         self.user = _current_user()
+        self.home = Path(pwd.getpwnam(self.user).pw_dir)  # the login home (not $HOME, which tests may change)
         self.sshd = sshd_path()
         self.host_key_path = generate_key(self.folder / f"ssh_host_{host_key_type}_key", host_key_type, "burst-test-host")
         self.authorized_keys_path = self.folder / "authorized_keys"
@@ -246,8 +248,6 @@ class SSHServer:
 
 
 def _current_user() -> str:
-    import pwd
-
     return pwd.getpwuid(os.getuid()).pw_name
 
 

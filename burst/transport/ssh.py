@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 import paramiko
+from paramiko.auth_strategy import AuthStrategy, InMemoryPrivateKey
 
 from burst.errors import BurstError
 from burst.transport.base import SKIPPED_NAMES, Result, Transport
@@ -172,6 +173,35 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
         log.info("recorded the host key of %s (%s) in %s", hostname, key.get_name(), self.known_hosts)
 
 
+# ---------------------------------------------------------------- authentication
+
+
+class _KeyFiles(AuthStrategy):
+    """Try the job's keys in order; only the server's refusals count as auth failures.
+
+    (``SSHClient``'s own ``key_filename`` handling reports a refused RSA key as
+    "Invalid key", from trying to read it as other key types.) Transport errors
+    propagate unchanged, so a connection reset during login is retried as such.
+    """
+
+    def __init__(self, user: str, keys: list[tuple[str, paramiko.PKey]]):
+        super().__init__(ssh_config=None)
+        self.user, self.keys = user, keys
+
+    def get_sources(self) -> Iterator[InMemoryPrivateKey]:
+        for _path, key in self.keys:
+            yield InMemoryPrivateKey(self.user, key)
+
+    def authenticate(self, transport: paramiko.Transport) -> list:
+        refusal: paramiko.AuthenticationException | None = None
+        for _path, key in self.keys:
+            try:
+                return transport.auth_publickey(self.user, key)
+            except paramiko.AuthenticationException as exc:
+                refusal = exc
+        raise refusal or paramiko.AuthenticationException("no key to try")
+
+
 # ---------------------------------------------------------------- transport
 
 
@@ -195,27 +225,29 @@ class SSHTransport(Transport):
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
-        self._check_key_files()
+        self._keys = self._load_keys()
         _ensure_known_hosts(self.known_hosts)
         self._connect(connect_timeout)
 
     # -- connection
 
-    def _check_key_files(self) -> None:
+    def _load_keys(self) -> list[tuple[str, paramiko.PKey]]:
         if not self.target.key_files:
             raise SSHError(
                 f"no SSH key file to log in to {self.where} as {self.target.user}: "
                 "give the key pair's private key file (or an IdentityFile in the ssh config)"
             )
+        keys = []
         for path in self.target.key_files:
             try:
-                paramiko.PKey.from_path(path)
+                keys.append((path, paramiko.PKey.from_path(path)))
             except FileNotFoundError:
                 raise SSHError(f"the SSH key file {path} does not exist") from None
             except paramiko.PasswordRequiredException:
                 raise SSHError(f"the SSH key file {path} is protected by a passphrase; burst needs a key without one") from None
             except (paramiko.SSHException, OSError, ValueError) as exc:
                 raise SSHError(f"cannot read the SSH key file {path}: {exc}") from None
+        return keys
 
     def _new_client(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
@@ -241,7 +273,7 @@ class SSHTransport(Transport):
                     target.hostname,
                     port=target.port,
                     username=target.user,
-                    key_filename=list(target.key_files),
+                    auth_strategy=_KeyFiles(target.user, self._keys),
                     timeout=min(remaining, 15.0),
                     banner_timeout=min(remaining, 30.0),
                     auth_timeout=min(remaining, 30.0),
@@ -266,7 +298,7 @@ class SSHTransport(Transport):
                 if now - first_auth_failure >= self.auth_grace or now >= deadline:
                     raise SSHAuthenticationFailed(
                         f"{self.where} refused the SSH login as {target.user} at {target.hostname} port "
-                        f"{target.port} with key file(s) {', '.join(target.key_files)}: {exc}. "
+                        f"{target.port} with key file(s) {', '.join(target.key_files)} ({str(exc).rstrip('.')}). "
                         "Check that the key pair is the one the instance was launched with and the user "
                         "is right for the AMI (ubuntu for Ubuntu, ec2-user for Amazon Linux)."
                     ) from None

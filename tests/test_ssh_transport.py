@@ -1,0 +1,348 @@
+"""SSHTransport against a real OpenSSH sshd on 127.0.0.1 (see tests/sshd.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import shutil
+import stat
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from burst.transport.base import CommandFailed
+from burst.transport.ssh import (
+    SSHAuthenticationFailed,
+    SSHError,
+    SSHHostKeyChanged,
+    SSHTarget,
+    SSHTransport,
+    SSHUnreachable,
+    resolve_target,
+)
+from tests.sshd import (  # noqa: F401  (fixtures)
+    SSHServer,
+    free_port,
+    make_keypair,
+    node_env,
+    ssh_config_for,
+    ssh_keypair,
+    sshd_factory,
+    sshd_server,
+    write_ssh_config,
+)
+
+BOOTSTRAP = Path(__file__).resolve().parent.parent / "burst" / "bootstrap.sh"
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def target_for(server: SSHServer, key: Path) -> SSHTarget:
+    return SSHTarget("127.0.0.1", server.port, server.user, [str(key)])
+
+
+@pytest.fixture
+def known_hosts(tmp_path: Path) -> Path:
+    return tmp_path / "campaign" / "known_hosts"
+
+
+@pytest.fixture
+def connect(known_hosts: Path):
+    """``connect(server, key, **kwargs)`` -> a connected SSHTransport, closed at teardown."""
+    opened: list[SSHTransport] = []
+
+    def make(server: SSHServer, key: Path, **kwargs) -> SSHTransport:
+        kwargs.setdefault("connect_timeout", 20)
+        transport = SSHTransport(target_for(server, key), known_hosts=known_hosts, where="tag t0 (127.0.0.1)", **kwargs)
+        opened.append(transport)
+        return transport
+
+    yield make
+    for transport in opened:
+        transport.close()
+
+
+@pytest.fixture
+def node(sshd_server, ssh_keypair, connect) -> SSHTransport:
+    return connect(sshd_server, ssh_keypair.private_path)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def test_run_returns_output_error_and_exit(node):
+    result = node.run("echo out; echo err >&2")
+    assert (result.exit, result.out, result.err) == (0, "out\n", "err\n")
+    assert result.ok
+
+
+def test_nonzero_exit_raises_command_failed_with_command_and_output_tail(node):
+    with pytest.raises(CommandFailed) as caught:
+        node.run("echo starting; for i in $(seq 1 30); do echo line$i >&2; done; exit 3")
+    message = str(caught.value)
+    assert caught.value.result.exit == 3
+    assert "tag t0 (127.0.0.1)" in message and "exit 3" in message and "status 3" in message
+    assert "line30" in message and "line1\n" not in message  # only the tail
+
+
+def test_check_false_returns_the_exit_status(node):
+    assert node.run("exit 7", check=False).exit == 7
+
+
+def test_quotes_variables_commas_and_non_ascii_survive(node):
+    cmd = """X='it'"'"'s $HOME, "quoted"'; printf '%s|%s|%s\\n' "$X" "a,b,c" "héllo ✓ naïve"; echo "$((6*7))" """
+    assert node.run(cmd).out == """it's $HOME, "quoted"|a,b,c|héllo ✓ naïve\n42\n"""
+
+
+def test_commands_run_in_bash_in_the_home_folder_with_the_servers_environment(node, sshd_server):
+    out = node.run('echo "$BASH_VERSION"; pwd; command -v python3').out.splitlines()
+    assert out[0]  # bash, whatever the login shell
+    assert out[1] == str(sshd_server.home)
+    assert out[2] == os.path.join(VENV_BIN, "python3")  # SetEnv PATH reached the command
+
+
+def test_commands_get_no_stdin(node):
+    assert node.run("cat; echo end", timeout=20).out == "end\n"
+
+
+def test_megabytes_on_stdout_and_stderr_do_not_deadlock(node):
+    cmd = "for i in $(seq 1 1500); do printf '%2000s\\n' o; printf '%2000s\\n' e >&2; done"
+    result = node.run(cmd, timeout=60)
+    assert len(result.out) == len(result.err) == 1500 * 2001
+
+
+def test_timeout_raises_naming_host_and_command_and_the_connection_stays_usable(node):
+    with pytest.raises(TimeoutError) as caught:
+        node.run("sleep 30", timeout=0.5)
+    assert "tag t0 (127.0.0.1)" in str(caught.value) and "sleep 30" in str(caught.value)
+    assert node.run("echo still here").out == "still here\n"
+
+
+def test_detached_script_outlives_the_connection(node, tmp_path):
+    folder = tmp_path / "detached"
+    folder.mkdir()
+    (folder / "job.sh").write_text("sleep 0.3; echo finished > done.txt\n")
+    node.start_detached("job.sh", str(folder), "job.log")
+    node.close()
+    deadline = time.monotonic() + 20
+    while not (folder / "done.txt").exists():
+        assert time.monotonic() < deadline, "the detached script did not finish"
+        time.sleep(0.05)
+    assert (folder / "done.txt").read_text() == "finished\n"
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_put_and_get_round_trip_keeps_content_and_mode(node, tmp_path):
+    local = tmp_path / "run.sh"
+    local.write_bytes(b"#!/bin/sh\necho hi\n" + bytes(range(256)))
+    local.chmod(0o750)
+    remote = tmp_path / "remote" / "deep" / "er" / "run.sh"
+    node.put(local, str(remote))
+    assert node.run(f"stat -c %a {remote}").out.strip() == "750"
+    assert remote.read_bytes() == local.read_bytes()
+
+    back = tmp_path / "back" / "run.sh"
+    node.get(str(remote), back)
+    assert back.read_bytes() == local.read_bytes()
+    assert stat.S_IMODE(back.stat().st_mode) == 0o750
+
+
+def test_get_of_a_missing_file_raises(node, tmp_path):
+    with pytest.raises(FileNotFoundError, match="tag t0"):
+        node.get(str(tmp_path / "nope.txt"), tmp_path / "local.txt")
+
+
+def test_put_dir_copies_the_tree_and_skips_caches(node, tmp_path):
+    src = tmp_path / "code"
+    (src / "pkg" / "__pycache__").mkdir(parents=True)
+    (src / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref\n")
+    (src / "empty").mkdir()
+    (src / "pkg" / "mod.py").write_text("X = 1\n")
+    (src / "main.sh").write_text("echo main\n")
+    (src / "main.sh").chmod(0o755)
+
+    dest = tmp_path / "node" / "code"
+    node.put_dir(src, str(dest))
+    copied = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*"))
+    assert copied == ["empty", "main.sh", "pkg", "pkg/mod.py"]
+    assert os.access(dest / "main.sh", os.X_OK)
+    node.put_dir(src, str(dest))  # again, over an existing tree
+
+
+def test_relative_remote_paths_are_relative_to_the_login_home(node, sshd_server, tmp_path):
+    folder = f"burst-test-{uuid.uuid4().hex[:12]}"
+    local = tmp_path / "f.txt"
+    local.write_text("home\n")
+    try:
+        node.put(local, f"{folder}/sub/f.txt")
+        assert (sshd_server.home / folder / "sub" / "f.txt").read_text() == "home\n"
+        assert node.run(f"cat {folder}/sub/f.txt").out == "home\n"
+        node.put_dir(tmp_path, f"{folder}/tree")
+        assert (sshd_server.home / folder / "tree" / "f.txt").exists()
+        node.get(f"{folder}/sub/f.txt", tmp_path / "again.txt")
+        assert (tmp_path / "again.txt").read_text() == "home\n"
+    finally:
+        shutil.rmtree(sshd_server.home / folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- host keys
+
+
+def test_known_hosts_is_created_private_with_the_server_key_and_reused(sshd_server, ssh_keypair, connect, known_hosts):
+    connect(sshd_server, ssh_keypair.private_path).close()
+    assert stat.S_IMODE(known_hosts.stat().st_mode) == 0o600
+    lines = known_hosts.read_text().splitlines()
+    assert lines == [f"[127.0.0.1]:{sshd_server.port} {sshd_server.host_public_key}"]
+
+    assert connect(sshd_server, ssh_keypair.private_path).run("echo again").out == "again\n"
+    assert known_hosts.read_text().splitlines() == lines
+    user_known_hosts = sshd_server.home / ".ssh" / "known_hosts"
+    assert not user_known_hosts.exists() or str(sshd_server.port) not in user_known_hosts.read_text()
+
+
+def test_a_changed_host_key_is_refused(sshd_factory, ssh_keypair, connect, known_hosts):
+    first = sshd_factory(env=node_env())
+    first.authorize(ssh_keypair.public_text)
+    connect(first, ssh_keypair.private_path).close()
+    first.stop()
+
+    impostor = sshd_factory(env=node_env(), port=first.port)  # same address, new host key
+    impostor.authorize(ssh_keypair.public_text)
+    with pytest.raises(SSHHostKeyChanged) as caught:
+        connect(impostor, ssh_keypair.private_path)
+    message = str(caught.value)
+    assert "tag t0" in message and str(known_hosts) in message and str(first.port) in message
+
+
+def test_parallel_connections_share_the_known_hosts_file(sshd_factory, ssh_keypair, connect, known_hosts):
+    servers = [sshd_factory(env=node_env()) for _ in range(4)]
+    for server in servers:
+        server.authorize(ssh_keypair.public_text)
+    errors: list[BaseException] = []
+
+    def reach(server: SSHServer) -> None:
+        try:
+            connect(server, ssh_keypair.private_path).run("true")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reach, args=(server,)) for server in servers * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    recorded = sorted(known_hosts.read_text().splitlines())
+    assert recorded == sorted(f"[127.0.0.1]:{s.port} {s.host_public_key}" for s in servers)
+
+
+# ---------------------------------------------------------------- connecting
+
+
+def test_a_server_that_starts_late_is_reached(sshd_factory, ssh_keypair, connect):
+    server = sshd_factory(env=node_env(), start=False)
+    server.authorize(ssh_keypair.public_text)
+    timer = threading.Timer(1.5, server.start)
+    timer.start()
+    try:
+        assert connect(server, ssh_keypair.private_path, connect_timeout=30).run("echo up").out == "up\n"
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+def test_nothing_listening_gives_up_after_the_connect_timeout(ssh_keypair, known_hosts):
+    port = free_port()
+    target = SSHTarget("127.0.0.1", port, "root", [str(ssh_keypair.private_path)])
+    with pytest.raises(SSHUnreachable) as caught:
+        SSHTransport(target, known_hosts=known_hosts, where="tag t9 (127.0.0.1)", connect_timeout=1.5)
+    message = str(caught.value)
+    assert "tag t9 (127.0.0.1)" in message and f"127.0.0.1 port {port}" in message
+    assert isinstance(caught.value, TimeoutError) and isinstance(caught.value, SSHError)
+
+
+def test_a_wrong_key_fails_with_a_clear_error_well_before_the_connect_timeout(sshd_server, connect, tmp_path):
+    stranger = make_keypair(tmp_path / "other", "id_rsa", "rsa")
+    with pytest.raises(SSHAuthenticationFailed) as caught:
+        connect(sshd_server, stranger.private_path, connect_timeout=300, auth_grace=1.0)
+    message = str(caught.value)
+    assert sshd_server.user in message and str(stranger.private_path) in message and "127.0.0.1" in message
+
+
+def test_a_missing_key_file_is_named(sshd_server, connect, tmp_path):
+    with pytest.raises(SSHError, match="does not exist") as caught:
+        connect(sshd_server, tmp_path / "no-such-key.pem")
+    assert str(tmp_path / "no-such-key.pem") in str(caught.value)
+
+
+# ---------------------------------------------------------------- ssh config
+
+
+def test_resolve_target_defaults_without_ssh_config():
+    target = resolve_target(["", "ec2-1-2-3-4.compute.amazonaws.com", "i-0abc"], user="ubuntu", key_file="k.pem", ssh_config=None)
+    assert target == SSHTarget("ec2-1-2-3-4.compute.amazonaws.com", 22, "ubuntu", ["k.pem"])
+
+
+def test_resolve_target_honours_an_ssh_config_host_pattern(tmp_path):
+    config = write_ssh_config(
+        tmp_path / "ssh_config",
+        {
+            "i-*": {"HostName": "127.0.0.1", "Port": 2222, "User": "tester", "IdentityFile": "~/keys/node.pem"},
+            "*": {"User": "fallback"},
+        },
+    )
+    names = ["1.2.3.4", "ec2-1-2-3-4.compute.amazonaws.com", "i-0abc"]
+    target = resolve_target(names, user="ubuntu", key_file="job.pem", ssh_config=str(config))
+    assert target == SSHTarget("127.0.0.1", 2222, "tester", [os.path.expanduser("~/keys/node.pem")])
+
+    unmatched = write_ssh_config(tmp_path / "other_config", {"bastion-*": {"HostName": "10.0.0.1", "Port": 2200}})
+    target = resolve_target(names, user="ubuntu", key_file="job.pem", ssh_config=str(unmatched))
+    assert target == SSHTarget("1.2.3.4", 22, "ubuntu", ["job.pem"])
+
+    star_only = write_ssh_config(tmp_path / "star_config", {"*": {"User": "admin", "Port": 2201}})
+    target = resolve_target(names, user="ubuntu", key_file="job.pem", ssh_config=str(star_only))
+    assert target == SSHTarget("1.2.3.4", 2201, "admin", ["job.pem"])
+
+
+def test_an_ssh_config_leads_to_the_server(sshd_server, ssh_keypair, known_hosts, tmp_path):
+    config = ssh_config_for(tmp_path / "ssh_config", sshd_server, ssh_keypair.private_path, pattern="i-*")
+    target = resolve_target(["203.0.113.9", "i-0123456789"], user="ubuntu", key_file=None, ssh_config=str(config))
+    transport = SSHTransport(target, known_hosts=known_hosts, where="tag t1 (i-0123456789)", connect_timeout=20)
+    try:
+        assert transport.run("echo via config").out == "via config\n"
+    finally:
+        transport.close()
+
+
+# ---------------------------------------------------------------- bootstrap.sh
+
+
+def test_bootstrap_has_nothing_to_do_when_python3_imports_boto3(node, tmp_path):
+    remote = tmp_path / "node" / "bootstrap.sh"
+    node.put(BOOTSTRAP, str(remote))
+    result = node.run(f"export PATH={VENV_BIN}:/usr/bin:/bin; BURST_NEEDS_BOTO3=1 bash {remote}")
+    assert result.exit == 0
+    assert "nothing to do" in result.out
+
+
+def test_bootstrap_fails_clearly_when_installing_does_not_provide_boto3(node, tmp_path):
+    fake_bin = tmp_path / "fakebin"
+    fake_bin.mkdir()
+    calls = tmp_path / "apt-calls.txt"
+    # a python3 without boto3 and an apt-get that only records its arguments: nothing is installed
+    (fake_bin / "python3").write_text('#!/bin/sh\n[ "$1" = -c ] && exit 1\necho "Python 3.0-fake"\n')
+    (fake_bin / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    for tool in fake_bin.iterdir():
+        tool.chmod(0o755)
+    result = node.run(f"export PATH={fake_bin}:/usr/bin:/bin; BURST_NEEDS_BOTO3=1 bash {BOOTSTRAP}", check=False)
+    assert result.exit != 0
+    assert "still missing after installing: boto3" in result.err
+    recorded = calls.read_text().splitlines()
+    assert recorded[0].endswith("update")
+    assert recorded[1].endswith("install -y --no-install-recommends python3 python3-boto3")
