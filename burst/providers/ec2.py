@@ -1,0 +1,510 @@
+"""EC2 machines through boto3, found and ended by their tags.
+
+Every instance carries ``job``, ``burst=1`` and ``Name=<job>`` from its
+``RunInstances`` call and its own ``tag`` right after (one ``CreateTags`` per
+instance: tag values differ). Instances start with
+``InstanceInitiatedShutdownBehavior=terminate`` and a user-data watchdog that
+shuts the OS down after ``--max-hours``, which therefore terminates them.
+
+API calls are batched: one ``RunInstances`` per instance type and up to
+``MAX_PER_RUN`` machines (larger campaigns take one call per 100), one waiter
+and one ``DescribeInstances`` for all machines, ``TerminateInstances`` by 1000.
+Throttling is retried by botocore (adaptive mode); ``InsufficientInstanceCapacity``
+and a not-yet-usable new instance profile are retried here with bounded backoff;
+quota errors end the machines this provider launched and raise ``UserError``.
+
+The module imports boto3 only: the node agent uses ``terminate_self``;
+paramiko comes in with ``transport()``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, WaiterError
+
+from burst.errors import BurstError, UserError
+from burst.providers import aws_setup
+from burst.providers.base import LaunchSpec, NodeConfig, Provider
+from burst.records import InstanceInfo, Job
+
+if TYPE_CHECKING:
+    from burst.providers import ProviderOptions
+    from burst.transport.base import Transport
+
+MAX_PER_RUN = 100  # machines per RunInstances call (MinCount=MaxCount: all or nothing)
+TERMINATE_BATCH = 1000
+DESCRIBE_BATCH = 200  # instance ids per DescribeInstances / waiter call
+TYPES_BATCH = 100  # DescribeInstanceTypes takes at most 100 types
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+
+QUOTA_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"})
+CAPACITY_CODES = frozenset({"InsufficientInstanceCapacity"})
+CAPACITY_DELAYS = (15.0, 30.0, 60.0, 120.0)  # then give up: about 4 minutes
+PROFILE_DELAYS = (2.0, 4.0, 8.0, 8.0, 10.0, 10.0, 10.0)  # a new instance profile: about 50 s
+TAG_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # CreateTags right after RunInstances: eventual consistency
+
+EC2_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=20, read_timeout=120)
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", "")) or str(error)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def watchdog_minutes(max_hours: float) -> int:
+    if not max_hours or max_hours <= 0:
+        raise UserError(f"--max-hours {max_hours} must be more than 0.")
+    return max(1, math.ceil(max_hours * 60))
+
+
+def user_data(job: str, max_hours: float) -> str:
+    """The cloud-init script of every machine: the max-lifetime watchdog.
+
+    The only OS shutdown in burst, and it runs on EC2 instances only: they are
+    launched with InstanceInitiatedShutdownBehavior=terminate, so shutting the
+    OS down terminates the instance.
+    """
+    minutes = watchdog_minutes(max_hours)
+    return (
+        "#!/bin/bash\n"
+        f"# burst job {job}: a machine never outlives its campaign by accident.\n"
+        "# InstanceInitiatedShutdownBehavior=terminate: this shutdown terminates the instance.\n"
+        f"shutdown -h +{minutes} 'burst: max lifetime of {max_hours:g} hours reached' || true\n"
+    )
+
+
+def _is_profile_not_ready(code: str, message: str) -> bool:
+    text = message.lower()
+    return code == "InvalidParameterValue" and ("iam instance profile" in text or "iaminstanceprofile" in text)
+
+
+def _instance_info(instance: dict[str, Any]) -> InstanceInfo:
+    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+    public_ip = instance.get("PublicIpAddress", "") or ""
+    public_dns = instance.get("PublicDnsName", "") or ""
+    private_ip = instance.get("PrivateIpAddress", "") or ""
+    launch_time = instance.get("LaunchTime")
+    return InstanceInfo(
+        id=instance["InstanceId"],
+        job=tags.get("job", ""),
+        tag=tags.get("tag", ""),
+        instance_type=instance.get("InstanceType", ""),
+        state=instance.get("State", {}).get("Name", ""),
+        host=public_ip or public_dns or private_ip,
+        details={
+            "availability_zone": instance.get("Placement", {}).get("AvailabilityZone", ""),
+            "image_id": instance.get("ImageId", ""),
+            "lifecycle": "spot" if instance.get("InstanceLifecycle") == "spot" else "on-demand",
+            "launch_time": launch_time.isoformat() if hasattr(launch_time, "isoformat") else str(launch_time or ""),
+            "public_ip": public_ip,
+            "public_dns": public_dns,
+            "private_ip": private_ip,
+            "state_reason": instance.get("StateReason", {}).get("Message", ""),
+        },
+    )
+
+
+class EC2Provider(Provider):
+    name = "ec2"
+
+    def __init__(self, job: str, image: str, options: "ProviderOptions", burst_home: Path):
+        self.job = job
+        self.image = image
+        self.options = options
+        self.burst_home = Path(burst_home)
+        self.node_root = options.node_root
+        self.session = aws_setup.make_session(options.region, options.profile)
+        self.region: str = self.session.region_name or aws_setup.DEFAULT_REGION
+        # The client is public so that callers (and tests) can hook botocore events on it.
+        self.ec2 = self.session.client("ec2", config=EC2_CONFIG)
+        self.resources: aws_setup.JobResources | None = None
+        self.launched: list[str] = []  # every id this provider object launched
+        self.sleep: Callable[[float], None] = time.sleep
+        self.poll_seconds = 5.0  # waiter delay
+        self.ready_timeout = 900.0  # waiter gives up after this long
+        self._identity: dict[str, str] | None = None
+        self._marketplace_codes: list[str] = []
+
+    # -- checks and setup ----------------------------------------------------
+
+    def _check_credentials(self) -> dict[str, str]:
+        if self._identity is None:
+            self._identity = aws_setup.check_credentials(self.session, self.options.profile)
+        return self._identity
+
+    def validate(self, jobs: list[Job]) -> None:
+        """AMI exists (and may be used), every instance type exists and fits its architecture."""
+        self._check_credentials()
+        image = self._describe_image()
+        types = self._describe_instance_types(jobs)
+        architecture = image.get("Architecture", "")
+        if architecture:
+            wrong = [job for job in jobs if architecture not in types[job.instance_type]]
+            if wrong:
+                listed = ", ".join(f"{job.instance_type} (line {job.line})" for job in wrong)
+                raise UserError(
+                    f"The AMI {self.image} is built for {architecture}, but these instance types "
+                    f"run {', '.join(sorted({a for job in wrong for a in types[job.instance_type]}))} "
+                    f"only: {listed}. Use an AMI of their architecture, or instance types for "
+                    f"{architecture} (for arm64: Graviton types such as t4g, c7g, m7g)."
+                )
+        codes = [
+            pc.get("ProductCodeId", "")
+            for pc in image.get("ProductCodes", [])
+            if pc.get("ProductCodeType") == "marketplace"
+        ]
+        self._marketplace_codes = [code for code in codes if code]
+        if self._marketplace_codes:
+            self._check_subscription(jobs[0].instance_type if jobs else "t3.micro")
+
+    def _describe_image(self) -> dict[str, Any]:
+        missing = UserError(
+            f"The AMI {self.image} does not exist in {self.region}, or your account may not use "
+            f"it. AMI ids differ between regions: look the image up in {self.region} (EC2 "
+            f"console > AMIs, or `aws ec2 describe-images --image-ids {self.image} --region "
+            f"{self.region}`), or pass the AMI's region with --region."
+        )
+        try:
+            images = self.ec2.describe_images(ImageIds=[self.image])["Images"]
+        except ClientError as error:
+            if _code(error).startswith("InvalidAMIID"):
+                raise missing from None
+            raise
+        if not images:
+            raise missing
+        image = images[0]
+        if image.get("State", "available") != "available":
+            raise UserError(
+                f"The AMI {self.image} is {image.get('State')}, not available: wait until it is "
+                f"available, or use another AMI."
+            )
+        if image.get("Platform") == "windows":
+            raise UserError(
+                f"The AMI {self.image} is a Windows image; burst sets machines up over SSH with "
+                f"bash and needs a Linux AMI (Ubuntu, Amazon Linux, ...)."
+            )
+        return image
+
+    def _describe_instance_types(self, jobs: list[Job]) -> dict[str, list[str]]:
+        """Instance type -> supported architectures; a UserError naming unknown types and lines."""
+        wanted = sorted({job.instance_type for job in jobs})
+        known: dict[str, list[str]] = {}
+        unknown: list[str] = []
+        for chunk in _chunks(wanted, TYPES_BATCH):
+            try:
+                found = self.ec2.describe_instance_types(InstanceTypes=chunk)["InstanceTypes"]
+            except ClientError as error:
+                if _code(error) != "InvalidInstanceType":
+                    raise
+                found = []
+                for one in chunk:  # which ones? ask one by one (only when something is wrong)
+                    try:
+                        found += self.ec2.describe_instance_types(InstanceTypes=[one])["InstanceTypes"]
+                    except ClientError as single_error:
+                        if _code(single_error) != "InvalidInstanceType":
+                            raise
+            for item in found:
+                known[item["InstanceType"]] = list(item.get("ProcessorInfo", {}).get("SupportedArchitectures", []))
+            unknown += [name for name in chunk if name not in known]
+        if unknown:
+            lines = {name: [job.line for job in jobs if job.instance_type == name] for name in unknown}
+            listed = "; ".join(
+                f"{name!r} (line{'s' if len(lines[name]) > 1 else ''} {', '.join(map(str, lines[name]))})"
+                for name in unknown
+            )
+            raise UserError(
+                f"Unknown instance type{'s' if len(unknown) > 1 else ''} in {self.region}: {listed}. "
+                f"Check the spelling in the instance_type column of the job file (e.g. c5.large, "
+                f"m6i.xlarge; see https://aws.amazon.com/ec2/instance-types/) and that the type is "
+                f"offered in {self.region}."
+            )
+        return known
+
+    def _subscription_error(self, detail: str = "") -> UserError:
+        links = " ".join(f"https://aws.amazon.com/marketplace/pp?sku={code}" for code in self._marketplace_codes)
+        where = links or "the AMI's page in AWS Marketplace"
+        return UserError(
+            f"The AMI {self.image} is an AWS Marketplace product that your account is not "
+            f"subscribed to{': ' + detail if detail else ''}. Subscribe to the AMI in AWS "
+            f"Marketplace at {where} (accept the terms, wait until the subscription is active), "
+            f"then retry."
+        )
+
+    def _check_subscription(self, instance_type: str) -> None:
+        """A DryRun RunInstances: OptInRequired means the Marketplace terms are not accepted."""
+        try:
+            self.ec2.run_instances(
+                ImageId=self.image, InstanceType=instance_type, MinCount=1, MaxCount=1, DryRun=True
+            )
+        except ClientError as error:
+            if _code(error) == "OptInRequired":
+                raise self._subscription_error(_message(error)) from None
+            # DryRunOperation = it would work; anything else is for the real launch to report.
+
+    def prepare(self) -> None:
+        self.resources = aws_setup.prepare(self.job, self.options, self.session, identity=self._identity)
+
+    def _prepared(self) -> aws_setup.JobResources:
+        if self.resources is None:
+            self.prepare()
+        assert self.resources is not None
+        return self.resources
+
+    # -- where things are ----------------------------------------------------
+
+    @property
+    def bucket_url(self) -> str:
+        return f"s3://{aws_setup.bucket_name(self.job, self.options.bucket)}"
+
+    def storage_options(self) -> dict[str, Any]:
+        return {"region": self.region, "profile": self.options.profile}
+
+    def node_options(self) -> dict[str, Any]:
+        return {"region": self.region}  # nodes use their instance profile, never credentials
+
+    @property
+    def key_file(self) -> Path:
+        if self.resources is not None:
+            return self.resources.key_file
+        return aws_setup.key_file_path(self.job, self.options.key_dir)
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.burst_home / "campaigns" / f"{self.job}.known_hosts"
+
+    # -- machines ------------------------------------------------------------
+
+    def launch(self, spec: LaunchSpec, tags: list[str]) -> list[str]:
+        """``len(tags)`` machines of ``spec.instance_type`` in one RunInstances (per 100)."""
+        if not tags:
+            return []
+        resources = self._prepared()
+        params: dict[str, Any] = {
+            "ImageId": spec.image,
+            "InstanceType": spec.instance_type,
+            "KeyName": resources.key_name,
+            "SecurityGroupIds": [resources.security_group_id],
+            "IamInstanceProfile": {"Arn": resources.instance_profile_arn},
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "UserData": user_data(spec.job, self.options.max_hours),
+            "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"},
+            "TagSpecifications": [
+                {"ResourceType": kind, "Tags": aws_setup.job_tags(spec.job) + [{"Key": "Name", "Value": spec.job}]}
+                for kind in ("instance", "volume")
+            ],
+        }
+        ids: list[str] = []
+        for chunk in _chunks(list(tags), MAX_PER_RUN):
+            instances = self._run_instances(params, len(chunk))
+            instances.sort(key=lambda instance: instance.get("AmiLaunchIndex", 0))
+            chunk_ids = [instance["InstanceId"] for instance in instances]
+            self.launched.extend(chunk_ids)
+            self._tag_each(chunk_ids, chunk)
+            ids.extend(chunk_ids)
+        return ids
+
+    def _run_instances(self, params: dict[str, Any], count: int) -> list[dict[str, Any]]:
+        what = f"{count} x {params['InstanceType']}"
+        capacity_tries = profile_tries = 0
+        while True:
+            try:
+                # A fresh ClientToken per attempt; botocore's own retries reuse it (no double launch).
+                response = self.ec2.run_instances(
+                    **params, MinCount=count, MaxCount=count, ClientToken=uuid.uuid4().hex
+                )
+                return list(response["Instances"])
+            except ClientError as error:
+                code, message = _code(error), _message(error)
+                if code in QUOTA_CODES:
+                    ended = self._end_launched()
+                    raise UserError(
+                        f"AWS refused to start {what} in {self.region}: {code}: {message} Your "
+                        f"account's EC2 quota is too small for this campaign: request an increase "
+                        f"in the Service Quotas console (Amazon EC2, e.g. 'Running On-Demand "
+                        f"Standard instances', counted in vCPUs) or run fewer rows or smaller "
+                        f"types at a time. {ended}"
+                    ) from None
+                if code in CAPACITY_CODES:
+                    if capacity_tries < len(CAPACITY_DELAYS):
+                        self.sleep(CAPACITY_DELAYS[capacity_tries])
+                        capacity_tries += 1
+                        continue
+                    raise BurstError(
+                        f"AWS has no capacity for {what} in {self.region} now ({message}); "
+                        f"nothing was started for these tags. Retry later with -c (machines "
+                        f"already running are kept and reused), or use another instance type "
+                        f"or region."
+                    ) from None
+                if _is_profile_not_ready(code, message) and profile_tries < len(PROFILE_DELAYS):
+                    self.sleep(PROFILE_DELAYS[profile_tries])  # IAM is eventually consistent
+                    profile_tries += 1
+                    continue
+                if code == "OptInRequired":
+                    raise self._subscription_error(message) from None
+                if code == "UnauthorizedOperation":
+                    raise UserError(
+                        f"Your AWS identity may not start {what}: {message} burst needs "
+                        f"ec2:RunInstances, ec2:CreateTags and iam:PassRole on the role "
+                        f"{aws_setup.node_role_name(self.job)}; ask your administrator or use "
+                        f"another --profile."
+                    ) from None
+                raise BurstError(f"RunInstances of {what} in {self.region} failed: {code}: {message}") from error
+
+    def _end_launched(self) -> str:
+        """Terminate what this provider launched (after a quota error); a sentence saying so."""
+        if not self.launched:
+            return "Nothing was started."
+        ids = list(self.launched)
+        try:
+            self.terminate(ids)
+        except Exception as error:  # the quota error is what the user must see; say what is left
+            return (
+                f"Terminating the {len(ids)} machines already started failed ({error}): "
+                f"run `python -m burst terminate {self.job}`."
+            )
+        return f"The {len(ids)} machines this run had started were terminated."
+
+    def _tag_each(self, ids: list[str], tags: list[str]) -> None:
+        """Give each instance its own ``tag`` (one CreateTags per instance: the values differ)."""
+        for instance_id, tag in zip(ids, tags):
+            for attempt in range(len(TAG_DELAYS) + 1):
+                try:
+                    self.ec2.create_tags(Resources=[instance_id], Tags=[{"Key": "tag", "Value": tag}])
+                    break
+                except ClientError as error:
+                    if _code(error) != "InvalidInstanceID.NotFound" or attempt == len(TAG_DELAYS):
+                        self.terminate(ids)  # untagged machines must not linger
+                        raise BurstError(
+                            f"could not tag instance {instance_id} as {tag} ({_message(error)}); "
+                            f"the {len(ids)} machines of this launch were terminated"
+                        ) from error
+                    self.sleep(TAG_DELAYS[attempt])
+
+    def wait_ready(self, ids: list[str]) -> list[InstanceInfo]:
+        """Wait for state running (one waiter per 200 ids), then one DescribeInstances."""
+        if not ids:
+            return []
+        waiter = self.ec2.get_waiter("instance_running")
+        attempts = max(1, int(self.ready_timeout / max(self.poll_seconds, 0.1)))
+        for chunk in _chunks(list(ids), DESCRIBE_BATCH):
+            try:
+                waiter.wait(InstanceIds=chunk, WaiterConfig={"Delay": self.poll_seconds, "MaxAttempts": attempts})
+            except WaiterError as error:
+                states = {info.id: info for info in self._describe(chunk)}
+                stuck = [
+                    f"{states[i].tag or i} ({i}): {states[i].state}"
+                    + (f", {states[i].details['state_reason']}" if states[i].details.get("state_reason") else "")
+                    for i in chunk
+                    if i in states and states[i].state != "running"
+                ]
+                raise BurstError(
+                    f"machines of job {self.job} did not reach 'running': "
+                    + ("; ".join(stuck) or str(error))
+                ) from None
+        found = {info.id: info for info in self._describe(list(ids))}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise BurstError(f"instances {', '.join(missing)} of job {self.job} are gone")
+        return [found[i] for i in ids]
+
+    def _describe(self, ids: list[str]) -> list[InstanceInfo]:
+        infos: list[InstanceInfo] = []
+        paginator = self.ec2.get_paginator("describe_instances")
+        for chunk in _chunks(list(ids), DESCRIBE_BATCH):
+            for page in paginator.paginate(InstanceIds=chunk):
+                for reservation in page.get("Reservations", []):
+                    infos.extend(_instance_info(instance) for instance in reservation.get("Instances", []))
+        return infos
+
+    def list(self, tags: dict[str, str]) -> list[InstanceInfo]:
+        """Instances not terminated (nor shutting down) that carry all of ``tags``."""
+        filters = [{"Name": f"tag:{key}", "Values": [value]} for key, value in sorted(tags.items())]
+        if not filters:
+            filters = [{"Name": "tag:burst", "Values": ["1"]}]
+        filters.append({"Name": "instance-state-name", "Values": LIVE_STATES})
+        infos: list[InstanceInfo] = []
+        for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page.get("Reservations", []):
+                infos.extend(_instance_info(instance) for instance in reservation.get("Instances", []))
+        return sorted(infos, key=lambda info: (info.tag, info.id))
+
+    def terminate(self, ids: list[str]) -> None:
+        """TerminateInstances by 1000; ids already gone are skipped."""
+        ids = list(dict.fromkeys(i for i in ids if i))
+        for chunk in _chunks(ids, TERMINATE_BATCH):
+            try:
+                self.ec2.terminate_instances(InstanceIds=chunk)
+            except ClientError as error:
+                if _code(error) != "InvalidInstanceID.NotFound":
+                    raise
+                existing = self._existing(chunk)
+                if existing:
+                    self.ec2.terminate_instances(InstanceIds=existing)
+        gone = set(ids)
+        self.launched = [i for i in self.launched if i not in gone]
+
+    def _existing(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` that EC2 knows (a filter, unlike InstanceIds, ignores unknown ids)."""
+        known: set[str] = set()
+        paginator = self.ec2.get_paginator("describe_instances")
+        for page in paginator.paginate(Filters=[{"Name": "instance-id", "Values": ids}]):
+            for reservation in page.get("Reservations", []):
+                known.update(instance["InstanceId"] for instance in reservation.get("Instances", []))
+        return [i for i in ids if i in known]
+
+    def transport(self, instance: InstanceInfo) -> "Transport":
+        from burst.transport.ssh import SSHTransport, resolve_target
+
+        details = instance.details or {}
+        names = [details.get("public_ip"), details.get("public_dns"), details.get("private_ip"), instance.id]
+        if instance.host and instance.host not in names:
+            names.insert(0, instance.host)
+        target = resolve_target(
+            [name for name in names if name],
+            user=self.options.user,
+            key_file=str(self.key_file),
+            ssh_config=self.options.ssh_config,
+        )
+        return SSHTransport(target, known_hosts=self.known_hosts, where=f"tag {instance.tag} ({instance.host})")
+
+    # -- clean-up ------------------------------------------------------------
+
+    def teardown(self) -> list[str]:
+        """Remove key pair and key file, security group, role and profile, known_hosts (not the bucket)."""
+        removed = aws_setup.teardown(self.job, self.options, self.session)
+        if self.known_hosts.exists():
+            self.known_hosts.unlink()
+            removed.append(f"known hosts {self.known_hosts}")
+        return removed
+
+    def close(self) -> None:
+        self.ec2.close()
+
+
+def terminate_self(config: NodeConfig) -> None:
+    """The node agent ends its own machine through the instance profile's permission.
+
+    No instance metadata lookup (the dispatcher wrote ``instance_id`` into
+    node.json) and no OS shutdown: the TerminateInstances call is all.
+    """
+    session = boto3.session.Session(region_name=config.provider_options.get("region") or None)
+    client = session.client("ec2", config=Config(retries={"mode": "standard", "max_attempts": 10}))
+    try:
+        client.terminate_instances(InstanceIds=[config.instance_id])
+    finally:
+        client.close()
