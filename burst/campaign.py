@@ -61,8 +61,11 @@ class Campaign:
     """One job's campaign on one provider, with its bucket."""
 
     def __init__(self, record: CampaignRecord, provider: Provider, storage: Storage,
-                 install_timeout: float = 3600.0, report: Callable[[str], None] = print):
+                 install_timeout: float = 3600.0, report: Callable[[str], None] = print,
+                 jobs: list[Job] | None = None):
         self.record = record
+        # the rows this run launches and dispatches (default all); status covers every row of the record
+        self.jobs = list(record.jobs) if jobs is None else jobs
         self.provider = provider
         self.storage = storage
         self.install_timeout = install_timeout
@@ -71,10 +74,16 @@ class Campaign:
     # -- create ---------------------------------------------------------------
     def launch_missing(self) -> list[InstanceInfo]:
         """Launch a machine for every tag that has none alive and is not done; return all live ones."""
-        live = {inst.tag: inst for inst in self.provider.list({"job": self.record.job})}
-        statuses = load_statuses(self.storage, self.record.tags)
+        found = self.provider.list({"job": self.record.job})
+        untagged = [inst.id for inst in found if not inst.tag]
+        if untagged:
+            # launched by a dispatcher that died before it could tag them: nobody can use them
+            self.report(f"ending {len(untagged)} machine(s) of job {self.record.job} that never got a tag")
+            self.provider.terminate(untagged)
+        live = {inst.tag: inst for inst in found if inst.tag}
+        statuses = load_statuses(self.storage, [job.tag for job in self.jobs])
         wanted: dict[str, list[Job]] = defaultdict(list)
-        for job in self.record.jobs:
+        for job in self.jobs:
             status = statuses[job.tag]
             if job.tag in live or (status is not None and status.state == DONE):
                 continue
@@ -96,12 +105,17 @@ class Campaign:
                     status.note = "launch failed; nothing this run launched is left running"
                     save_status(self.storage, status)
             raise
-        skipped = len(self.record.jobs) - sum(len(j) for j in wanted.values())
+        skipped = len(self.jobs) - sum(len(j) for j in wanted.values())
         if skipped:
             self.report(f"{skipped} tag(s) already have a live machine or are done: none launched for them")
         if launched_ids:
             self.provider.wait_ready(launched_ids)
-        return self.provider.list({"job": self.record.job})
+        return self.live_machines()
+
+    def live_machines(self) -> list[InstanceInfo]:
+        """Live machines of this campaign's tags (other tags of the job belong to other runs)."""
+        tags = {job.tag for job in self.jobs}
+        return [inst for inst in self.provider.list({"job": self.record.job}) if inst.tag in tags]
 
     def _new_status(self, job: Job, state: str) -> JobStatus:
         return JobStatus(job=self.record.job, tag=job.tag, state=state,
@@ -230,7 +244,7 @@ class Campaign:
             transport.close()
 
     def dispatch(self) -> list[NodeOutcome]:
-        live = self.provider.list({"job": self.record.job})
+        live = self.live_machines()
         outcomes = parallel(self.dispatch_node, live)
         started = [o for o in outcomes if o.state == STARTED]
         already = [o for o in outcomes if o.state == "DISPATCHED"]

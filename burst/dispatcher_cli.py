@@ -13,6 +13,7 @@ from burst.campaign_record import CampaignRecord, load_record, record_path
 from burst.console import console, report
 from burst.errors import UserError
 from burst.jobs import read_jobs, validate_job_name
+from burst.records import Job
 from burst.providers import ProviderOptions, make_provider
 from burst.records import RUNNING, SAVING
 from burst.status import campaign_succeeded, count_states, status_table
@@ -66,7 +67,7 @@ def _results(args: argparse.Namespace) -> list[str]:
     return patterns
 
 
-def plan(args: argparse.Namespace) -> CampaignRecord:
+def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
     """Check every input before anything is created; raise UserError naming what to fix."""
     if not (args.create or args.dispatch):
         raise UserError("nothing to do: add -c to launch and set up machines, -d to start the commands, or both.")
@@ -100,7 +101,10 @@ def plan(args: argparse.Namespace) -> CampaignRecord:
                 f"`python -m burst cleanup {args.job}` first."
             )
         record.created = previous.created
-    return record
+        # rows added later with --tag-offset join the campaign; earlier tags stay in its record
+        new_tags = set(record.tags)
+        record.jobs = [j for j in previous.jobs if j.tag not in new_tags] + record.jobs
+    return record, jobs
 
 
 def wait_for(campaign: Campaign, tags: list[str]) -> dict:
@@ -121,15 +125,15 @@ def wait_for(campaign: Campaign, tags: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    record = plan(args)
+    record, jobs = plan(args)
     provider = make_provider(record.image, record.job, record.options)
     try:
-        provider.validate(record.jobs)
+        provider.validate(jobs)
         provider.prepare()
         record.bucket_url = provider.bucket_url
         storage = record.storage(provider)
         record.save(storage)
-        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report)
+        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report, jobs=jobs)
         if args.create:
             campaign.create()
         if args.dispatch:
@@ -141,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         statuses = campaign.poll()
         running = {o.tag for o in outcomes if o.state in (STARTED, "DISPATCHED")}
         running |= {t for t, s in statuses.items() if s is not None and s.state in (RUNNING, SAVING)}
-        waited = [t for t in record.tags if t in running or (statuses[t] is not None and statuses[t].terminal)]
+        tags = [job.tag for job in jobs]
+        waited = [t for t in tags if t in running or (statuses[t] is not None and statuses[t].terminal)]
         statuses = wait_for(campaign, waited)
-        console.print(status_table(record.job, record.tags, statuses))
-        not_started = [t for t in record.tags if t not in waited]
+        console.print(status_table(record.job, tags, statuses))
+        not_started = [t for t in tags if t not in waited]
         if not_started:
             report(f"never started: {', '.join(not_started)}")
-        return 0 if campaign_succeeded(record.tags, statuses) else 1
+        return 0 if campaign_succeeded(tags, statuses) else 1
     finally:
         provider.close()

@@ -121,6 +121,7 @@ def _instance_info(instance: dict[str, Any]) -> InstanceInfo:
 
 class EC2Provider(Provider):
     name = "ec2"
+    needs_bootstrap = True  # stock AMIs may lack boto3 for the agent
 
     def __init__(self, job: str, image: str, options: "ProviderOptions", burst_home: Path):
         self.job = job
@@ -491,6 +492,9 @@ class EC2Provider(Provider):
             self.known_hosts.unlink()
             removed.append(f"known hosts {self.known_hosts}")
         return removed
+
+    def cleanup(self) -> None:
+        self.teardown()
 
     def close(self) -> None:
         self.ec2.close()
