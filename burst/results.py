@@ -20,26 +20,43 @@ FIRST_COLUMNS = ["job", "tag", "instance_type", "exit_code"]
 PROVENANCE = ["state", "started", "ended", "seconds", "host", "cpu_model", "cpu_count", "kernel"]
 
 
-def _is_complete(local: Path, obj: StoredObject) -> bool:
-    return local.is_file() and local.stat().st_size == obj.size
+MANIFEST_NAME = ".burst-download.json"
+
+
+def _is_complete(local: Path, obj: StoredObject, known_etags: dict[str, str]) -> bool:
+    """Final name, same size and (where the bucket gives one) the ETag it had when downloaded."""
+    if not local.is_file() or local.stat().st_size != obj.size:
+        return False
+    return not obj.etag or known_etags.get(obj.key) == obj.etag
 
 
 def download_all(storage: Storage, target: Path) -> tuple[int, int]:
-    """Download every object not already complete in ``target``; returns (downloaded, skipped)."""
+    """Download every object not already complete in ``target``; returns (downloaded, skipped).
+
+    Each file is written as ``name.part`` and renamed when whole, so a file with its
+    final name is complete; ``.burst-download.json`` keeps the ETags seen, so an
+    object rewritten with the same size (a tag run again) is fetched again.
+    """
+    manifest = target / MANIFEST_NAME
+    known_etags: dict[str, str] = json.loads(manifest.read_text()) if manifest.is_file() else {}
     objects = storage.list_objects()
-    todo = [o for o in objects if not _is_complete(target / o.key, o)]
-    with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("download", total=sum(o.size for o in todo))
+    todo = [o for o in objects if not _is_complete(target / o.key, o, known_etags)]
+    try:
+        with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("download", total=sum(o.size for o in todo))
 
-        def fetch(obj: StoredObject) -> None:
-            local = target / obj.key
-            partial = local.with_name(local.name + ".part")
-            storage.download_file(obj.key, partial)
-            partial.replace(local)  # a file with its final name is always complete
-            progress.advance(task, obj.size)
+            def fetch(obj: StoredObject) -> None:
+                local = target / obj.key
+                partial = local.with_name(local.name + ".part")
+                storage.download_file(obj.key, partial)
+                partial.replace(local)
+                known_etags[obj.key] = obj.etag
+                progress.advance(task, obj.size)
 
-        parallel(fetch, todo, workers=16)
+            parallel(fetch, todo, workers=16)
+    finally:
+        manifest.write_text(json.dumps(known_etags, indent=0, sort_keys=True))
     return len(todo), len(objects) - len(todo)
 
 
