@@ -16,7 +16,7 @@ from burst import __version__
 from burst.errors import UserError
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
-from burst.records import Job, utc_now
+from burst.records import Job, from_known_fields, utc_now
 from burst.storage import Storage, open_storage
 
 
@@ -57,8 +57,7 @@ class CampaignRecord:
         data = dict(data)
         data["jobs"] = [Job(**row) for row in data["jobs"]]
         data["options"] = ProviderOptions.from_dict(data.get("options", {}))
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return from_known_fields(cls, data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"

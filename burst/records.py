@@ -19,6 +19,15 @@ INTERRUPTED = "interrupted"
 TERMINAL_STATES = frozenset({DONE, FAILED, INTERRUPTED})
 
 
+def from_known_fields(cls, data: dict[str, Any]):
+    """Build dataclass ``cls`` from a JSON dict, ignoring keys it does not know.
+
+    Records written by a newer burst (more fields) still load in an older one.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
 def utc_now() -> str:
     """ISO-8601 UTC timestamp to the millisecond, the one time format of every record."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -76,5 +85,4 @@ class JobStatus:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobStatus":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return from_known_fields(cls, data)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from burst.providers.base import LaunchSpec, NodeConfig, Provider
+from burst.records import from_known_fields
 
 __all__ = ["LaunchSpec", "NodeConfig", "Provider", "ProviderOptions", "make_provider", "burst_home"]
 
@@ -37,8 +38,7 @@ class ProviderOptions:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ProviderOptions":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return from_known_fields(cls, data)
 
 
 def make_provider(image: str, job: str, options: ProviderOptions) -> Provider:
