@@ -160,3 +160,22 @@ def test_unknown_ami_or_instance_type_is_refused_before_anything_is_launched(tmp
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert instances_of("ec2bad") == []
     assert boto3.client("s3").list_buckets()["Buckets"] == [], "nothing is created for a refused campaign"
+
+
+@pytest.mark.parametrize("case", ["no credentials", "open ssh range", "not an address"])
+def test_credential_and_address_mistakes_are_exit_2_and_create_nothing(tmp_path, moto_server, moto_ami, monkeypatch, case):
+    jobfile, install = write_jobs(tmp_path, [("t3.micro", "true")])
+    cidr = {"no credentials": "127.0.0.1/32", "open ssh range": "0.0.0.0/0", "not an address": "my-laptop"}[case]
+    if case == "no credentials":
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    result = run_script(DISPATCHER, moto_ami, "ec2creds", str(jobfile), "-c", "-d", "--install", str(install), "--ssh-cidr", cidr)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    expected = {"no credentials": "aws configure", "open ssh range": "0.0.0.0/0", "not an address": "my-laptop"}[case]
+    assert expected in result.stderr
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    assert instances_of("ec2creds") == []
+    assert boto3.client("s3").list_buckets()["Buckets"] == []
+    assert boto3.client("ec2").describe_key_pairs()["KeyPairs"] == []
