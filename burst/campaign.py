@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import tempfile
 import time
 from collections import defaultdict
@@ -121,6 +122,17 @@ class Campaign:
         return JobStatus(job=self.record.job, tag=job.tag, state=state,
                          instance_type=job.instance_type, command=job.command)
 
+    def _status_of(self, tag: str, state_if_new: str) -> JobStatus:
+        """The tag's status from the bucket, or a new one (nothing was written for it yet)."""
+        return load_status(self.storage, tag) or self._new_status(self.record.job_of(tag), state_if_new)
+
+    @staticmethod
+    def _probe(transport: Transport, node_dir: str) -> tuple[str, str, str]:
+        """(state word, its argument, the lines after it) from the node's probe."""
+        first, _, rest = transport.run(node_scripts.probe_command(node_dir)).out.partition("\n")
+        state, _, argument = first.strip().partition(" ")
+        return state, argument, rest
+
     def node_config(self, instance: InstanceInfo) -> NodeConfig:
         job = self.record.job_of(instance.tag)
         return NodeConfig(
@@ -130,7 +142,7 @@ class Campaign:
         )
 
     def _copy_files(self, transport: Transport, node_dir: str, config: NodeConfig) -> None:
-        transport.run(f"mkdir -p {node_dir}/logs {node_dir}/code")
+        transport.run(f"mkdir -p {shlex.quote(node_dir + '/logs')} {shlex.quote(node_dir + '/code')}")
         transport.put(Path(self.record.install_file), f"{node_dir}/INSTALL.sh")
         transport.put(AGENT_ENTRY, f"{node_dir}/agent/save_results.py")
         transport.put_dir(PACKAGE_DIR, f"{node_dir}/agent/burst")
@@ -152,10 +164,9 @@ class Campaign:
         transport = self.provider.transport(instance)
         node_dir = self.provider.node_dir(instance)
         try:
-            probe = transport.run(node_scripts.probe_command(node_dir)).out
-            state = probe.split("\n", 1)[0].split(" ")[0]
+            state, _, _ = self._probe(transport, node_dir)
             if state == "NEW":
-                status = load_status(self.storage, instance.tag) or self._new_status(self.record.job_of(instance.tag), INSTALLING)
+                status = self._status_of(instance.tag, INSTALLING)
                 status.state, status.instance_id, status.instance = INSTALLING, instance.id, self._instance_facts(instance)
                 status.note, status.exit_code = "", None
                 save_status(self.storage, status)
@@ -171,9 +182,7 @@ class Campaign:
     def _poll_install(self, transport: Transport, instance: InstanceInfo, node_dir: str) -> NodeOutcome:
         deadline = time.monotonic() + self.install_timeout
         for delay in backoff_delays():
-            probe = transport.run(node_scripts.probe_command(node_dir)).out
-            first, _, rest = probe.partition("\n")
-            state = first.split(" ")[0]
+            state, exit_code, rest = self._probe(transport, node_dir)
             if state in ("READY", "DISPATCHED"):
                 status = load_status(self.storage, instance.tag)
                 if status is not None and status.state == INSTALLING:
@@ -181,10 +190,9 @@ class Campaign:
                     save_status(self.storage, status)
                 return NodeOutcome(instance.tag, state)
             if state == "FAILED":
-                code = first.split(" ")[1] if " " in first else "?"
-                return self._install_failed(transport, instance, node_dir, f"INSTALL.sh exited with status {code}", rest)
+                return self._install_failed(transport, instance, node_dir, f"INSTALL.sh exited with status {exit_code}", rest)
             if time.monotonic() > deadline:
-                log = transport.run(f"tail -n 20 {node_dir}/logs/install.log", check=False).out
+                log = transport.run(f"tail -n 20 {shlex.quote(node_dir + '/logs/install.log')}", check=False).out
                 return self._install_failed(
                     transport, instance, node_dir,
                     f"INSTALL.sh still running after {self.install_timeout:.0f} s (--install-timeout)", log)
@@ -198,9 +206,9 @@ class Campaign:
             try:
                 transport.get(f"{node_dir}/logs/install.log", local)
                 self.storage.upload_file(local, f"{instance.tag}/logs/install.log")
-            except (OSError, IOError):
-                pass  # the tail below is still in the status
-        status = load_status(self.storage, instance.tag) or self._new_status(self.record.job_of(instance.tag), FAILED)
+            except Exception:  # best effort: the log's tail goes into the status below anyway
+                pass
+        status = self._status_of(instance.tag, FAILED)
         status.state = FAILED
         status.note = f"{why}; last lines of install.log:\n{tail(log_tail)}".rstrip()
         save_status(self.storage, status)
@@ -223,7 +231,7 @@ class Campaign:
         try:
             return self.setup_node(instance)
         except Exception as error:  # reported per tag; the machine is left for `burst logs`/`terminate`
-            status = load_status(self.storage, instance.tag) or self._new_status(self.record.job_of(instance.tag), FAILED)
+            status = self._status_of(instance.tag, FAILED)
             status.state, status.note = FAILED, f"setup failed: {error}"
             save_status(self.storage, status)
             self.provider.terminate([instance.id])
@@ -234,10 +242,10 @@ class Campaign:
         transport = self.provider.transport(instance)
         node_dir = self.provider.node_dir(instance)
         try:
-            state = transport.run(node_scripts.probe_command(node_dir)).out.split("\n", 1)[0].split(" ")[0]
+            state, _, _ = self._probe(transport, node_dir)
             if state != "READY":
                 return NodeOutcome(instance.tag, state)
-            transport.run(f"touch {node_dir}/run.started")
+            transport.run(f"touch {shlex.quote(node_dir + '/run.started')}")
             transport.start_detached("run.sh", node_dir, "logs/runner.log")
             return NodeOutcome(instance.tag, STARTED)
         finally:

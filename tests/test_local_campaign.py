@@ -108,7 +108,8 @@ def test_missing_outputs_are_a_warning_not_a_failure(tmp_path, burst_home):
 def test_command_with_quotes_commas_vars_and_non_ascii_runs_verbatim(tmp_path, burst_home):
     command = """mkdir -p results; printf '%s|%s|%s\\n' "it's, quoted" "$TAG $JOB $INSTANCE_TYPE" 'naïve — 日本 $NOT_EXPANDED' > results/out.txt"""
     jobfile, install = write_campaign(tmp_path, [("c5.large", command)])
-    result = run_script(DISPATCHER, "local", "quoting", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+    result = run_script(DISPATCHER, "local", "quoting", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                        "--node-root", "bench runs/it's here")  # a node folder that needs quoting too
     assert result.returncode == 0, result.stderr
     saved = (burst_home / "buckets" / "quoting" / "quoting0" / "results" / "out.txt").read_text(encoding="utf-8")
     assert saved == "it's, quoted|quoting0 quoting c5.large|naïve — 日本 $NOT_EXPANDED\n"
