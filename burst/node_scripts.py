@@ -59,10 +59,12 @@ PYTHON={shlex.quote(python)}
 mkdir -p logs
 "$PYTHON" agent/save_results.py start >> logs/agent.log 2>&1
 cd code
+started_ns=$(date +%s%N)
 bash -c {shlex.quote(config.command)} > "$NODE_DIR/logs/stdout.log" 2> "$NODE_DIR/logs/stderr.log" < /dev/null
 code=$?
+ended_ns=$(date +%s%N)
 cd "$NODE_DIR"
-"$PYTHON" agent/save_results.py finish --exit-code "$code" >> logs/agent.log 2>&1
+"$PYTHON" agent/save_results.py finish --exit-code "$code" --started-ns "$started_ns" --ended-ns "$ended_ns" >> logs/agent.log 2>&1
 """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import datetime
 import os
 import signal
 import subprocess
@@ -228,3 +229,14 @@ def test_unknown_job_or_tag_is_a_clear_error(tmp_path):
     assert run_script(DISPATCHER, "local", "known", str(jobfile), "-c", "-d", "--wait", "--install", str(install)).returncode == 0
     logs = run_script("-m", "burst", "logs", "known", "known7")
     assert logs.returncode == 2 and "has no tag 'known7'" in logs.stderr and "known0" in logs.stderr
+
+
+def test_status_times_are_the_commands_own(tmp_path, burst_home):
+    """started/ended come from the runner's clock around the command; seconds is their difference."""
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "python3 -c 'import time; time.sleep(0.5)'")])
+    assert run_script(DISPATCHER, "local", "timing", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                      "--results", "none").returncode == 0
+    status = statuses("timing")["timing0"]
+    started, ended = (datetime.fromisoformat(status[k]) for k in ("started", "ended"))
+    assert abs((ended - started).total_seconds() - status["seconds"]) < 0.002
+    assert status["seconds"] >= 0.5, "the command's sleep is inside the measured time"
