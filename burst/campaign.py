@@ -54,8 +54,13 @@ def backoff_delays(first: float = 0.2, factor: float = 1.5, cap: float = 5.0):
 def parallel(function: Callable, items: list, workers: int = MAX_PARALLEL) -> list:
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
+    try:
         return list(pool.map(function, items))
+    finally:
+        # On Ctrl-C, do not wait for workers that may poll a long INSTALL.sh: the
+        # caller exits, and every node picks up where it was on the next run.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Campaign:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -28,8 +29,16 @@ def run_entry(main: Callable[[list[str] | None], int], argv: list[str] | None = 
         errors.print(f"failed: {error}", markup=False, soft_wrap=True)
         return error.exit_status
     except KeyboardInterrupt:
-        errors.print("interrupted: machines keep running; see `python -m burst status JOB` or `terminate JOB`.", markup=False)
-        return 130
+        errors.print(
+            "interrupted: machines keep running and the campaign can be resumed with the same command; "
+            "see `python -m burst status JOB`, or end them with `python -m burst terminate JOB`.",
+            markup=False, soft_wrap=True,
+        )
+        # Worker threads may be polling a long INSTALL.sh or retrying SSH; Python would
+        # join them at exit. Everything is resumable from the nodes, so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 def exit_with(main: Callable[[list[str] | None], int]) -> None:

@@ -240,3 +240,24 @@ def test_status_times_are_the_commands_own(tmp_path, burst_home):
     started, ended = (datetime.fromisoformat(status[k]) for k in ("started", "ended"))
     assert abs((ended - started).total_seconds() - status["seconds"]) < 0.002
     assert status["seconds"] >= 0.5, "the command's sleep is inside the measured time"
+
+
+def test_ctrl_c_during_a_long_install_returns_at_once_and_the_campaign_resumes(tmp_path, burst_home):
+    install = "#!/bin/bash\nwhile [ ! -e \"$BURST_NODE_DIR/go\" ]; do sleep 0.1; done\n"
+    jobfile, install_file = write_campaign(tmp_path, [("t3.micro", "echo resumed")], install=install)
+    args = [sys.executable, DISPATCHER, "local", "intr", str(jobfile), "-c", "-d", "--wait", "--install", str(install_file)]
+    dispatcher = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: statuses_or_empty("intr").get("intr0", {}).get("state") == "installing", what="install started")
+        dispatcher.send_signal(signal.SIGINT)
+        out, err = dispatcher.communicate(timeout=30)
+    finally:
+        if dispatcher.poll() is None:
+            dispatcher.kill()
+    assert dispatcher.returncode == 130
+    assert "machines keep running" in err and "Traceback" not in err
+    (machine,) = live_instances(burst_home, "intr")
+    (SandboxRegistry(burst_home).home_of(machine) / "burst" / "intr" / "intr0" / "go").touch()
+    resumed = run_script(*args[1:])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert statuses("intr")["intr0"]["state"] == "done"
