@@ -7,10 +7,13 @@ cleanup) work from the job name alone.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from burst import __version__
 from burst.errors import UserError
@@ -76,6 +79,31 @@ class CampaignRecord:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json(), encoding="utf-8")
         storage.write_text("campaign.json", self.to_json())
+
+
+@contextmanager
+def dispatcher_lock(job: str) -> Iterator[None]:
+    """One dispatcher per job on this machine: two at once could launch twice for a tag."""
+    path = burst_home() / "campaigns" / f"{job}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(
+                f"job {job!r} is being dispatched right now by {holder}: let it finish (follow it with "
+                f"`python -m burst status {job}`), or stop it, then run this again."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def record_path(job: str) -> Path:

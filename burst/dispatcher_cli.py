@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from burst.campaign import STARTED, Campaign, backoff_delays
-from burst.campaign_record import CampaignRecord, load_record, record_path
+from burst.campaign_record import CampaignRecord, dispatcher_lock, load_record, record_path
 from burst.console import console, report
 from burst.errors import UserError
 from burst.jobs import read_jobs, validate_job_name
@@ -126,6 +126,11 @@ def wait_for(campaign: Campaign, tags: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     record, jobs = plan(args)
+    with dispatcher_lock(record.job):
+        return run(args, record, jobs)
+
+
+def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> int:
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)

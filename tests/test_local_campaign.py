@@ -261,3 +261,23 @@ def test_ctrl_c_during_a_long_install_returns_at_once_and_the_campaign_resumes(t
     resumed = run_script(*args[1:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert statuses("intr")["intr0"]["state"] == "done"
+
+
+def test_a_second_dispatcher_for_the_same_job_is_refused_while_one_runs(tmp_path, burst_home):
+    install = "#!/bin/bash\nwhile [ ! -e \"$BURST_NODE_DIR/go\" ]; do sleep 0.1; done\n"
+    jobfile, install_file = write_campaign(tmp_path, [("t3.micro", "true")], install=install)
+    args = [DISPATCHER, "local", "busy", str(jobfile), "-c", "-d", "--wait", "--install", str(install_file)]
+    first = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: statuses_or_empty("busy").get("busy0", {}).get("state") == "installing", what="install started")
+        second = run_script(*args)
+        assert second.returncode == 2
+        assert f"is being dispatched right now by pid {first.pid}" in second.stderr
+        assert len(live_instances(burst_home, "busy")) == 1
+        (machine,) = live_instances(burst_home, "busy")
+        (SandboxRegistry(burst_home).home_of(machine) / "burst" / "busy" / "busy0" / "go").touch()
+        first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0
