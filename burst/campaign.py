@@ -14,7 +14,6 @@ import shlex
 import tempfile
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,10 +28,10 @@ from burst.status_store import load_status, load_statuses, save_status
 from burst.storage import Storage
 from burst.transport.base import Transport, tail
 from burst import node_scripts
+from burst.concurrency import parallel
 
 PACKAGE_DIR = Path(burst.__file__).resolve().parent
 AGENT_ENTRY = PACKAGE_DIR.parent / "save_results.py"
-MAX_PARALLEL = 32
 STARTED = "STARTED"
 
 
@@ -49,18 +48,6 @@ def backoff_delays(first: float = 0.2, factor: float = 1.5, cap: float = 5.0):
     while True:
         yield delay
         delay = min(cap, delay * factor)
-
-
-def parallel(function: Callable, items: list, workers: int = MAX_PARALLEL) -> list:
-    if not items:
-        return []
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)))
-    try:
-        return list(pool.map(function, items))
-    finally:
-        # On Ctrl-C, do not wait for workers that may poll a long INSTALL.sh: the
-        # caller exits, and every node picks up where it was on the next run.
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Campaign:

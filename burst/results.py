@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from burst.campaign import parallel
+from burst.concurrency import parallel
 from burst.campaign_record import load_record
 from burst.console import console, report
 from burst.errors import UserError

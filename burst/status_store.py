@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
+from burst.concurrency import parallel
 from burst.records import JobStatus, utc_now
 from burst.storage.base import KeyNotFound, Storage
 
@@ -30,7 +30,4 @@ def save_status(storage: Storage, status: JobStatus) -> None:
 
 def load_statuses(storage: Storage, tags: list[str]) -> dict[str, JobStatus | None]:
     """Every tag's status; read in parallel, as each is one GET on S3 (``--wait`` polls this)."""
-    if len(tags) <= 1:
-        return {tag: load_status(storage, tag) for tag in tags}
-    with ThreadPoolExecutor(max_workers=min(16, len(tags))) as pool:
-        return dict(zip(tags, pool.map(lambda tag: load_status(storage, tag), tags)))
+    return dict(zip(tags, parallel(lambda tag: load_status(storage, tag), tags, workers=16)))
