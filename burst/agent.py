@@ -133,22 +133,15 @@ def _iso(nanoseconds: int) -> str:
     return datetime.fromtimestamp(nanoseconds / 1e9, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def finish(folder: NodeFolder, exit_code: int, started_ns: int | None = None, ended_ns: int | None = None) -> int:
+def finish(folder: NodeFolder, exit_code: int, started_ns: int, ended_ns: int) -> int:
     """``started_ns``/``ended_ns``: the runner's clock right around the command, so
     ``seconds`` is the command's own wall time, without the agent's start-up."""
     config = folder.config
     storage = open_storage(config.bucket_url, **_storage_options(config))
     status = _status(storage, config)
     status.exit_code = exit_code
-    if started_ns and ended_ns:
-        status.started, status.ended = _iso(started_ns), _iso(ended_ns)
-        status.seconds = round((ended_ns - started_ns) / 1e9, 3)
-    else:
-        status.ended = utc_now()
-        if status.started:
-            status.seconds = round(
-                (datetime.fromisoformat(status.ended) - datetime.fromisoformat(status.started)).total_seconds(), 3
-            )
+    status.started, status.ended = _iso(started_ns), _iso(ended_ns)
+    status.seconds = round((ended_ns - started_ns) / 1e9, 3)
     status.state = SAVING
     save_status(storage, status)
 
@@ -205,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("start", help="record that the command starts, with the machine's provenance")
     finish_parser = sub.add_parser("finish", help="save outputs and logs, write the status, end the machine")
     finish_parser.add_argument("--exit-code", type=int, required=True)
-    finish_parser.add_argument("--started-ns", type=int, help="epoch nanoseconds when the command started")
-    finish_parser.add_argument("--ended-ns", type=int, help="epoch nanoseconds when the command ended")
+    finish_parser.add_argument("--started-ns", type=int, required=True, help="epoch nanoseconds when the command started")
+    finish_parser.add_argument("--ended-ns", type=int, required=True, help="epoch nanoseconds when the command ended")
     args = parser.parse_args(argv)
     folder = NodeFolder(args.node_dir)
     if args.step == "start":
