@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Node agent entry point: ``save_results.py start`` / ``save_results.py finish --exit-code N``.
+"""Node worker entry point: ``save_results.py work`` claims and runs rows until none are left.
 
-The dispatcher copies this file and the ``burst`` package to ``<node dir>/agent/``.
+The dispatcher unpacks this file and the ``burst`` package into ``<machine dir>/agent/``.
 """
 
 import sys
@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from burst.agent import main  # noqa: E402
+from burst.worker import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

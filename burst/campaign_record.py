@@ -19,8 +19,28 @@ from burst import __version__
 from burst.errors import UserError
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
+from burst.protocol import CAMPAIGN_KEY
 from burst.records import Job, from_known_fields, utc_now
 from burst.storage import Storage, open_storage
+
+
+@dataclass
+class PoolOptions:
+    """How rows are spread over machines (``--machines``, ``--slots``, ``--heartbeat``, ``--retries``)."""
+
+    machines: int | None = None  # per instance type; None: one per row (EC2) or the CPUs (local)
+    slots: str = "1"  # rows one machine runs at once: a number, or "auto" (its vCPUs)
+    heartbeat: float = 30.0  # seconds between lease renewals; a lease lasts 4 heartbeats
+    retries: int = 2  # attempts after lost machines
+    retry_failed: bool = False  # a non-zero exit is retried too (within --retries)
+
+    def machines_per_type(self, rows_per_type: dict[str, int], local: bool) -> dict[str, int]:
+        default = lambda rows: rows if not local else min(rows, os.cpu_count() or 1)  # noqa: E731
+        return {t: (min(self.machines, n) if self.machines else default(n)) for t, n in rows_per_type.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PoolOptions":
+        return from_known_fields(cls, data)
 
 
 @dataclass
@@ -34,6 +54,7 @@ class CampaignRecord:
     code_dir: str = ""
     install_file: str = ""
     results: list[str] = field(default_factory=lambda: ["results/**"])
+    pool: PoolOptions = field(default_factory=PoolOptions)
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
     version: str = __version__
@@ -60,6 +81,7 @@ class CampaignRecord:
         data = dict(data)
         data["jobs"] = [Job(**row) for row in data["jobs"]]
         data["options"] = ProviderOptions.from_dict(data.get("options", {}))
+        data["pool"] = PoolOptions.from_dict(data.get("pool", {}))
         return from_known_fields(cls, data)
 
     def to_json(self) -> str:
@@ -74,11 +96,14 @@ class CampaignRecord:
         return open_storage(self.bucket_url, **provider.storage_options())
 
     def save(self, storage: Storage) -> None:
+        """Here (atomically: a temp file and a rename) and in the bucket, where the workers read the rows."""
         self.updated = utc_now()
         path = record_path(self.job)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json(), encoding="utf-8")
-        storage.write_text("campaign.json", self.to_json())
+        temp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        temp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(temp, path)
+        storage.write_text(CAMPAIGN_KEY, self.to_json())
 
 
 @contextmanager

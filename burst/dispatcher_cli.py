@@ -8,14 +8,13 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from burst.campaign import STARTED, Campaign, backoff_delays
-from burst.campaign_record import CampaignRecord, dispatcher_lock, load_record, record_path
+from burst.campaign import Campaign
+from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, record_path
 from burst.console import console, report
 from burst.errors import UserError
 from burst.jobs import read_jobs, validate_job_name
 from burst.records import Job
 from burst.providers import ProviderOptions, make_provider
-from burst.records import RUNNING, SAVING
 from burst.status import campaign_succeeded, count_states, status_table
 
 TOP = Path(__file__).resolve().parent.parent
@@ -24,7 +23,7 @@ TOP = Path(__file__).resolve().parent.parent
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dispatcher.py",
-        description="Run a campaign: one machine per row of JOBFILE (instance_type,command).",
+        description="Run a campaign: the rows of JOBFILE (instance_type,command) on a pool of machines per type.",
         epilog="Example: python dispatcher.py local demo awsjobs/demo.csv -c -d --wait",
     )
     parser.add_argument("ami", metavar="AMI", help="EC2 image id (ami-...), or 'local' to run on this machine")
@@ -38,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--code", type=Path, help="folder copied to each machine; commands run in it (default: JOBFILE's name without .csv, when it exists)")
     parser.add_argument("--results", action="append", metavar="GLOB", help="outputs to save, relative to the code folder (repeatable; default results/**)")
     parser.add_argument("--install-timeout", type=float, default=3600, metavar="SECONDS", help="give up on an INSTALL.sh after this long (default 3600)")
+    pool = parser.add_argument_group("pool")
+    pool.add_argument("--machines", type=_positive_int, metavar="N", help="at most N machines per instance type (default: one per row on EC2, the CPU count locally)")
+    pool.add_argument("--slots", type=_slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own CPUs (default 1, right for timings; 'auto' = its vCPUs)")
+    pool.add_argument("--heartbeat", type=_positive_float, default=30.0, metavar="SECONDS", help="lease renewal interval; a row whose machine misses 4 heartbeats runs again (default 30)")
+    pool.add_argument("--retries", type=_non_negative_int, default=2, metavar="R", help="attempts after an attempt lost its machine (default 2)")
+    pool.add_argument("--retry-failed", action="store_true", help="also rerun rows whose command exited non-zero (within --retries)")
     aws = parser.add_argument_group("EC2")
     aws.add_argument("--region", help="AWS region (default: from your AWS config, else us-east-1)")
     aws.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
@@ -48,6 +53,35 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--bucket", help="bucket name (default: the job name)")
     aws.add_argument("--node-root", default="burst", help="folder on each machine holding the job's files (default ~/burst)")
     return parser
+
+
+def _number(kind, text: str, low: float, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not (value >= low) or value != value or value in (float("inf"),):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _number(int, text, 1, "a whole number of at least 1")
+
+
+def _non_negative_int(text: str) -> int:
+    return _number(int, text, 0, "a whole number of at least 0")
+
+
+def _positive_float(text: str) -> float:
+    value = _number(float, text, 0, "a number of seconds above 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def _slots(text: str) -> str:
+    return "auto" if text == "auto" else str(_number(int, text, 1, "a whole number of at least 1, or 'auto'"))
 
 
 def _code_dir(args: argparse.Namespace) -> Path | None:
@@ -92,6 +126,8 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
         job_file=str(args.jobfile.resolve()), code_dir=str(cd) if (cd := _code_dir(args)) else "",
         install_file=str(args.install.resolve()), results=_results(args),
+        pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
+                         retries=args.retries, retry_failed=args.retry_failed),
     )
     if record_path(args.job).is_file():
         previous = load_record(args.job)
@@ -107,20 +143,25 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
     return record, jobs
 
 
-def wait_for(campaign: Campaign, tags: list[str]) -> dict:
-    """Show progress until every tag in ``tags`` is final; return all statuses."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("waiting", total=len(tags))
-        for delay in backoff_delays(first=0.5, cap=10.0):
-            statuses = campaign.poll()
-            finished = sum(1 for t in tags if statuses[t] is not None and statuses[t].terminal)
-            progress.update(task, completed=finished, description=count_states({t: statuses[t] for t in tags}))
-            if finished == len(tags):
-                return statuses
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+class WaitProgress:
+    """A live line while --wait runs: how many rows are final, and the state counts."""
+
+    def __init__(self, total: int):
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                                 console=console, transient=True)
+        self.task = self.progress.add_task("waiting", total=total)
+
+    def __enter__(self) -> "WaitProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def update(self, rows: dict) -> None:
+        final = sum(1 for s in rows.values() if s.terminal)
+        self.progress.update(self.task, completed=final, description=count_states(rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,25 +179,16 @@ def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> in
         record.bucket_url = provider.bucket_url
         storage = record.storage(provider)
         record.save(storage)
-        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report, jobs=jobs)
-        if args.create:
-            campaign.create()
-        if args.dispatch:
-            outcomes = campaign.dispatch()
+        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report)
         if not args.wait:
+            campaign.run(create=args.create, dispatch=args.dispatch, wait=False)
             if args.dispatch:
                 report(f"follow with: python -m burst status {record.job}")
             return 0
-        statuses = campaign.poll()
-        running = {o.tag for o in outcomes if o.state in (STARTED, "DISPATCHED")}
-        running |= {t for t, s in statuses.items() if s is not None and s.state in (RUNNING, SAVING)}
-        tags = [job.tag for job in jobs]
-        waited = [t for t in tags if t in running or (statuses[t] is not None and statuses[t].terminal)]
-        statuses = wait_for(campaign, waited)
-        console.print(status_table(record.job, tags, statuses))
-        not_started = [t for t in tags if t not in waited]
-        if not_started:
-            report(f"never started: {', '.join(not_started)}")
-        return 0 if campaign_succeeded(tags, statuses) else 1
+        with WaitProgress(len(record.jobs)) as progress:
+            rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=True, on_round=progress.update)
+        tags = record.tags
+        console.print(status_table(record.job, tags, rows))
+        return 0 if campaign_succeeded(tags, rows) else 1
     finally:
         provider.close()

@@ -1,81 +1,127 @@
-"""The two scripts the dispatcher writes into a tag's folder on its node.
+"""What the dispatcher puts on a machine and the shell lines it runs there.
 
-``setup.sh`` runs bootstrap (EC2) and the user's INSTALL.sh, leaving ``READY``
-on success and ``install.exit`` always, so the dispatcher can tell a failed
-install from a slow one. ``run.sh`` runs the row's command in the code folder
-and always hands over to the agent afterwards. Every value is shell-quoted; the
-user's command is the only free shell text, and it runs under ``bash -c``.
+One bundle per campaign run (``bundle.tar.gz``: INSTALL.sh, the agent, the code
+folder, ``setup.sh`` and ``worker.sh``), copied once per machine; one remote
+command unpacks it, writes ``node.json`` and starts ``setup.sh`` detached;
+``setup.sh`` runs the bootstrap (EC2) and INSTALL.sh and, when asked to, starts
+the worker as soon as the machine is READY. Every value is shell-quoted.
 """
 
 from __future__ import annotations
 
+import io
 import shlex
+import tarfile
+from pathlib import Path
 
-from burst.providers.base import NodeConfig
+import burst
+from burst import protocol
+from burst.node_config import NodeConfig
+from burst.transport.base import SKIPPED_NAMES
 
-
-def _exports(config: NodeConfig, node_dir_var: str = "$NODE_DIR") -> str:
-    values = {
-        "TAG": config.tag,
-        "JOB": config.job,
-        "INSTANCE_ID": config.instance_id,
-        "INSTANCE_TYPE": config.instance_type,
-        "BURST_PROVIDER": config.provider,
-    }
-    lines = [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
-    lines.append(f'export BURST_NODE_DIR="{node_dir_var}"')
-    return "\n".join(lines)
+PACKAGE_DIR = Path(burst.__file__).resolve().parent
+AGENT_ENTRY = PACKAGE_DIR.parent / "save_results.py"
 
 
-def setup_script(config: NodeConfig, bootstrap: bool) -> str:
-    bootstrap_step = (
-        f"BURST_NEEDS_BOTO3={'1' if config.bucket_url.startswith('s3://') else '0'} bash agent/burst/bootstrap.sh && "
-        if bootstrap else ""
-    )
+def setup_script(bootstrap: bool, needs_boto3: bool) -> str:
+    bootstrap_step = f"BURST_NEEDS_BOTO3={'1' if needs_boto3 else '0'} bash agent/burst/bootstrap.sh && " if bootstrap else ""
     return f"""#!/bin/bash
-# Written by burst: set up tag {config.tag} of job {config.job}.
+# Written by burst: set this machine up, then (with -d) start its worker.
 cd "$(dirname "$0")" || exit 1
 NODE_DIR="$PWD"
-{_exports(config)}
-rm -f READY install.exit
+export JOB INSTANCE_ID INSTANCE_TYPE BURST_PROVIDER BURST_NODE_DIR="$NODE_DIR"
+. ./node.env
+rm -f {protocol.READY_FILE} {protocol.INSTALL_EXIT}
 mkdir -p logs
-touch install.started
-( {bootstrap_step}cd code && bash ../INSTALL.sh ) > logs/install.log 2>&1 < /dev/null
+touch {protocol.INSTALL_STARTED}
+( {bootstrap_step}cd code && bash ../INSTALL.sh ) > {protocol.INSTALL_LOG} 2>&1 < /dev/null
 code=$?
 # READY before install.exit: a probe between the two must not see a finished, non-ready install
-[ "$code" -eq 0 ] && touch READY
-echo "$code" > install.exit
+[ "$code" -eq 0 ] && touch {protocol.READY_FILE}
+echo "$code" > {protocol.INSTALL_EXIT}
+[ "$code" -eq 0 ] && [ -e start-worker ] && exec bash {protocol.WORKER_SCRIPT}
 exit "$code"
 """
 
 
-def run_script(config: NodeConfig, python: str) -> str:
+def worker_script(python: str) -> str:
     return f"""#!/bin/bash
-# Written by burst: run tag {config.tag} of job {config.job}, then always save and end.
+# Written by burst: the machine's one worker (it refuses to start twice).
 cd "$(dirname "$0")" || exit 1
-NODE_DIR="$PWD"
-PYTHON={shlex.quote(python)}
-{_exports(config)}
-mkdir -p logs
-"$PYTHON" agent/save_results.py start >> logs/agent.log 2>&1
-cd code
-started_ns=$(date +%s%N)
-bash -c {shlex.quote(config.command)} > "$NODE_DIR/logs/stdout.log" 2> "$NODE_DIR/logs/stderr.log" < /dev/null
-code=$?
-ended_ns=$(date +%s%N)
-cd "$NODE_DIR"
-"$PYTHON" agent/save_results.py finish --exit-code "$code" --started-ns "$started_ns" --ended-ns "$ended_ns" >> logs/agent.log 2>&1
+exec {shlex.quote(python)} agent/save_results.py work --node-dir "$PWD" >> logs/worker.log 2>&1 < /dev/null
 """
 
 
-# One round trip tells the dispatcher where a tag's node stands.
-def probe_command(node_dir: str) -> str:
+def node_env(config: NodeConfig) -> str:
+    values = {"JOB": config.job, "INSTANCE_ID": config.instance_id, "INSTANCE_TYPE": config.instance_type,
+              "BURST_PROVIDER": config.provider}
+    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+
+
+def _add_text(archive: tarfile.TarFile, name: str, text: str, mode: int = 0o755) -> None:
+    data = text.encode("utf-8")
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), mode
+    archive.addfile(info, io.BytesIO(data))
+
+
+def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    return None if any(part in SKIPPED_NAMES for part in Path(info.name).parts) else info
+
+
+def build_bundle(install_file: Path, code_dir: Path | None, python: str, bootstrap: bool, needs_boto3: bool) -> bytes:
+    """Everything a machine needs, as one gzipped tar (made once per campaign run)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+        archive.add(install_file, "INSTALL.sh")
+        archive.add(AGENT_ENTRY, "agent/save_results.py")
+        archive.add(PACKAGE_DIR, "agent/burst", filter=_skip_caches)
+        if code_dir is not None:
+            archive.add(code_dir, "code", filter=_skip_caches)
+        else:
+            info = tarfile.TarInfo("code")
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            archive.addfile(info)
+        _add_text(archive, protocol.SETUP_SCRIPT, setup_script(bootstrap, needs_boto3))
+        _add_text(archive, protocol.WORKER_SCRIPT, worker_script(python))
+    return buffer.getvalue()
+
+
+def start_setup_command(node_dir: str, config: NodeConfig, start_worker: bool) -> str:
+    """One remote command: unpack the bundle, write node.json, start setup.sh detached.
+
+    With ``start_worker`` setup.sh starts the worker itself once INSTALL.sh succeeds:
+    no dispatcher round trip, and no window in which a killed dispatcher loses it.
+    """
     folder = shlex.quote(node_dir)
+    marker = f"touch start-worker; " if start_worker else ""
     return (
-        f"cd {folder} 2>/dev/null || {{ echo NEW; exit 0; }}; "
-        "if [ -e run.started ]; then echo DISPATCHED; "
-        "elif [ -e READY ]; then echo READY; "
-        "elif [ -e install.exit ]; then echo \"FAILED $(cat install.exit)\"; tail -n 20 logs/install.log; "
-        "elif [ -e install.started ]; then echo INSTALLING; "
-        "else echo NEW; fi"
+        f"cd {folder} && tar -xzf {protocol.BUNDLE} && rm -f {protocol.BUNDLE} && "
+        f"printf %s {shlex.quote(config.to_json())} > {protocol.NODE_CONFIG} && "
+        f"printf %s {shlex.quote(node_env(config))} > node.env && {marker}"
+        f"{{ nohup setsid bash {protocol.SETUP_SCRIPT} > logs/setup.out 2>&1 < /dev/null & }}"
+    )
+
+
+def start_worker_command(node_dir: str) -> str:
+    """Start the worker on a READY machine (idempotent: the worker itself refuses a second start)."""
+    return (
+        f"cd {shlex.quote(node_dir)} && touch start-worker && "
+        f"{{ nohup setsid bash {protocol.WORKER_SCRIPT} > /dev/null 2>&1 < /dev/null & }}"
+    )
+
+
+def probe_command(node_dir: str) -> str:
+    """One round trip tells where a machine stands: a probe word, then details."""
+    folder = shlex.quote(node_dir)
+    p = protocol
+    return (
+        f"cd {folder} 2>/dev/null || {{ echo {p.P_NEW}; exit 0; }}; "
+        f"if [ -e {p.WORKER_EXIT} ]; then echo {p.P_FINISHED}; "
+        f"elif [ -e {p.WORKER_STARTED} ]; then "
+        f"if flock -n {p.WORKER_LOCK} true 2>/dev/null; then echo {p.P_DEAD}; else echo {p.P_WORKING}; fi; "
+        f"elif [ -e {p.READY_FILE} ]; then echo {p.P_READY}; "
+        f"elif [ -e {p.INSTALL_EXIT} ]; then echo \"{p.P_FAILED} $(cat {p.INSTALL_EXIT})\"; tail -n 20 {p.INSTALL_LOG}; "
+        f"elif [ -e {p.INSTALL_STARTED} ] || [ -e {p.NODE_CONFIG} ]; then echo {p.P_INSTALLING}; "
+        f"else echo {p.P_NEW}; fi"
     )

@@ -7,16 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-# status.json states, in the order a tag goes through them.
-LAUNCHING = "launching"
-INSTALLING = "installing"
-READY = "ready"
-RUNNING = "running"
-SAVING = "saving"
-DONE = "done"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-TERMINAL_STATES = frozenset({DONE, FAILED, INTERRUPTED})
+from burst.protocol import DONE, FAILED, HELD, INTERRUPTED, PENDING, RUNNING, TERMINAL_STATES  # noqa: F401
 
 
 def from_known_fields(cls, data: dict[str, Any]):
@@ -49,7 +40,6 @@ class InstanceInfo:
 
     id: str
     job: str
-    tag: str
     instance_type: str
     state: str  # provider's word: pending, running, terminated ...
     host: str = ""  # address to reach it (public IP / DNS), "" for local
@@ -58,14 +48,21 @@ class InstanceInfo:
 
 @dataclass
 class JobStatus:
-    """Content of ``<bucket>/<tag>/status.json``."""
+    """Content of ``<bucket>/<tag>/status.json``: a row's last attempt, written when it ends.
+
+    While a row runs, the status table shows its claim instead (``from_claim``).
+    """
 
     job: str
     tag: str
     state: str
     instance_type: str = ""
     command: str = ""
-    instance_id: str = ""
+    instance_id: str = ""  # the machine that ran the attempt
+    attempt: int = 0
+    slot: int | None = None
+    cpus: list[int] = field(default_factory=list)  # the CPUs the command was pinned to ([] = all)
+    heartbeat_age: float | None = None  # seconds since the running attempt's last heartbeat (shown, not stored)
     exit_code: int | None = None
     started: str | None = None  # when the command started
     ended: str | None = None  # when the command ended
@@ -85,4 +82,65 @@ class JobStatus:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobStatus":
+        return from_known_fields(cls, data)
+
+
+@dataclass
+class Claim:
+    """Content of ``<tag>/claim.json``: who runs which attempt of a row, and its lease.
+
+    Created if absent (attempt 1) or replaced if unchanged (a released or expired
+    attempt n becomes n + 1), so exactly one worker holds an attempt. The lease is
+    the object's last write: its worker renews it every heartbeat.
+    """
+
+    tag: str
+    attempt: int
+    machine: str  # instance id
+    slot: int
+    state: str = HELD  # HELD | RELEASED
+    claimed: str = field(default_factory=utc_now)
+    heartbeat: str = field(default_factory=utc_now)
+    nonce: str = ""  # tells the holder its own claim after an ambiguous retry
+    reason: str = ""  # why it was released
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Claim":
+        return from_known_fields(cls, data)
+
+
+@dataclass
+class MachineRecord:
+    """Content of ``machines/<id>.json``, written by the dispatcher."""
+
+    id: str
+    instance_type: str
+    state: str  # protocol machine states
+    launched: str = field(default_factory=utc_now)
+    updated: str = field(default_factory=utc_now)
+    note: str = ""  # install failure tail, or why the reconcile ended it
+    facts: dict[str, Any] = field(default_factory=dict)  # AZ, AMI, lifecycle ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MachineRecord":
+        return from_known_fields(cls, data)
+
+
+@dataclass
+class WorkerRecord:
+    """Content of ``machines/<id>/worker.json``, written by the machine's worker every heartbeat."""
+
+    id: str
+    instance_type: str
+    slots: int
+    state: str = "working"  # working | finished
+    started: str = field(default_factory=utc_now)
+    heartbeat: str = field(default_factory=utc_now)
+    rows: list[str] = field(default_factory=list)  # "tag#attempt" of every row it ran
+    running: list[str] = field(default_factory=list)
+    keep_machine: bool = False  # an upload could not be verified: its files are still on the machine
+    note: str = ""  # e.g. why it could not end its machine
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "WorkerRecord":
         return from_known_fields(cls, data)

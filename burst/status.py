@@ -6,20 +6,20 @@ import json
 
 from rich.table import Table
 
-from burst.records import DONE, FAILED, INTERRUPTED, JobStatus
+from burst.records import DONE, FAILED, INTERRUPTED, RUNNING, JobStatus
 
-STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow"}
+STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow", RUNNING: "cyan"}
 
 
 def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None]) -> Table:
     table = Table(title=f"job {job}", title_justify="left")
-    for column in ("tag", "state", "exit", "seconds", "instance", "type"):
+    for column in ("tag", "state", "exit", "try", "seconds", "machine", "slot", "beat", "type"):
         table.add_column(column, no_wrap=True)
-    table.add_column("note", overflow="fold", ratio=1)
+    table.add_column("note", overflow="fold", ratio=1, min_width=24)
     for tag in tags:
         status = statuses.get(tag)
         if status is None:
-            table.add_row(tag, "-", "", "", "", "", "no status yet")
+            table.add_row(tag, "-", "", "", "", "", "", "", "", "no status yet")
             continue
         note = status.note.splitlines()[0] if status.note else ""
         if status.warnings:
@@ -28,16 +28,31 @@ def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None
             tag,
             f"[{STATE_STYLE.get(status.state, 'cyan')}]{status.state}[/]",
             "" if status.exit_code is None else str(status.exit_code),
+            str(status.attempt) if status.attempt else "",
             "" if status.seconds is None else f"{status.seconds:.1f}",
             status.instance_id,
+            "" if status.slot is None or status.slot < 0 else str(status.slot),
+            "" if status.heartbeat_age is None else f"{status.heartbeat_age:.0f}s",
             status.instance_type,
             note,
         )
     return table
 
 
-def status_json(tags: list[str], statuses: dict[str, JobStatus | None]) -> str:
-    return json.dumps([statuses[t].to_dict() for t in tags if statuses.get(t) is not None], indent=2, ensure_ascii=False)
+def machines_table(machines: list[dict]) -> Table:
+    table = Table(title="machines", title_justify="left")
+    for column in ("machine", "type", "state", "rows"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("note", overflow="fold", ratio=1)
+    for machine in machines:
+        table.add_row(machine["id"], machine["instance_type"], machine["state"], " ".join(machine["rows"]),
+                      machine["note"].splitlines()[0] if machine["note"] else "")
+    return table
+
+
+def status_json(job: str, tags: list[str], statuses: dict[str, JobStatus | None], machines: list[dict]) -> str:
+    rows = [statuses[t].to_dict() for t in tags if statuses.get(t) is not None]
+    return json.dumps({"job": job, "rows": rows, "machines": machines}, indent=2, ensure_ascii=False)
 
 
 def campaign_succeeded(tags: list[str], statuses: dict[str, JobStatus | None]) -> bool:

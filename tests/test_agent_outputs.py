@@ -1,6 +1,6 @@
 """Which files the agent saves, and under which names."""
 
-from burst.agent import find_outputs
+from burst.outputs import find_outputs
 
 
 def make(root, *names):

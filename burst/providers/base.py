@@ -1,7 +1,7 @@
 """The Provider seam: machines, found and ended by their tags.
 
-Tags are the source of truth: every machine carries ``job`` and ``tag``, so a
-dispatcher that died leaks nothing that ``list({"job": ...})`` cannot find.
+Tags are the source of truth: every machine carries ``job`` from its launch, so
+a dispatcher that died leaks nothing that ``list({"job": ...})`` cannot find.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from burst.node_config import NodeConfig  # noqa: F401  (re-exported for the providers)
 from burst.records import InstanceInfo, Job
 from burst.transport.base import Transport
 
@@ -21,24 +22,6 @@ class LaunchSpec:
     job: str
     instance_type: str
     image: str  # AMI id, or "local"
-
-
-@dataclass
-class NodeConfig:
-    """What the agent on a node needs to save results and end its machine.
-
-    Written by the dispatcher as ``node.json`` beside the agent; no credentials in it.
-    """
-
-    provider: str  # "local" | "ec2"
-    job: str
-    tag: str
-    instance_id: str
-    instance_type: str
-    command: str
-    bucket_url: str
-    results: list[str]
-    provider_options: dict[str, Any] = field(default_factory=dict)  # e.g. region, burst_home
 
 
 class Provider(ABC):
@@ -72,8 +55,12 @@ class Provider(ABC):
         return {}
 
     @abstractmethod
-    def launch(self, spec: LaunchSpec, tags: list[str]) -> list[str]:
-        """Start ``len(tags)`` machines of one type in one batched call; return ids in tag order."""
+    def launch(self, spec: LaunchSpec, count: int) -> list[str]:
+        """Start ``count`` machines of one type in one batched call; return their ids.
+
+        Every machine carries the job's tags from its first moment (no tag is added
+        afterwards), so a dispatcher that dies right after the call leaks nothing.
+        """
 
     @abstractmethod
     def wait_ready(self, ids: list[str]) -> list[InstanceInfo]:
@@ -92,8 +79,8 @@ class Provider(ABC):
         """A connected Transport to this machine (may retry while it boots)."""
 
     def node_dir(self, instance: InstanceInfo) -> str:
-        """Folder of a tag on its node (``~/burst/<job>/<tag>`` by default)."""
-        return f"{self.node_root.rstrip('/')}/{instance.job}/{instance.tag}"
+        """The machine's folder on it (``~/burst/<job>/<instance id>`` by default)."""
+        return f"{self.node_root.rstrip('/')}/{instance.job}/{instance.id}"
 
     def cleanup(self) -> None:
         """Remove what ``prepare`` made for the job, once its machines are gone and its data deleted."""

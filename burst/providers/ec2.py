@@ -1,15 +1,15 @@
 """EC2 machines through boto3, found and ended by their tags.
 
 Every instance carries ``job``, ``burst=1`` and ``Name=<job>`` from its
-``RunInstances`` call and its own ``tag`` right after (one ``CreateTags`` per
-instance: tag values differ). Instances start with
+``RunInstances`` call (TagSpecifications: no tag is added later, so no machine is
+ever untagged). Instances start with
 ``InstanceInitiatedShutdownBehavior=terminate`` and a user-data watchdog that
 shuts the OS down after ``--max-hours``, which therefore terminates them.
 
 API calls are batched: one ``RunInstances`` per instance type and up to
 ``MAX_PER_RUN`` machines (larger campaigns take one call per 100), one waiter
 and one ``DescribeInstances`` for all machines, ``TerminateInstances`` by 1000.
-Throttling is retried by botocore (adaptive mode); ``InsufficientInstanceCapacity``
+Throttling is retried by botocore (standard mode, ``burst.retry``); ``InsufficientInstanceCapacity``
 and a not-yet-usable new instance profile are retried here with bounded backoff;
 quota errors end the machines this provider launched and raise ``UserError``.
 
@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 
 from burst.errors import BurstError, UserError
 from burst.providers import aws_setup
 from burst.providers.base import LaunchSpec, NodeConfig, Provider
 from burst.records import InstanceInfo, Job
+from burst.retry import aws_config
 
 if TYPE_CHECKING:
     from burst.providers import ProviderOptions
@@ -48,9 +48,8 @@ QUOTA_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotI
 CAPACITY_CODES = frozenset({"InsufficientInstanceCapacity"})
 CAPACITY_DELAYS = (15.0, 30.0, 60.0, 120.0)  # then give up: about 4 minutes
 PROFILE_DELAYS = (2.0, 4.0, 8.0, 8.0, 10.0, 10.0, 10.0)  # a new instance profile: about 50 s
-TAG_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # CreateTags right after RunInstances: eventual consistency
 
-EC2_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=20, read_timeout=120)
+EC2_CONFIG = aws_config(connect_timeout=20, read_timeout=120)
 
 
 def _code(error: ClientError) -> str:
@@ -102,7 +101,6 @@ def _instance_info(instance: dict[str, Any]) -> InstanceInfo:
     return InstanceInfo(
         id=instance["InstanceId"],
         job=tags.get("job", ""),
-        tag=tags.get("tag", ""),
         instance_type=instance.get("InstanceType", ""),
         state=instance.get("State", {}).get("Name", ""),
         host=public_ip or public_dns or private_ip,
@@ -290,9 +288,9 @@ class EC2Provider(Provider):
 
     # -- machines ------------------------------------------------------------
 
-    def launch(self, spec: LaunchSpec, tags: list[str]) -> list[str]:
-        """``len(tags)`` machines of ``spec.instance_type`` in one RunInstances (per 100)."""
-        if not tags:
+    def launch(self, spec: LaunchSpec, count: int) -> list[str]:
+        """``count`` machines of ``spec.instance_type`` in one RunInstances (per 100), tagged at launch."""
+        if count <= 0:
             return []
         resources = self._prepared()
         params: dict[str, Any] = {
@@ -310,12 +308,10 @@ class EC2Provider(Provider):
             ],
         }
         ids: list[str] = []
-        for chunk in _chunks(list(tags), MAX_PER_RUN):
-            instances = self._run_instances(params, len(chunk))
-            instances.sort(key=lambda instance: instance.get("AmiLaunchIndex", 0))
+        for start in range(0, count, MAX_PER_RUN):
+            instances = self._run_instances(params, min(MAX_PER_RUN, count - start))
             chunk_ids = [instance["InstanceId"] for instance in instances]
             self.launched.extend(chunk_ids)
-            self._tag_each(chunk_ids, chunk)
             ids.extend(chunk_ids)
         return ids
 
@@ -380,22 +376,6 @@ class EC2Provider(Provider):
             )
         return f"The {len(ids)} machines this run had started were terminated."
 
-    def _tag_each(self, ids: list[str], tags: list[str]) -> None:
-        """Give each instance its own ``tag`` (one CreateTags per instance: the values differ)."""
-        for instance_id, tag in zip(ids, tags):
-            for attempt in range(len(TAG_DELAYS) + 1):
-                try:
-                    self.ec2.create_tags(Resources=[instance_id], Tags=[{"Key": "tag", "Value": tag}])
-                    break
-                except ClientError as error:
-                    if _code(error) != "InvalidInstanceID.NotFound" or attempt == len(TAG_DELAYS):
-                        self.terminate(ids)  # untagged machines must not linger
-                        raise BurstError(
-                            f"could not tag instance {instance_id} as {tag} ({_message(error)}); "
-                            f"the {len(ids)} machines of this launch were terminated"
-                        ) from error
-                    self.sleep(TAG_DELAYS[attempt])
-
     def wait_ready(self, ids: list[str]) -> list[InstanceInfo]:
         """Wait for state running (one waiter per 200 ids), then one DescribeInstances."""
         if not ids:
@@ -408,7 +388,7 @@ class EC2Provider(Provider):
             except WaiterError as error:
                 states = {info.id: info for info in self._describe(chunk)}
                 stuck = [
-                    f"{states[i].tag or i} ({i}): {states[i].state}"
+                    f"{i}: {states[i].state}"
                     + (f", {states[i].details['state_reason']}" if states[i].details.get("state_reason") else "")
                     for i in chunk
                     if i in states and states[i].state != "running"
@@ -442,7 +422,7 @@ class EC2Provider(Provider):
         for page in self.ec2.get_paginator("describe_instances").paginate(Filters=filters):
             for reservation in page.get("Reservations", []):
                 infos.extend(_instance_info(instance) for instance in reservation.get("Instances", []))
-        return sorted(infos, key=lambda info: (info.tag, info.id))
+        return sorted(infos, key=lambda info: (info.instance_type, info.id))
 
     def terminate(self, ids: list[str]) -> None:
         """TerminateInstances by 1000; ids already gone are skipped."""
@@ -481,7 +461,7 @@ class EC2Provider(Provider):
             key_file=str(self.key_file),
             ssh_config=self.options.ssh_config,
         )
-        return SSHTransport(target, known_hosts=self.known_hosts, where=f"tag {instance.tag} ({instance.host})")
+        return SSHTransport(target, known_hosts=self.known_hosts, where=f"machine {instance.id} ({instance.host})")
 
     # -- clean-up ------------------------------------------------------------
 
@@ -507,7 +487,7 @@ def terminate_self(config: NodeConfig) -> None:
     node.json) and no OS shutdown: the TerminateInstances call is all.
     """
     session = boto3.session.Session(region_name=config.provider_options.get("region") or None)
-    client = session.client("ec2", config=Config(retries={"mode": "standard", "max_attempts": 10}))
+    client = session.client("ec2", config=aws_config(max_attempts=5, user_agent_extra="burst-worker"))
     try:
         client.terminate_instances(InstanceIds=[config.instance_id])
     finally:

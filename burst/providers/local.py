@@ -142,15 +142,14 @@ class LocalProvider(Provider):
                 del registry[instance_id]
         shutil.rmtree(self.burst_home / "buckets" / self.job, ignore_errors=True)
 
-    def launch(self, spec: LaunchSpec, tags: list[str]) -> list[str]:
-        ids = [f"i-local-{uuid.uuid4().hex[:12]}" for _ in tags]
+    def launch(self, spec: LaunchSpec, count: int) -> list[str]:
+        ids = [f"i-local-{uuid.uuid4().hex[:12]}" for _ in range(count)]
         with self.registry.locked() as registry:
-            for instance_id, tag in zip(ids, tags):
+            for instance_id in ids:
                 home = self.registry.home_of(instance_id)
                 home.mkdir(parents=True)
                 registry[instance_id] = {
                     "job": spec.job,
-                    "tag": tag,
                     "instance_type": spec.instance_type,
                     "state": LIVE,
                     "launched": utc_now(),
@@ -162,7 +161,6 @@ class LocalProvider(Provider):
         return InstanceInfo(
             id=instance_id,
             job=record["job"],
-            tag=record["tag"],
             instance_type=record["instance_type"],
             state=record["state"],
             host="localhost",
@@ -191,7 +189,7 @@ class LocalProvider(Provider):
             kill_sandbox_processes(instance_id)
 
     def transport(self, instance: InstanceInfo) -> LocalTransport:
-        return LocalTransport(self.registry.home_of(instance.id), instance.id, where=f"tag {instance.tag} ({instance.id})")
+        return LocalTransport(self.registry.home_of(instance.id), instance.id, where=f"sandbox {instance.id}")
 
 
 def terminate_self(config: NodeConfig) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from burst.storage.base import KeyNotFound, Storage, StoredObject, UploadNotVerified
+from burst.storage.base import KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
 
-__all__ = ["open_storage", "KeyNotFound", "Storage", "StoredObject", "UploadNotVerified"]
+__all__ = ["open_storage", "KeyNotFound", "PreconditionFailed", "Storage", "StoredObject", "UploadNotVerified"]
 
 
 def open_storage(url: str, **options) -> Storage:

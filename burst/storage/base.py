@@ -19,11 +19,20 @@ class UploadNotVerified(RuntimeError):
     """What the bucket holds after an upload is not what was sent."""
 
 
+class PreconditionFailed(RuntimeError):
+    """A conditional write lost: the key already exists (create) or changed since it was read (replace).
+
+    This is how claims stay exactly-once: of two workers creating the same claim,
+    or renewing the same lease, one gets this error and knows it does not own it.
+    """
+
+
 @dataclass(frozen=True)
 class StoredObject:
     key: str  # relative to the storage URL's prefix, '/'-separated
     size: int
-    etag: str = ""  # S3 ETag without quotes ("" where the backend has none)
+    etag: str = ""  # S3 ETag without quotes; locally a stamp of inode, size and mtime
+    modified: float = 0.0  # epoch seconds of the last write (S3 LastModified, local mtime)
 
 
 def sha256_of(path: Path) -> str:
@@ -57,6 +66,24 @@ class Storage(ABC):
 
     @abstractmethod
     def delete_keys(self, keys: list[str]) -> None: ...
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[str, str]:
+        """``(text, etag)``: the etag to hand to ``replace_if_match``."""
+
+    @abstractmethod
+    def create_if_absent(self, key: str, text: str) -> str:
+        """Write ``key`` only if it does not exist (S3 ``If-None-Match: *``); return its etag.
+
+        Raises ``PreconditionFailed`` when the key exists: somebody else created it first.
+        """
+
+    @abstractmethod
+    def replace_if_match(self, key: str, text: str, etag: str) -> str:
+        """Replace ``key`` only if it still has ``etag`` (S3 ``If-Match``); return the new etag.
+
+        Raises ``PreconditionFailed`` when it changed, ``KeyNotFound`` when it is gone.
+        """
 
     def list_keys(self, prefix: str = "") -> list[str]:
         return [obj.key for obj in self.list_objects(prefix)]

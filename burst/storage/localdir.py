@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import unquote, urlparse
 
-from burst.storage.base import KeyNotFound, Storage, StoredObject, UploadNotVerified, sha256_of
+from burst.storage.base import KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified, sha256_of
+
+
+def _stamp(stat: os.stat_result) -> str:
+    """A local etag: every write is a new file (temp + rename), so inode, size and mtime change."""
+    return f"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"
 
 
 class LocalDirStorage(Storage):
@@ -24,17 +32,46 @@ class LocalDirStorage(Storage):
             raise ValueError(f"key {key!r} leaves the bucket {self.url}")
         return path
 
-    def _write_atomically(self, target: Path, writer) -> None:
-        """Write beside the target and rename: readers never see half a file."""
+    def _write_atomically(self, target: Path, writer, exclusive: bool = False) -> str:
+        """Write beside the target and rename: readers never see half a file. Returns the etag.
+
+        ``exclusive``: link instead of rename, which fails if the target exists, so a
+        create-if-absent is atomic and complete at once (the claim of a row).
+        """
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
                 writer(handle)
-            os.replace(temp, target)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if exclusive:
+                try:
+                    os.link(temp, target)
+                except FileExistsError:
+                    raise PreconditionFailed(f"{self.url}/{self._key_of(target)} exists already") from None
+                finally:
+                    Path(temp).unlink(missing_ok=True)
+            else:
+                os.replace(temp, target)
+            return _stamp(target.stat())
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+    def _key_of(self, path: Path) -> str:
+        return path.relative_to(self.root.resolve()).as_posix()
+
+    @contextmanager
+    def _key_lock(self, target: Path) -> Iterator[None]:
+        """Serialise compare-and-swap on one key between processes (flock on a sidecar file)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f".{target.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def upload_file(self, local_path: Path, key: str) -> None:
         local_path = Path(local_path)
@@ -61,11 +98,17 @@ class LocalDirStorage(Storage):
             return []
         found = []
         for path in sorted(self.root.rglob("*")):
-            if not path.is_file() or path.name.endswith(".part"):
+            if path.name.startswith(".") and path.name.endswith((".part", ".lock")):
                 continue
             key = path.relative_to(self.root).as_posix()
-            if key.startswith(prefix):
-                found.append(StoredObject(key=key, size=path.stat().st_size))
+            if not key.startswith(prefix):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # replaced or deleted while listing
+            if path.is_file():
+                found.append(StoredObject(key=key, size=stat.st_size, etag=_stamp(stat), modified=stat.st_mtime))
         return found
 
     def read_text(self, key: str) -> str:
@@ -77,6 +120,29 @@ class LocalDirStorage(Storage):
 
     def write_text(self, key: str, text: str) -> None:
         self._write_atomically(self._path(key), lambda handle: handle.write(text.encode("utf-8")))
+
+    def read_versioned(self, key: str) -> tuple[str, str]:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as handle:  # the etag of exactly what was read
+                stamp = _stamp(os.fstat(handle.fileno()))
+                return handle.read().decode("utf-8"), stamp
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise KeyNotFound(f"{self.url}/{key} does not exist") from None
+
+    def create_if_absent(self, key: str, text: str) -> str:
+        return self._write_atomically(self._path(key), lambda handle: handle.write(text.encode("utf-8")), exclusive=True)
+
+    def replace_if_match(self, key: str, text: str, etag: str) -> str:
+        target = self._path(key)
+        with self._key_lock(target):
+            try:
+                current = _stamp(target.stat())
+            except FileNotFoundError:
+                raise KeyNotFound(f"{self.url}/{key} does not exist") from None
+            if current != etag:
+                raise PreconditionFailed(f"{self.url}/{key} changed since it was read")
+            return self._write_atomically(target, lambda handle: handle.write(text.encode("utf-8")))
 
     def delete_keys(self, keys: list[str]) -> None:
         for key in keys:

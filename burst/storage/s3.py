@@ -15,6 +15,7 @@ with every part, which S3 checks on arrival).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 from urllib.parse import urlparse
@@ -25,12 +26,15 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
-from burst.storage.base import KeyNotFound, Storage, StoredObject, UploadNotVerified
+from burst.storage.base import KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
 
 MiB = 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 _NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
+# 412 PreconditionFailed: the condition is false. 409 ConditionalRequestConflict: real S3's
+# answer to a conditional write racing another write of the same key -- also a lost race.
+_PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
 class BucketNotFound(KeyNotFound):
@@ -145,10 +149,43 @@ class S3Storage(Storage):
     def etag_of(self, key: str) -> str:
         return self.head(key).etag
 
+    def _lost_condition(self, error: ClientError) -> bool:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in _PRECONDITION_CODES or status == 412
+
     def upload_file(self, local_path: Path, key: str) -> None:
+        """Below the multipart threshold one ``PutObject`` with ``Content-MD5``, above it s3transfer + verify."""
         local_path = Path(local_path)
-        self.client.upload_file(str(local_path), self.bucket, self._full_key(key), Config=self.transfer_config)
-        self.verify_upload(local_path, key)
+        size = local_path.stat().st_size
+        if size >= self.multipart_threshold:
+            self.client.upload_file(str(local_path), self.bucket, self._full_key(key), Config=self.transfer_config)
+            self.verify_upload(local_path, key)
+            return
+        with open(local_path, "rb") as handle:
+            digest = _md5_of_range(handle, size)
+            handle.seek(0)
+            try:
+                # S3 refuses (BadDigest) a body whose MD5 is not Content-MD5: nothing corrupt is stored.
+                response = self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._full_key(key),
+                    Body=handle,
+                    ContentLength=size,
+                    ContentMD5=base64.b64encode(digest).decode("ascii"),
+                )
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                if code in ("BadDigest", "InvalidDigest"):
+                    raise UploadNotVerified(
+                        f"{self.object_url(key)} refused the upload of {local_path} ({code}): "
+                        "what arrived is not what was read (did the file change while uploading?)"
+                    ) from None
+                missing = self._not_found(error, key)
+                if isinstance(missing, BucketNotFound):
+                    raise missing from None
+                raise
+        self._check_put_etag(response, digest.hex(), f"after uploading {local_path}", key)
 
     def verify_upload(self, local_path: Path, key: str) -> None:
         """Raise ``UploadNotVerified`` unless the object holds exactly ``local_path``."""
@@ -196,9 +233,13 @@ class S3Storage(Storage):
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
                 for item in page.get("Contents", []):
+                    modified = item.get("LastModified")
                     found.append(
                         StoredObject(
-                            key=self._relative(item["Key"]), size=item["Size"], etag=item.get("ETag", "").strip('"')
+                            key=self._relative(item["Key"]),
+                            size=item["Size"],
+                            etag=item.get("ETag", "").strip('"'),
+                            modified=modified.timestamp() if modified else 0.0,
                         )
                     )
         except ClientError as error:
@@ -220,16 +261,58 @@ class S3Storage(Storage):
             return body.read().decode("utf-8")
 
     def write_text(self, key: str, text: str) -> None:
+        self._put_text(key, text)
+
+    def _put_text(self, key: str, text: str, **conditions: str) -> str:
+        """PutObject of ``text`` (plus ``IfMatch``/``IfNoneMatch``); the verified ETag, no quotes."""
         data = text.encode("utf-8")
         content_type = "application/json" if key.endswith(".json") else "text/plain; charset=utf-8"
         response = self.client.put_object(
-            Bucket=self.bucket, Key=self._full_key(key), Body=data, ContentType=content_type
+            Bucket=self.bucket, Key=self._full_key(key), Body=data, ContentType=content_type, **conditions
         )
-        if response.get("ServerSideEncryption") in _NOT_MD5_ENCRYPTION:
-            return
+        return self._check_put_etag(response, hashlib.md5(data).hexdigest(), "for the text written", key)
+
+    def _check_put_etag(self, response: dict, md5_hex: str, what: str, key: str = "") -> str:
         remote = response.get("ETag", "").strip('"')
-        if remote != hashlib.md5(data).hexdigest():
-            raise UploadNotVerified(f"{self.object_url(key)} answered ETag {remote!r} for the text written")
+        if response.get("ServerSideEncryption") in _NOT_MD5_ENCRYPTION:
+            return remote  # no MD5 under SSE-KMS; the ETag still names the version
+        if remote != md5_hex:
+            raise UploadNotVerified(f"{self.object_url(key)} answered ETag {remote!r} {what}, not {md5_hex}")
+        return remote
+
+    def read_versioned(self, key: str) -> tuple[str, str]:
+        """One GetObject: the text and the ETag of exactly that text."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._full_key(key))
+        except ClientError as error:
+            missing = self._not_found(error, key)
+            if missing:
+                raise missing from None
+            raise
+        with response["Body"] as body:
+            return body.read().decode("utf-8"), response["ETag"].strip('"')
+
+    def create_if_absent(self, key: str, text: str) -> str:
+        try:
+            return self._put_text(key, text, IfNoneMatch="*")
+        except ClientError as error:
+            if self._lost_condition(error):
+                raise PreconditionFailed(f"{self.object_url(key)} exists already") from None
+            missing = self._not_found(error, key)
+            if isinstance(missing, BucketNotFound):
+                raise missing from None
+            raise
+
+    def replace_if_match(self, key: str, text: str, etag: str) -> str:
+        try:
+            return self._put_text(key, text, IfMatch=etag)
+        except ClientError as error:
+            if self._lost_condition(error):
+                raise PreconditionFailed(f"{self.object_url(key)} changed since it was read (ETag {etag})") from None
+            missing = self._not_found(error, key)
+            if missing:
+                raise missing from None
+            raise
 
     def delete_keys(self, keys: list[str]) -> None:
         """Delete in batches of 1000; keys already gone are fine."""

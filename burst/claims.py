@@ -1,0 +1,79 @@
+"""Claims and leases on rows, through the Storage seam's conditional writes.
+
+* claim a new row: create ``<tag>/claim.json`` if absent (attempt 1);
+* claim a released or expired attempt n: replace it if unchanged (attempt n + 1);
+* renew the lease: replace it if unchanged, with a new heartbeat;
+* release: replace it if unchanged, with state RELEASED and the reason.
+
+Each is one conditional write, so of any number of workers and dispatchers
+racing for the same claim exactly one wins; the others get ``PreconditionFailed``.
+Standard library only: the worker uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+
+from burst import protocol
+from burst.bucket_view import HeldClaim
+from burst.records import Claim, utc_now
+from burst.storage.base import KeyNotFound, PreconditionFailed, Storage
+
+
+def _text(claim: Claim) -> str:
+    return json.dumps(dataclasses.asdict(claim), ensure_ascii=False) + "\n"
+
+
+def _mine_after_all(storage: Storage, claim: Claim) -> str | None:
+    """After a lost race, the etag if the claim there is ours anyway (a retried write that had landed)."""
+    try:
+        text, etag = storage.read_versioned(protocol.claim_key(claim.tag))
+    except KeyNotFound:
+        return None
+    try:
+        there = json.loads(text)
+    except ValueError:
+        return None
+    return etag if there.get("nonce") == claim.nonce else None
+
+
+def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: HeldClaim | None) -> HeldClaim | None:
+    """Claim the next attempt of ``tag``; ``current`` is its claim as read (None: never claimed).
+
+    Returns the held claim, or None when somebody else got it first.
+    """
+    attempt = 1 if current is None else current.claim.attempt + 1
+    claim = Claim(tag=tag, attempt=attempt, machine=machine, slot=slot, nonce=uuid.uuid4().hex)
+    key = protocol.claim_key(tag)
+    try:
+        if current is None:
+            etag = storage.create_if_absent(key, _text(claim))
+        else:
+            etag = storage.replace_if_match(key, _text(claim), current.etag)
+    except (PreconditionFailed, KeyNotFound):
+        etag = _mine_after_all(storage, claim)
+        if etag is None:
+            return None
+    return HeldClaim(claim, etag, 0.0)
+
+
+def renew(storage: Storage, held: HeldClaim) -> HeldClaim:
+    """A new heartbeat on a held claim; ``PreconditionFailed`` means it was taken over."""
+    claim = dataclasses.replace(held.claim, heartbeat=utc_now())
+    try:
+        etag = storage.replace_if_match(protocol.claim_key(claim.tag), _text(claim), held.etag)
+    except KeyNotFound:
+        raise PreconditionFailed(f"the claim on {claim.tag} is gone") from None
+    return HeldClaim(claim, etag, 0.0)
+
+
+def release(storage: Storage, held: HeldClaim, reason: str) -> bool:
+    """Give the attempt up so that the next one may be claimed; False when it was not ours any more."""
+    claim = dataclasses.replace(held.claim, state=protocol.RELEASED, reason=reason, heartbeat=utc_now())
+    try:
+        storage.replace_if_match(protocol.claim_key(claim.tag), _text(claim), held.etag)
+    except (PreconditionFailed, KeyNotFound):
+        return False
+    return True

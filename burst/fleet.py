@@ -1,0 +1,240 @@
+"""The dispatcher's side of the pool: read the world, apply the reconcile's actions, set machines up.
+
+Setup never waits on one machine: each round probes every machine that is not
+working yet over its (kept) connection, in parallel, and acts on the answer:
+copy the bundle and start INSTALL.sh, record a failure, or start the worker the
+moment the machine is READY. Nothing here blocks for longer than one command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from burst import claims, protocol
+from burst.bucket_view import RecordCache, read_bucket
+from burst.campaign_record import CampaignRecord
+from burst.concurrency import parallel
+from burst.node_config import NodeConfig
+from burst.node_scripts import build_bundle, probe_command, start_setup_command, start_worker_command
+from burst.providers.base import LaunchSpec, Provider
+from burst.reconcile import Actions, World
+from burst.records import InstanceInfo, JobStatus, MachineRecord, utc_now
+from burst.status_store import save_status
+from burst.storage import Storage
+from burst.transport.base import Transport, tail
+
+
+def _age_seconds(iso: str) -> float:
+    try:
+        return (datetime.now(datetime.fromisoformat(iso).tzinfo) - datetime.fromisoformat(iso)).total_seconds()
+    except ValueError:
+        return 0.0
+
+
+class Fleet:
+    def __init__(self, record: CampaignRecord, provider: Provider, storage: Storage,
+                 report: Callable[[str], None] = print, install_timeout: float = 3600.0):
+        self.record = record
+        self.provider = provider
+        self.storage = storage
+        self.report = report
+        self.install_timeout = install_timeout
+        self.cache = RecordCache()
+        self._transports: dict[str, Transport] = {}
+        self._bundle: Path | None = None
+        self._temp = tempfile.TemporaryDirectory(prefix="burst-bundle-")
+        self._lock = threading.Lock()
+
+    # -- the world -------------------------------------------------------------
+    def observe(self) -> World:
+        """Machines are listed before the bucket is read: a worker records its end before its machine goes."""
+        live = self.provider.list({"job": self.record.job})
+        bucket = read_bucket(self.storage, self.cache, set(self.record.tags))
+        return World(rows=list(self.record.jobs), bucket=bucket, live=live)
+
+    def apply(self, world: World, actions: Actions) -> None:
+        for requeue in actions.requeue:
+            held = requeue.held
+            if not requeue.final and not claims.release(self.storage, held, requeue.reason):
+                continue  # renewed or taken over since we looked: nothing to do
+            status = self._status(held.claim.tag, protocol.INTERRUPTED, requeue.reason)
+            status.attempt, status.instance_id, status.slot = held.claim.attempt, held.claim.machine, held.claim.slot
+            save_status(self.storage, status)
+            self.report(f"{held.claim.tag}: {requeue.reason}" + ("" if requeue.final else "; it runs again"))
+        for tag, why in actions.fail_rows.items():
+            held = claims.try_claim(self.storage, tag, "dispatcher", -1, world.bucket.claims.get(tag))
+            if held is None:
+                continue
+            status = self._status(tag, protocol.FAILED, why)
+            status.attempt = held.claim.attempt
+            save_status(self.storage, status)
+            self.report(f"{tag}: {why}")
+        if actions.end:
+            self.provider.terminate([end.id for end in actions.end])
+            for end in actions.end:
+                self._set_machine(end.id, protocol.ENDED, end.reason, world)
+                self._close(end.id)
+                self.report(f"machine {end.id}: {end.reason}")
+        for instance_type, count in actions.launch.items():
+            ids = self.provider.launch(LaunchSpec(self.record.job, instance_type, self.record.image), count)
+            for instance_id in ids:
+                self._write_machine(MachineRecord(id=instance_id, instance_type=instance_type, state=protocol.LAUNCHED))
+            noun = "sandbox(es)" if self.provider.name == "local" else "machine(s)"
+            self.report(f"started {len(ids)} {noun} of type {instance_type}")
+            self.provider.wait_ready(ids)
+
+    def _status(self, tag: str, state: str, note: str) -> JobStatus:
+        job = self.record.job_of(tag)
+        return JobStatus(job=self.record.job, tag=tag, state=state, instance_type=job.instance_type,
+                         command=job.command, note=note)
+
+    def _write_machine(self, record: MachineRecord) -> None:
+        record.updated = utc_now()
+        self.storage.write_text(protocol.machine_key(record.id), json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n")
+
+    def _set_machine(self, instance_id: str, state: str, note: str, world: World,
+                     instance: InstanceInfo | None = None) -> None:
+        record = world.bucket.machines.get(instance_id)
+        if record is None:
+            kind = instance.instance_type if instance else ""
+            record = MachineRecord(id=instance_id, instance_type=kind, state=state)
+        record = dataclasses.replace(record, state=state, note=note or record.note)
+        if instance is not None and not record.facts:
+            record.facts = {"id": instance.id, "instance_type": instance.instance_type, "host": instance.host, **instance.details}
+        self._write_machine(record)
+        world.bucket.machines[instance_id] = record
+
+    # -- setup ------------------------------------------------------------------
+    def advance_setup(self, world: World, set_up: bool, start_workers: bool, ending: set[str]) -> int:
+        """One round over the machines not yet working; returns how many still install."""
+        todo = []
+        for instance in world.live:
+            record = world.bucket.machines.get(instance.id)
+            if instance.id in ending or instance.id in world.bucket.workers:
+                continue
+            state = record.state if record else protocol.LAUNCHED
+            if state in (protocol.INSTALL_FAILED, protocol.ENDED, protocol.WORKING):
+                continue
+            if state == protocol.READY and not start_workers:
+                continue
+            if state == protocol.LAUNCHED and not set_up:
+                continue
+            todo.append(instance)
+        outcomes = parallel(lambda inst: self._guarded_step(inst, world, start_workers), todo)
+        return sum(1 for o in outcomes if o in (protocol.P_NEW, protocol.P_INSTALLING))
+
+    def _guarded_step(self, instance: InstanceInfo, world: World, start_workers: bool) -> str:
+        """One machine's failure (unreachable, copy error) ends that machine, not the campaign."""
+        try:
+            return self._step(instance, world, start_workers)
+        except Exception as error:  # reported, recorded and ended: the reconcile replaces it
+            self._close(instance.id)
+            self._set_machine(instance.id, protocol.INSTALL_FAILED, f"setup failed: {error}", world, instance)
+            self.provider.terminate([instance.id])
+            self.report(f"machine {instance.id}: setup failed: {error}")
+            return protocol.P_FAILED
+
+    def _transport(self, instance: InstanceInfo) -> Transport:
+        with self._lock:
+            transport = self._transports.get(instance.id)
+        if transport is None:
+            transport = self.provider.transport(instance)
+            with self._lock:
+                self._transports[instance.id] = transport
+        return transport
+
+    def _close(self, instance_id: str) -> None:
+        with self._lock:
+            transport = self._transports.pop(instance_id, None)
+        if transport is not None:
+            transport.close()
+
+    def _step(self, instance: InstanceInfo, world: World, start_workers: bool) -> str:
+        transport = self._transport(instance)
+        node_dir = self.provider.node_dir(instance)
+        first, _, rest = transport.run(probe_command(node_dir)).out.partition("\n")
+        word, _, argument = first.strip().partition(" ")
+        record = world.bucket.machines.get(instance.id)
+        if word == protocol.P_NEW:
+            transport.run(f"mkdir -p {_q(node_dir)}/logs")
+            transport.put(self.bundle(), f"{node_dir}/{protocol.BUNDLE}")
+            transport.run(start_setup_command(node_dir, self.node_config(instance), start_workers))
+            self._set_machine(instance.id, protocol.INSTALLING, "", world, instance)
+        elif word == protocol.P_INSTALLING:
+            if record is None or record.state != protocol.INSTALLING:
+                self._set_machine(instance.id, protocol.INSTALLING, "", world, instance)
+            elif _age_seconds(record.updated) > self.install_timeout:
+                log = transport.run(f"tail -n 20 {_q(node_dir + '/' + protocol.INSTALL_LOG)}", check=False).out
+                return self._install_failed(instance, world, transport, node_dir,
+                                            f"INSTALL.sh still running after {self.install_timeout:.0f} s (--install-timeout)", log)
+        elif word == protocol.P_FAILED:
+            return self._install_failed(instance, world, transport, node_dir, f"INSTALL.sh exited with status {argument}", rest)
+        elif word == protocol.P_READY:
+            if start_workers:
+                transport.run(start_worker_command(node_dir))
+                self._set_machine(instance.id, protocol.WORKING, "", world, instance)
+                self.report(f"machine {instance.id} ({instance.instance_type}) is ready; its worker started")
+                self._close(instance.id)
+            elif record is None or record.state != protocol.READY:
+                self._set_machine(instance.id, protocol.READY, "", world, instance)
+                self.report(f"machine {instance.id} ({instance.instance_type}) is ready")
+        else:  # WORKING, FINISHED, DEAD: the worker's own record and the reconcile take it from here
+            if record is None or record.state != protocol.WORKING:
+                self._set_machine(instance.id, protocol.WORKING, "", world, instance)
+                if start_workers:
+                    self.report(f"machine {instance.id} ({instance.instance_type}) is ready; its worker started")
+            self._close(instance.id)
+        return word
+
+    def _install_failed(self, instance: InstanceInfo, world: World, transport: Transport, node_dir: str,
+                        why: str, log_tail: str) -> str:
+        """Keep the install log in the bucket, record the failure and end the machine (it costs money)."""
+        local = Path(self._temp.name) / f"{instance.id}.install.log"
+        try:
+            transport.get(f"{node_dir}/{protocol.INSTALL_LOG}", local)
+            self.storage.upload_file(local, protocol.install_log_key(instance.id))
+        except Exception:  # best effort: the log's tail goes into the record anyway
+            pass
+        note = f"{why}; last lines of install.log:\n{tail(log_tail)}".rstrip()
+        self._set_machine(instance.id, protocol.INSTALL_FAILED, note, world, instance)
+        self._close(instance.id)
+        self.provider.terminate([instance.id])
+        self.report(f"machine {instance.id} ({instance.instance_type}): {note}")
+        return protocol.P_FAILED
+
+    def node_config(self, instance: InstanceInfo) -> NodeConfig:
+        pool = self.record.pool
+        return NodeConfig(
+            provider=self.provider.name, job=self.record.job, instance_id=instance.id,
+            instance_type=instance.instance_type, bucket_url=self.record.bucket_url, results=list(self.record.results),
+            provider_options=self.provider.node_options(), slots=str(pool.slots), heartbeat=pool.heartbeat,
+            retries=pool.retries, retry_failed=pool.retry_failed,
+            facts={"id": instance.id, "instance_type": instance.instance_type, "host": instance.host, **instance.details},
+        )
+
+    def bundle(self) -> Path:
+        with self._lock:
+            if self._bundle is None:
+                data = build_bundle(
+                    Path(self.record.install_file), Path(self.record.code_dir) if self.record.code_dir else None,
+                    self.provider.node_python(), self.provider.needs_bootstrap, self.record.bucket_url.startswith("s3://"))
+                self._bundle = Path(self._temp.name) / protocol.BUNDLE
+                self._bundle.write_bytes(data)
+            return self._bundle
+
+    def close(self) -> None:
+        for instance_id in list(self._transports):
+            self._close(instance_id)
+        self._temp.cleanup()
+
+
+def _q(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

@@ -1,0 +1,86 @@
+"""What a worker needs to know about its machine (``node.json``), and what it knows of the machine.
+
+Written by the dispatcher into the machine's folder; never a credential in it.
+Standard library only: the worker imports it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from burst import protocol
+
+LEASE_HEARTBEATS = 4  # a lease expires after this many missed heartbeats
+
+
+def lease_seconds(heartbeat: float) -> float:
+    return LEASE_HEARTBEATS * heartbeat
+
+
+@dataclass
+class NodeConfig:
+    provider: str  # "local" | "ec2"
+    job: str
+    instance_id: str
+    instance_type: str
+    bucket_url: str
+    results: list[str]
+    provider_options: dict[str, Any] = field(default_factory=dict)  # e.g. region, burst_home
+    slots: str = "1"  # a number, or "auto" (the machine's CPUs)
+    heartbeat: float = 30.0
+    retries: int = 2  # attempts after the first one lost its machine
+    retry_failed: bool = False  # a non-zero exit is retried too
+    facts: dict[str, Any] = field(default_factory=dict)  # what the provider says of the machine
+
+    def slot_count(self) -> int:
+        if self.slots == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return max(1, int(self.slots))
+
+    def storage_options(self) -> dict[str, Any]:
+        return {"region": self.provider_options["region"]} if self.provider == "ec2" else {}
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def load(cls, root: Path) -> "NodeConfig":
+        return cls(**json.loads((root / protocol.NODE_CONFIG).read_text(encoding="utf-8")))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance() -> dict:
+    """What the numbers were measured on: benchmark timings mean nothing without it."""
+    return {
+        "host": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def terminate_self(config: NodeConfig) -> None:
+    """The worker ends its own machine (TerminateInstances on EC2; the sandbox's processes locally)."""
+    if config.provider == "local":
+        from burst.providers.local import terminate_self as end
+    else:
+        from burst.providers.ec2 import terminate_self as end
+    end(config)

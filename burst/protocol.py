@@ -1,0 +1,92 @@
+"""The node protocol, in one place: states, bucket keys, node file names and probe words.
+
+The dispatcher (reconcile, setup) and the worker on each machine share this
+vocabulary. Standard library only: the worker imports it.
+
+A *row* is one line of the job file, known by its tag. A *machine* is one
+instance (or local sandbox), known by its instance id; it runs one worker that
+claims rows of its instance type until none are left, then ends the machine.
+"""
+
+from __future__ import annotations
+
+# -- row states (``<tag>/status.json`` and the status table) -------------------
+PENDING = "pending"  # nobody holds it: no claim yet, or its last attempt was released
+RUNNING = "running"  # a worker holds its claim (derived from the claim; not written)
+DONE = "done"
+FAILED = "failed"
+INTERRUPTED = "interrupted"  # an attempt lost its machine; final when no retry is left
+TERMINAL_STATES = frozenset({DONE, FAILED, INTERRUPTED})
+
+# -- claim states (``<tag>/claim.json``) ------------------------------------------
+HELD = "held"  # a worker runs this attempt and renews the lease
+RELEASED = "released"  # this attempt is over without a final result: the next attempt may claim it
+
+# -- machine states (``machines/<id>.json``, written by the dispatcher) ------------
+LAUNCHED = "launched"
+INSTALLING = "installing"
+READY = "ready"
+WORKING = "working"  # its worker started
+INSTALL_FAILED = "install-failed"
+ENDED = "ended"  # ended by the reconcile; the record says why
+
+# -- bucket keys ------------------------------------------------------------------
+CAMPAIGN_KEY = "campaign.json"
+
+
+def status_key(tag: str) -> str:
+    return f"{tag}/status.json"
+
+
+def claim_key(tag: str) -> str:
+    return f"{tag}/claim.json"
+
+
+def attempt_logs_prefix(tag: str, attempt: int) -> str:
+    """Logs of every attempt stay, each under its own number."""
+    return f"{tag}/attempts/{attempt}/logs/"
+
+
+def results_prefix(tag: str) -> str:
+    return f"{tag}/results/"
+
+
+def machine_key(instance_id: str) -> str:
+    """The dispatcher's record of a machine: setup state, facts, why it was ended."""
+    return f"machines/{instance_id}.json"
+
+
+def worker_key(instance_id: str) -> str:
+    """The worker's own record of its machine, renewed with every heartbeat."""
+    return f"machines/{instance_id}/worker.json"
+
+
+def install_log_key(instance_id: str) -> str:
+    return f"machines/{instance_id}/install.log"
+
+
+def tag_of_key(key: str) -> str:
+    return key.split("/", 1)[0]
+
+
+# -- files in a machine's folder on its node (``~/burst/<job>/<instance id>/``) ----
+BUNDLE = "bundle.tar.gz"  # agent, code, INSTALL.sh and scripts: one upload per machine
+NODE_CONFIG = "node.json"
+SETUP_SCRIPT = "setup.sh"
+WORKER_SCRIPT = "worker.sh"
+INSTALL_STARTED = "install.started"
+INSTALL_EXIT = "install.exit"
+READY_FILE = "READY"
+WORKER_STARTED = "worker.started"  # written by the worker itself, under its lock
+WORKER_LOCK = "worker.lock"  # held by the live worker (flock)
+WORKER_EXIT = "worker.exit"
+INSTALL_LOG = "logs/install.log"
+
+# -- what the probe answers (first word of its first line) -----------------------
+P_NEW = "NEW"  # nothing there yet: copy the bundle and start setup
+P_INSTALLING = "INSTALLING"
+P_FAILED = "FAILED"  # followed by INSTALL.sh's exit status, then the log's tail
+P_READY = "READY"  # installed; no worker started yet
+P_WORKING = "WORKING"  # the worker runs
+P_FINISHED = "FINISHED"  # the worker ended by itself
+P_DEAD = "DEAD"  # the worker started and is gone without finishing (killed)

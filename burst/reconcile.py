@@ -1,0 +1,160 @@
+"""The reconcile's decision: what should be (every row final) against what is, as plain data.
+
+``decide(world)`` is pure: it reads one snapshot (the bucket's claims, statuses
+and machine records, and the live machines by tag) and returns the actions.
+``burst.fleet`` reads the world and applies them. Level-triggered and idempotent:
+nothing is remembered between rounds, so a crash anywhere is harmless and any
+later round, by anyone, decides the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from burst import protocol
+from burst.bucket_view import BucketView, HeldClaim
+from burst.node_config import lease_seconds
+from burst.records import InstanceInfo, Job
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The pool options of a campaign (``campaign.json``)."""
+
+    machines: dict[str, int]  # instance type -> at most this many machines at once
+    slots: int  # rows per machine at once (``auto`` counts as 1 when sizing the fleet)
+    heartbeat: float
+    retries: int  # attempts after lost machines
+    may_launch: bool  # -c: the reconcile may start machines
+
+
+@dataclass(frozen=True)
+class Requeue:
+    tag: str
+    held: HeldClaim
+    reason: str
+    final: bool  # no retry left: the row ends interrupted
+
+
+@dataclass(frozen=True)
+class EndMachine:
+    id: str
+    reason: str
+
+
+@dataclass
+class Actions:
+    launch: dict[str, int] = field(default_factory=dict)  # instance type -> how many
+    requeue: list[Requeue] = field(default_factory=list)
+    end: list[EndMachine] = field(default_factory=list)
+    fail_rows: dict[str, str] = field(default_factory=dict)  # tag -> why (its type cannot install)
+    stuck: dict[str, int] = field(default_factory=dict)  # type -> pending rows no machine will take
+
+    def __bool__(self) -> bool:
+        return bool(self.launch or self.requeue or self.end or self.fail_rows)
+
+
+@dataclass
+class World:
+    rows: list[Job]
+    bucket: BucketView
+    live: list[InstanceInfo]  # the job's machines that are not terminated
+
+
+def _lost_reason(held: HeldClaim, world: World, lease: float, live_ids: set[str]) -> str | None:
+    claim = held.claim
+    if claim.machine not in live_ids:
+        return f"attempt {claim.attempt} lost its machine {claim.machine}"
+    age = world.bucket.now - held.modified
+    if age > lease:
+        return f"attempt {claim.attempt} on {claim.machine} missed its heartbeats for {age:.0f} s (lease {lease:g} s)"
+    return None
+
+
+def _machine_verdict(instance: InstanceInfo, world: World, lease: float, grace: float) -> str | None:
+    """Why a live machine should be ended now, or None."""
+    record = world.bucket.machines.get(instance.id)
+    worker = world.bucket.workers.get(instance.id)
+    if record is not None and record.state == protocol.INSTALL_FAILED:
+        return f"INSTALL.sh failed on it: {record.note.splitlines()[0] if record.note else ''}".rstrip(": ")
+    if worker is None:
+        return None  # not set up yet, or its worker is starting: setup owns it
+    worker_record, modified = worker
+    age = world.bucket.now - modified
+    if worker_record.state == "finished":
+        if worker_record.keep_machine:
+            return None  # keeps unsaved outputs; its status says how to collect them
+        if worker_record.note or age > grace:
+            why = worker_record.note or "it did not end itself"
+            return f"its worker finished but the machine ran on ({why}); ended by the reconcile"
+        return None
+    if age > lease:
+        return f"its worker stopped heartbeating {age:.0f} s ago (lease {lease:g} s); ended by the reconcile"
+    return None
+
+
+def decide(world: World, policy: Policy) -> Actions:
+    actions = Actions()
+    lease = lease_seconds(policy.heartbeat)
+    live_ids = {m.id for m in world.live}
+
+    # rows: requeue or end attempts whose machine is gone or silent
+    pending: Counter[str] = Counter()
+    for row in world.rows:
+        state = world.bucket.row_state(row.tag)
+        held = world.bucket.claims.get(row.tag)
+        if state == protocol.PENDING:
+            pending[row.instance_type] += 1
+        elif state == protocol.RUNNING and held is not None:
+            reason = _lost_reason(held, world, lease, live_ids)
+            if reason is not None:
+                final = held.claim.attempt > policy.retries
+                if final:
+                    reason += f"; no retry left (--retries {policy.retries})"
+                actions.requeue.append(Requeue(row.tag, held, reason, final))
+                if not final:
+                    pending[row.instance_type] += 1
+
+    # machines: end the ones that failed, finished or went silent
+    ending = set()
+    for instance in world.live:
+        verdict = _machine_verdict(instance, world, lease, grace=2 * policy.heartbeat + 10)
+        if verdict is not None:
+            actions.end.append(EndMachine(instance.id, verdict))
+            ending.add(instance.id)
+
+    # launches: up to the pool's size, as many as the pending rows need
+    install_failures = Counter(r.instance_type for r in world.bucket.machines.values() if r.state == protocol.INSTALL_FAILED)
+    for instance_type, count in sorted(pending.items()):
+        working = [m for m in world.live if m.instance_type == instance_type and m.id not in ending
+                   and _still_taking_rows(m, world)]
+        if install_failures[instance_type] > policy.retries:
+            if not working:
+                note = _last_install_note(world, instance_type)
+                for row in world.rows:
+                    if row.instance_type == instance_type and world.bucket.row_state(row.tag) == protocol.PENDING:
+                        actions.fail_rows[row.tag] = (
+                            f"INSTALL.sh failed on {install_failures[instance_type]} machine(s) of type "
+                            f"{instance_type}; no more are started. {note}").strip()
+            continue
+        wanted = min(policy.machines.get(instance_type, count), math.ceil(count / max(1, policy.slots)))
+        missing = wanted - len(working)
+        if missing > 0:
+            if policy.may_launch:
+                actions.launch[instance_type] = missing
+            elif not working:
+                actions.stuck[instance_type] = count
+    return actions
+
+
+def _still_taking_rows(instance: InstanceInfo, world: World) -> bool:
+    worker = world.bucket.workers.get(instance.id)
+    return worker is None or worker[0].state != "finished"
+
+
+def _last_install_note(world: World, instance_type: str) -> str:
+    notes = [r for r in world.bucket.machines.values() if r.instance_type == instance_type and r.state == protocol.INSTALL_FAILED]
+    notes.sort(key=lambda r: r.updated)
+    return notes[-1].note if notes else ""

@@ -1,0 +1,54 @@
+"""The one retry/backoff policy: growing, capped, jittered delays, and a call retried within a budget.
+
+Standard library only: the node worker imports it. AWS calls get botocore's own
+retries on top (``aws_config``), which this module builds too, so the whole code
+agrees on one mode.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+RETRY_MODE = "standard"  # botocore's: exponential backoff with jitter, throttling and 5xx retried
+
+
+def backoff(first: float = 0.2, factor: float = 1.5, cap: float = 5.0, jitter: float = 0.1) -> Iterator[float]:
+    """Delays: quick at first (a fast answer is seen at once), then gentler, never above ``cap``."""
+    delay = first
+    while True:
+        yield delay * (1 + random.uniform(-jitter, jitter)) if jitter else delay
+        delay = min(cap, delay * factor)
+
+
+def retry_call(function: Callable[[], T], *, seconds: float, retry_on: tuple[type[BaseException], ...] = (Exception,),
+               give_up_on: tuple[type[BaseException], ...] = (), on_retry: Callable[[BaseException, float], None] | None = None,
+               first: float = 0.5, cap: float = 15.0, sleep: Callable[[float], None] = time.sleep) -> T:
+    """``function()``, retried on ``retry_on`` (except ``give_up_on``) with backoff for up to ``seconds``.
+
+    The last error propagates once the budget is spent. ``on_retry(error, delay)``
+    lets a caller log each retry.
+    """
+    deadline = time.monotonic() + seconds
+    for delay in backoff(first=first, factor=2.0, cap=cap, jitter=0.2):
+        try:
+            return function()
+        except give_up_on:
+            raise
+        except retry_on as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            if on_retry is not None:
+                on_retry(error, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def aws_config(max_attempts: int = 10, **options):
+    """The botocore ``Config`` of every AWS client burst makes (imports botocore lazily)."""
+    from botocore.config import Config
+
+    return Config(retries={"mode": RETRY_MODE, "max_attempts": max_attempts}, **options)

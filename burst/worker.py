@@ -1,0 +1,343 @@
+"""The worker: one long-lived process per machine that claims rows of its type until none are left.
+
+Started once INSTALL.sh succeeded (``save_results.py work``). Each of its K slots
+claims a row, runs its command in a fresh copy of the code folder (pinned to the
+slot's CPUs when K > 1), saves outputs and logs, verifies every upload, writes
+the row's final status, and claims the next. A heartbeat thread renews every held
+lease; a lease found taken over stops its row. When no slot finds work, the worker
+records that it finished and ends its machine.
+
+Every storage write retries with backoff for minutes (``STORAGE_PATIENCE``): a
+transient fault never kills the worker. Standard library (+ boto3 on EC2) only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from burst import claims, protocol
+from burst.bucket_view import HeldClaim, RecordCache, read_bucket
+from burst.node_config import NodeConfig, lease_seconds, provenance
+from burst.outputs import find_outputs
+from burst.records import JobStatus, WorkerRecord, utc_now
+from burst.retry import retry_call
+from burst.status_store import save_status
+from burst.storage import KeyNotFound, PreconditionFailed, Storage, open_storage
+from burst.transport.base import tail
+
+STORAGE_PATIENCE = 600.0  # seconds a storage write is retried before the row is given up
+KILL_GRACE = 5.0
+
+
+def log(message: str) -> None:
+    print(f"{utc_now()} {message}", file=sys.stderr, flush=True)
+
+
+def patiently(function, what: str, seconds: float = STORAGE_PATIENCE):
+    """``function()`` retried on transient faults; a lost race or a missing key is an answer, not a fault."""
+    return retry_call(function, seconds=seconds, give_up_on=(PreconditionFailed, KeyNotFound),
+                      on_retry=lambda error, delay: log(f"{what}: {type(error).__name__}: {error}; retrying in {delay:.1f} s"))
+
+
+def slot_cpus(slot: int, slots: int) -> list[int]:
+    """The CPUs of one slot: the machine's CPUs split evenly; [] (all of them) with one slot."""
+    available = sorted(os.sched_getaffinity(0))
+    if slots <= 1:
+        return []
+    per = max(1, len(available) // slots)
+    start = (slot * per) % len(available)
+    return available[start:start + per]
+
+
+@dataclass
+class RowRun:
+    held: HeldClaim
+    command: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    process: subprocess.Popen | None = None
+    lost: bool = False
+    finished: bool = False
+
+
+class Worker:
+    def __init__(self, root: Path, config: NodeConfig, storage: Storage):
+        self.root = root
+        self.config = config
+        self.storage = storage
+        self.slots = config.slot_count()
+        self.cache = RecordCache()
+        self.runs: dict[str, RowRun] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ran: list[str] = []
+        self.keep_machine = False
+        self.started = utc_now()
+        self.rows = self._rows_of_my_type()
+        self.queue: list[tuple[str, HeldClaim | None]] = []
+        self.queue_lock = threading.Lock()
+
+    # -- what there is to do ---------------------------------------------------
+    def _rows_of_my_type(self) -> dict[str, str]:
+        """tag -> command, for this machine's instance type, from ``campaign.json``."""
+        record = json.loads(patiently(lambda: self.storage.read_text(protocol.CAMPAIGN_KEY), "reading campaign.json"))
+        return {row["tag"]: row["command"] for row in record["jobs"] if row["instance_type"] == self.config.instance_type}
+
+    def _claim_next(self, slot: int) -> RowRun | None:
+        """Claim a pending row, or take over one whose lease expired; None when nothing is left.
+
+        Candidates come from one listing, shared by the slots; a lost race costs one
+        conditional write, and two lost races in a row mean the listing is stale.
+        """
+        while True:
+            losses = 0
+            while losses < 2:
+                with self.queue_lock:
+                    if not self.queue:
+                        break
+                    tag, held = self.queue.pop()
+                won = patiently(lambda: claims.try_claim(self.storage, tag, self.config.instance_id, slot, held),
+                                f"claiming {tag}")
+                if won is not None:
+                    return RowRun(won, self.rows[tag])
+                losses += 1
+            with self.queue_lock:  # not self.lock: the heartbeats must go on while this lists
+                self.queue = self._candidates()
+                if not self.queue:
+                    return None
+
+    def _candidates(self) -> list[tuple[str, HeldClaim | None]]:
+        lease = lease_seconds(self.config.heartbeat)
+        view = patiently(lambda: read_bucket(self.storage, self.cache, set(self.rows), with_machines=False),
+                         "listing the bucket")
+        found = []
+        for tag in self.rows:
+            state, held = view.row_state(tag), view.claims.get(tag)
+            if state == protocol.PENDING:
+                found.append((tag, held))
+            elif (state == protocol.RUNNING and held is not None and view.now - held.modified > lease
+                  and held.claim.attempt <= self.config.retries and held.claim.machine != self.config.instance_id):
+                found.append((tag, held))  # its machine stopped renewing: the next attempt is ours
+        random.shuffle(found)  # machines racing for the same rows spread over them
+        return found
+
+    # -- one row -----------------------------------------------------------------
+    def _environment(self, run: RowRun, slot: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "TAG": run.held.claim.tag, "JOB": self.config.job, "INSTANCE_ID": self.config.instance_id,
+            "INSTANCE_TYPE": self.config.instance_type, "BURST_PROVIDER": self.config.provider,
+            "ATTEMPT": str(run.held.claim.attempt), "SLOT": str(slot), "BURST_NODE_DIR": str(self.root),
+        })
+        return env
+
+    def _run_row(self, slot: int, cpus: list[int], run: RowRun) -> None:
+        claim = run.held.claim
+        with self.lock:
+            self.runs[claim.tag] = run
+        folder = self.root / "runs" / f"{claim.tag}.{claim.attempt}"
+        shutil.rmtree(folder, ignore_errors=True)
+        code = folder / "code"
+        shutil.copytree(self.root / "code", code, symlinks=True)
+        logs = folder / "logs"
+        logs.mkdir()
+        started = time.time()
+        with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
+            with run.lock:
+                if not run.lost:
+                    run.process = subprocess.Popen(
+                        ["bash", "-c", run.command], cwd=code, env=self._environment(run, slot),
+                        stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+            exit_code = run.process.wait() if run.process else -signal.SIGTERM
+        ended = time.time()
+        if exit_code < 0:
+            exit_code = 128 - exit_code  # killed by a signal, as bash reports it
+        status = JobStatus(
+            job=self.config.job, tag=claim.tag, state=protocol.FAILED, instance_type=self.config.instance_type,
+            command=run.command, instance_id=self.config.instance_id, attempt=claim.attempt, slot=slot, cpus=cpus,
+            exit_code=exit_code, started=_iso(started), ended=_iso(ended), seconds=round(ended - started, 3),
+            provenance=provenance(), instance=dict(self.config.facts),
+        )
+        try:
+            self._save(run, status, code, logs)
+        finally:
+            with self.lock:
+                self.runs.pop(claim.tag, None)
+                self.ran.append(f"{claim.tag}#{claim.attempt}")
+            if not self.keep_machine:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _save(self, run: RowRun, status: JobStatus, code: Path, logs: Path) -> None:
+        claim = run.held.claim
+        uploads = {f"{protocol.attempt_logs_prefix(claim.tag, claim.attempt)}{p.name}": p for p in sorted(logs.iterdir())}
+        if run.lost:
+            # another machine runs the row now: keep this attempt's logs, claim nothing
+            for key, path in uploads.items():
+                self._upload(key, path, seconds=60)
+            return
+        outputs, warnings = find_outputs(code, self.config.results)
+        uploads.update({f"{protocol.results_prefix(claim.tag)}{name}": path for name, path in outputs.items()})
+        failures = [f"{key}: {error}" for key, path in uploads.items() if (error := self._upload(key, path))]
+        status.warnings = warnings
+        if failures:
+            self.keep_machine = True
+            status.note = (f"upload failed, so the machine was left running to keep the outputs (collect them from "
+                           f"{logs.parent}, then `python -m burst terminate {self.config.job}`): " + "; ".join(failures))
+        elif status.exit_code == 0:
+            status.state = protocol.DONE
+        else:
+            last = tail((logs / "stderr.log").read_text(errors="replace"), 5)
+            status.note = f"command exited with status {status.exit_code}" + (f": {last}" if last else "")
+        retry = (status.state == protocol.FAILED and not failures and self.config.retry_failed
+                 and claim.attempt <= self.config.retries)
+        with run.lock:
+            run.finished = True
+            try:  # still ours? a taken-over attempt writes no status
+                run.held = patiently(lambda: claims.renew(self.storage, run.held), f"renewing {claim.tag}")
+            except PreconditionFailed:
+                log(f"{claim.tag} attempt {claim.attempt} was taken over; its status is not written")
+                return
+            if retry:
+                status.note += f"; attempt {claim.attempt + 1} follows (--retry-failed)"
+            patiently(lambda: save_status(self.storage, status), f"writing the status of {claim.tag}")
+            if retry:
+                patiently(lambda: claims.release(self.storage, run.held, status.note), f"releasing {claim.tag}")
+
+    def _upload(self, key: str, path: Path, seconds: float = STORAGE_PATIENCE) -> str | None:
+        """None once verified, else the last error."""
+        try:
+            retry_call(lambda: self.storage.upload_file(path, key), seconds=seconds,
+                       on_retry=lambda error, delay: log(f"uploading {key}: {error}; retrying in {delay:.1f} s"))
+            return None
+        except Exception as error:  # reported in the status; the machine keeps the file
+            return f"{type(error).__name__}: {error}"
+
+    # -- leases ----------------------------------------------------------------
+    def _heartbeats(self) -> None:
+        while not self.stop.wait(self.config.heartbeat):
+            with self.lock:
+                runs = list(self.runs.values())
+            for run in runs:
+                with run.lock:
+                    if run.finished or run.lost:
+                        continue
+                    try:
+                        run.held = patiently(lambda: claims.renew(self.storage, run.held),
+                                             f"renewing {run.held.claim.tag}", seconds=lease_seconds(self.config.heartbeat) * 2)
+                    except PreconditionFailed:
+                        run.lost = True
+                        log(f"{run.held.claim.tag}: the lease was taken over; stopping this attempt")
+                        threading.Thread(target=_stop_process, args=(run.process,), daemon=True).start()
+                    except Exception as error:  # storage down for long: the next beat tries again
+                        log(f"renewing {run.held.claim.tag} failed: {error}")
+            self._write_record("working", quick=True)
+
+    def _write_record(self, state: str, note: str = "", quick: bool = False) -> None:
+        with self.lock:
+            record = WorkerRecord(id=self.config.instance_id, instance_type=self.config.instance_type, slots=self.slots,
+                                  state=state, started=self.started, rows=list(self.ran),
+                                  running=[f"{t}#{r.held.claim.attempt}" for t, r in self.runs.items()],
+                                  keep_machine=self.keep_machine, note=note)
+        text = json.dumps(record.__dict__, ensure_ascii=False) + "\n"
+        try:
+            patiently(lambda: self.storage.write_text(protocol.worker_key(self.config.instance_id), text),
+                      "writing the worker record", seconds=30 if quick else STORAGE_PATIENCE)
+        except Exception as error:  # advisory: the leases are what protect the rows
+            log(f"writing the worker record failed: {error}")
+
+    # -- the whole life ----------------------------------------------------------
+    def _slot(self, slot: int) -> None:
+        cpus = slot_cpus(slot, self.slots)
+        if cpus:
+            os.sched_setaffinity(0, cpus)  # this thread; the commands it starts inherit it
+        while not self.stop.is_set():
+            run = self._claim_next(slot)
+            if run is None:
+                return
+            self._run_row(slot, cpus, run)
+
+    def run(self) -> int:
+        install_log = self.root / protocol.INSTALL_LOG
+        if install_log.is_file():
+            self._upload(protocol.install_log_key(self.config.instance_id), install_log)
+        self._write_record("working")
+        beats = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
+        beats.start()
+        threads = [threading.Thread(target=self._slot, args=(s,), name=f"slot-{s}") for s in range(self.slots)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.stop.set()
+        beats.join()
+        if self.keep_machine:
+            self._write_record("finished", note="kept running: an upload could not be verified")
+            return 1
+        self._write_record("finished")
+        from burst.node_config import terminate_self
+
+        try:
+            terminate_self(self.config)
+        except Exception as error:  # the reconcile ends it; say why here
+            log(f"could not end this machine: {error}")
+            self._write_record("finished", note=f"could not end its machine: {type(error).__name__}: {error}")
+            return 1
+        return 0
+
+
+def _stop_process(process: subprocess.Popen | None) -> None:
+    """TERM the command's process group, KILL it after a grace period."""
+    if process is None:
+        return
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _iso(seconds: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def work(root: Path) -> int:
+    """The worker's life on one machine, once: a second start (or a restart after a kill) exits at once."""
+    with open(root / protocol.WORKER_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / protocol.WORKER_STARTED).exists():
+            log("a worker already ran on this machine; not starting another")
+            return 0
+        (root / protocol.WORKER_STARTED).write_text(utc_now() + "\n")
+        config = NodeConfig.load(root)
+        storage = open_storage(config.bucket_url, **config.storage_options())
+        code = Worker(root, config, storage).run()
+        (root / protocol.WORKER_EXIT).write_text(f"{code}\n")  # before the lock is released
+        return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="save_results.py", description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=["work"], help="work: claim and run rows of this machine's type until none are left")
+    parser.add_argument("--node-dir", type=Path, default=Path(__file__).resolve().parents[2],
+                        help="the machine's folder (default: two levels above this file)")
+    args = parser.parse_args(argv)
+    return work(args.node_dir)
