@@ -51,6 +51,7 @@ class Campaign:
         actions = decide(world, self.policy(may_launch))
         if actions:
             self.fleet.apply(world, actions)
+            world = self.fleet.observe()  # what the actions changed (rare: only when something happened)
         return world, actions
 
     def run(self, create: bool, dispatch: bool, wait: bool,

@@ -33,6 +33,7 @@ class PoolOptions:
     heartbeat: float = 30.0  # seconds between lease renewals; a lease lasts 4 heartbeats
     retries: int = 2  # attempts after lost machines
     retry_failed: bool = False  # a non-zero exit is retried too (within --retries)
+    save_patience: float = 600.0  # seconds a machine retries a bucket write before it gives up
 
     def machines_per_type(self, rows_per_type: dict[str, int], local: bool) -> dict[str, int]:
         default = lambda rows: rows if not local else min(rows, os.cpu_count() or 1)  # noqa: E731

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     pool.add_argument("--heartbeat", type=_positive_float, default=30.0, metavar="SECONDS", help="lease renewal interval; a row whose machine misses 4 heartbeats runs again (default 30)")
     pool.add_argument("--retries", type=_non_negative_int, default=2, metavar="R", help="attempts after an attempt lost its machine (default 2)")
     pool.add_argument("--retry-failed", action="store_true", help="also rerun rows whose command exited non-zero (within --retries)")
+    pool.add_argument("--save-patience", type=_positive_float, default=600.0, metavar="SECONDS", help="how long a machine retries saving to the bucket before it gives up and keeps the files (default 600)")
     aws = parser.add_argument_group("EC2")
     aws.add_argument("--region", help="AWS region (default: from your AWS config, else us-east-1)")
     aws.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
@@ -127,7 +128,7 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
         job_file=str(args.jobfile.resolve()), code_dir=str(cd) if (cd := _code_dir(args)) else "",
         install_file=str(args.install.resolve()), results=_results(args),
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
-                         retries=args.retries, retry_failed=args.retry_failed),
+                         retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience),
     )
     if record_path(args.job).is_file():
         previous = load_record(args.job)

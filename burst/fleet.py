@@ -214,7 +214,7 @@ class Fleet:
             provider=self.provider.name, job=self.record.job, instance_id=instance.id,
             instance_type=instance.instance_type, bucket_url=self.record.bucket_url, results=list(self.record.results),
             provider_options=self.provider.node_options(), slots=str(pool.slots), heartbeat=pool.heartbeat,
-            retries=pool.retries, retry_failed=pool.retry_failed,
+            retries=pool.retries, retry_failed=pool.retry_failed, save_patience=pool.save_patience,
             facts={"id": instance.id, "instance_type": instance.instance_type, "host": instance.host, **instance.details},
         )
 

@@ -37,6 +37,7 @@ class NodeConfig:
     heartbeat: float = 30.0
     retries: int = 2  # attempts after the first one lost its machine
     retry_failed: bool = False  # a non-zero exit is retried too
+    save_patience: float = 600.0  # seconds a bucket write is retried before the worker gives up on it
     facts: dict[str, Any] = field(default_factory=dict)  # what the provider says of the machine
 
     def slot_count(self) -> int:

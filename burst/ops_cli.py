@@ -12,7 +12,7 @@ import sys
 
 from burst.campaign import Campaign
 from burst.campaign_record import load_record, record_path
-from burst.console import console, report
+from burst.console import console, errors, report
 from burst.errors import UserError
 from burst import protocol
 from burst.status import machines_table, status_json, status_table
@@ -37,10 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(message: str) -> None:
+    """What the reconcile did goes to stderr, so that ``status --json`` stays pure JSON."""
+    errors.print(message, markup=False, soft_wrap=True)
+
+
 def _campaign(job: str) -> Campaign:
     record = load_record(job)
     provider = record.provider()
-    return Campaign(record, provider, record.storage(provider), report=report)
+    return Campaign(record, provider, record.storage(provider), report=_note)
 
 
 def cmd_status(job: str, as_json: bool) -> int:

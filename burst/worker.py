@@ -7,7 +7,7 @@ the row's final status, and claims the next. A heartbeat thread renews every hel
 lease; a lease found taken over stops its row. When no slot finds work, the worker
 records that it finished and ends its machine.
 
-Every storage write retries with backoff for minutes (``STORAGE_PATIENCE``): a
+Every storage write retries with backoff for minutes (``--save-patience``): a
 transient fault never kills the worker. Standard library (+ boto3 on EC2) only.
 """
 
@@ -36,7 +36,6 @@ from burst.status_store import save_status
 from burst.storage import KeyNotFound, PreconditionFailed, Storage, open_storage
 from burst.transport.base import tail
 
-STORAGE_PATIENCE = 600.0  # seconds a storage write is retried before the row is given up
 KILL_GRACE = 5.0
 
 
@@ -44,7 +43,7 @@ def log(message: str) -> None:
     print(f"{utc_now()} {message}", file=sys.stderr, flush=True)
 
 
-def patiently(function, what: str, seconds: float = STORAGE_PATIENCE):
+def _retry_storage(function, what: str, seconds: float):
     """``function()`` retried on transient faults; a lost race or a missing key is an answer, not a fault."""
     return retry_call(function, seconds=seconds, give_up_on=(PreconditionFailed, KeyNotFound),
                       on_retry=lambda error, delay: log(f"{what}: {type(error).__name__}: {error}; retrying in {delay:.1f} s"))
@@ -76,6 +75,7 @@ class Worker:
         self.config = config
         self.storage = storage
         self.slots = config.slot_count()
+        self.patience = config.save_patience
         self.cache = RecordCache()
         self.runs: dict[str, RowRun] = {}
         self.lock = threading.Lock()
@@ -87,10 +87,13 @@ class Worker:
         self.queue: list[tuple[str, HeldClaim | None]] = []
         self.queue_lock = threading.Lock()
 
+    def _patiently(self, function, what: str, seconds: float | None = None):
+        return _retry_storage(function, what, seconds or self.patience)
+
     # -- what there is to do ---------------------------------------------------
     def _rows_of_my_type(self) -> dict[str, str]:
         """tag -> command, for this machine's instance type, from ``campaign.json``."""
-        record = json.loads(patiently(lambda: self.storage.read_text(protocol.CAMPAIGN_KEY), "reading campaign.json"))
+        record = json.loads(self._patiently(lambda: self.storage.read_text(protocol.CAMPAIGN_KEY), "reading campaign.json"))
         return {row["tag"]: row["command"] for row in record["jobs"] if row["instance_type"] == self.config.instance_type}
 
     def _claim_next(self, slot: int) -> RowRun | None:
@@ -106,7 +109,7 @@ class Worker:
                     if not self.queue:
                         break
                     tag, held = self.queue.pop()
-                won = patiently(lambda: claims.try_claim(self.storage, tag, self.config.instance_id, slot, held),
+                won = self._patiently(lambda: claims.try_claim(self.storage, tag, self.config.instance_id, slot, held),
                                 f"claiming {tag}")
                 if won is not None:
                     return RowRun(won, self.rows[tag])
@@ -118,7 +121,7 @@ class Worker:
 
     def _candidates(self) -> list[tuple[str, HeldClaim | None]]:
         lease = lease_seconds(self.config.heartbeat)
-        view = patiently(lambda: read_bucket(self.storage, self.cache, set(self.rows), with_machines=False),
+        view = self._patiently(lambda: read_bucket(self.storage, self.cache, set(self.rows), with_machines=False),
                          "listing the bucket")
         found = []
         for tag in self.rows:
@@ -203,20 +206,20 @@ class Worker:
         with run.lock:
             run.finished = True
             try:  # still ours? a taken-over attempt writes no status
-                run.held = patiently(lambda: claims.renew(self.storage, run.held), f"renewing {claim.tag}")
+                run.held = self._patiently(lambda: claims.renew(self.storage, run.held), f"renewing {claim.tag}")
             except PreconditionFailed:
                 log(f"{claim.tag} attempt {claim.attempt} was taken over; its status is not written")
                 return
             if retry:
                 status.note += f"; attempt {claim.attempt + 1} follows (--retry-failed)"
-            patiently(lambda: save_status(self.storage, status), f"writing the status of {claim.tag}")
+            self._patiently(lambda: save_status(self.storage, status), f"writing the status of {claim.tag}")
             if retry:
-                patiently(lambda: claims.release(self.storage, run.held, status.note), f"releasing {claim.tag}")
+                self._patiently(lambda: claims.release(self.storage, run.held, status.note), f"releasing {claim.tag}")
 
-    def _upload(self, key: str, path: Path, seconds: float = STORAGE_PATIENCE) -> str | None:
+    def _upload(self, key: str, path: Path, seconds: float | None = None) -> str | None:
         """None once verified, else the last error."""
         try:
-            retry_call(lambda: self.storage.upload_file(path, key), seconds=seconds,
+            retry_call(lambda: self.storage.upload_file(path, key), seconds=seconds or self.patience,
                        on_retry=lambda error, delay: log(f"uploading {key}: {error}; retrying in {delay:.1f} s"))
             return None
         except Exception as error:  # reported in the status; the machine keeps the file
@@ -232,7 +235,7 @@ class Worker:
                     if run.finished or run.lost:
                         continue
                     try:
-                        run.held = patiently(lambda: claims.renew(self.storage, run.held),
+                        run.held = self._patiently(lambda: claims.renew(self.storage, run.held),
                                              f"renewing {run.held.claim.tag}", seconds=lease_seconds(self.config.heartbeat) * 2)
                     except PreconditionFailed:
                         run.lost = True
@@ -250,8 +253,8 @@ class Worker:
                                   keep_machine=self.keep_machine, note=note)
         text = json.dumps(record.__dict__, ensure_ascii=False) + "\n"
         try:
-            patiently(lambda: self.storage.write_text(protocol.worker_key(self.config.instance_id), text),
-                      "writing the worker record", seconds=30 if quick else STORAGE_PATIENCE)
+            self._patiently(lambda: self.storage.write_text(protocol.worker_key(self.config.instance_id), text),
+                      "writing the worker record", seconds=30 if quick else self.patience)
         except Exception as error:  # advisory: the leases are what protect the rows
             log(f"writing the worker record failed: {error}")
 

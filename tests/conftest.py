@@ -52,11 +52,16 @@ def wait_until(predicate, timeout: float = 60, what: str = "condition"):
         delay = min(delay * 1.5, 1.0)
 
 
-def statuses(job: str) -> dict[str, dict]:
-    """``python -m burst status JOB --json``, keyed by tag."""
+def status_report(job: str) -> dict:
+    """``python -m burst status JOB --json``: {"job", "rows", "machines"}."""
     result = run_script("-m", "burst", "status", job, "--json")
     assert result.returncode == 0, result.stderr
-    return {record["tag"]: record for record in json.loads(result.stdout)}
+    return json.loads(result.stdout)
+
+
+def statuses(job: str) -> dict[str, dict]:
+    """The rows of ``python -m burst status JOB --json``, keyed by tag."""
+    return {record["tag"]: record for record in status_report(job)["rows"]}
 
 
 def write_campaign(folder: Path, rows: list[tuple[str, str]], install: str = "#!/bin/bash\necho installed\n",

@@ -9,13 +9,18 @@ to moto's S3 and terminate their instances through moto's EC2 API.
 from __future__ import annotations
 
 import csv
+import json
+import os
+import shlex
+import signal
 import subprocess
 import threading
+from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.conftest import REPO, run_script, statuses, wait_until
+from tests.conftest import REPO, run_script, status_report, statuses, wait_until
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import SSHServer, node_env, sshd_factory, write_ssh_config  # noqa: F401  (fixtures)
 
@@ -55,6 +60,27 @@ class Nodes:
     def args(self) -> list[str]:
         return ["--ssh-config", str(self.ssh_config), "--ssh-cidr", "127.0.0.1/32", "--node-root", str(self.node_root)]
 
+    def power_off(self, job: str, instance_ids: list[str]) -> int:
+        """What terminating these instances does to their processes, which moto cannot do: SIGKILL them.
+
+        Every process of a machine (setup, worker, commands) has ``BURST_NODE_DIR=<its folder>``
+        in its environment; only those are killed, by pid. Returns how many there were.
+        """
+        markers = {f"BURST_NODE_DIR={self.node_root / job / instance_id}".encode() for instance_id in instance_ids}
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and markers & set((entry / "environ").read_bytes().split(b"\0")):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue  # gone already, or not ours to read
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(pids)
+
 
 def instances_of(job: str) -> list[dict]:
     ec2 = boto3.client("ec2")
@@ -79,28 +105,54 @@ def write_jobs(tmp_path, rows, install="#!/bin/bash\necho \"install on $TAG ($BU
     return jobfile, install_file
 
 
+INSTALL_ECHO = '#!/bin/bash\necho "install on $INSTANCE_ID ($INSTANCE_TYPE, $BURST_PROVIDER) for $JOB tag=[${TAG:-}]"\n'
+
+
 def test_campaign_on_ec2_end_to_end(tmp_path, isolated_home, moto_server, moto_ami, sshd_factory):
     job = "ec2e2e"
     rows = [("t3.micro", f"bash bench.sh {n}") for n in range(3)] + [("c5.large", f"bash bench.sh {n}") for n in range(3, 6)]
-    jobfile, install = write_jobs(tmp_path, rows)
+    jobfile, install = write_jobs(tmp_path, rows, install=INSTALL_ECHO)
     nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job)
 
     result = run_script(DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--install", str(install), *nodes.args())
     assert nodes.error is None, nodes.error
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 / 6 ready" in result.stdout
+    assert "started 3 machine(s) of type t3.micro" in result.stdout, result.stdout
+    assert "started 3 machine(s) of type c5.large" in result.stdout, result.stdout
 
     machines = instances_of(job)
-    assert len(machines) == 6
-    assert len({m["Reservation"] for m in machines}) == 2, "one RunInstances per instance type"
-    assert {m["State"]["Name"] for m in machines} == {"terminated"}, "every agent ended its machine"
+    assert len(machines) == 6, "EC2's default pool: one machine per row"
+    by_reservation: dict[str, set[str]] = {}
+    for machine in machines:
+        by_reservation.setdefault(machine["Reservation"], set()).add(machine["InstanceType"])
+    assert sorted(map(sorted, by_reservation.values())) == [["c5.large"], ["t3.micro"]], "one RunInstances per instance type"
+    assert {m["State"]["Name"] for m in machines} == {"terminated"}, "every machine is ended when --wait returns"
+    assert all("tag" not in {t["Key"] for t in m["Tags"]} for m in machines), "machines carry the job's tags only"
     assert oct(nodes.pem.stat().st_mode & 0o777) == "0o600"
+    types = {m["InstanceId"]: m["InstanceType"] for m in machines}
+    # every machine had its own folder on the (shared) node, named by its instance id
+    assert sorted(p.name for p in (nodes.node_root / job).iterdir()) == sorted(types)
 
-    states = statuses(job)
-    assert {s["state"] for s in states.values()} == {"done"}
+    report = status_report(job)
+    states = {row["tag"]: row for row in report["rows"]}
+    assert {s["state"] for s in states.values()} == {"done"} and len(states) == 6
+    for n, (instance_type, _) in enumerate(rows):
+        row = states[f"{job}{n}"]
+        assert row["attempt"] == 1 and row["exit_code"] == 0 and row["slot"] == 0
+        assert types[row["instance_id"]] == instance_type == row["instance_type"], "a row runs on a machine of its type"
+        assert row["instance"]["id"] == row["instance_id"]
     first = states[f"{job}0"]
     assert first["instance"]["availability_zone"].startswith("us-east-1")
     assert first["instance"]["image_id"] == moto_ami and first["instance"]["lifecycle"] == "on-demand"
+    pool = {m["id"]: m for m in report["machines"]}
+    assert set(pool) == set(types)
+    for instance_id, machine in pool.items():
+        assert machine["instance_type"] == types[instance_id] and machine["live"] is False
+        assert machine["state"] == "worker finished" and machine["note"] == "", "each worker ended its own machine"
+    ran = sorted(r for m in pool.values() for r in m["rows"])
+    assert ran == sorted(f"{job}{n}#1" for n in range(6)), "every row ran once, on one machine"
+    for machine in pool.values():
+        assert all(states[r.split("#")[0]]["instance_id"] == machine["id"] for r in machine["rows"])
 
     out = tmp_path / "out"
     fetched = run_script(str(REPO / "get_s3_files.py"), job, str(out), "--merge")
@@ -111,41 +163,98 @@ def test_campaign_on_ec2_end_to_end(tmp_path, isolated_home, moto_server, moto_a
         (f"{job}{n}", rows[n][0], str(n), str(n * n)) for n in range(6)
     )
     assert {r["instance_availability_zone"][:9] for r in merged} == {"us-east-1"}
-    assert (out / f"{job}4" / "logs" / "stdout.log").read_text() == f"squared 4 on {job}4\n"
-    assert "install on ec2e2e4 (ec2)" in (out / f"{job}4" / "logs" / "install.log").read_text()
+    assert (out / f"{job}4" / "attempts" / "1" / "logs" / "stdout.log").read_text() == f"squared 4 on {job}4\n"
+    assert (out / f"{job}4" / "attempts" / "1" / "logs" / "stderr.log").read_text() == ""
+    for instance_id, instance_type in types.items():
+        log = (out / "machines" / instance_id / "install.log").read_text()
+        assert f"install on {instance_id} ({instance_type}, ec2) for {job} tag=[]" in log, log
+        assert (out / "machines" / f"{instance_id}.json").is_file()
+        assert json.loads((out / "machines" / instance_id / "worker.json").read_text())["state"] == "finished"
 
     again = run_script(str(REPO / "get_s3_files.py"), job, str(out))
     assert again.returncode == 0 and "downloaded 0 file(s)" in again.stdout
 
 
-def test_install_failure_on_one_host_and_a_rerun_launch_nothing_twice(tmp_path, isolated_home, moto_server, moto_ami, sshd_factory):
+def lines_of(path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_failed_install_is_replaced_terminate_ends_all_and_reruns_launch_nothing_twice(
+        tmp_path, isolated_home, moto_server, moto_ami, sshd_factory):
+    """One machine's INSTALL.sh fails: it is ended with its log kept, and a new machine takes its place.
+
+    The failing install waits until the two other machines have started a row, so
+    that the replacement must be launched while every live machine is busy.
+    """
     job = "ec2fail"
-    install = '#!/bin/bash\nif [ "$TAG" = ec2fail1 ]; then echo "no compiler here" >&2; exit 4; fi\necho fine\n'
-    jobfile, install_file = write_jobs(tmp_path, [("t3.micro", "sleep 300")] * 3, install=install)
+    started, release, first = tmp_path / "started.txt", tmp_path / "release", tmp_path / "first-install"
+    install = (
+        "#!/bin/bash\n"
+        f"if mkdir {shlex.quote(str(first))} 2>/dev/null; then\n"
+        f"  while [ \"$(cat {shlex.quote(str(started))} 2>/dev/null | wc -l)\" -lt 2 ]; do sleep 0.1; done\n"
+        "  echo \"no compiler here on $INSTANCE_ID\" >&2; exit 4\n"
+        "fi\n"
+        "echo fine\n"
+    )
+    command = (f"echo \"$TAG#$ATTEMPT\" >> {shlex.quote(str(started))}; "
+               f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.1; done")
+    jobfile, install_file = write_jobs(tmp_path, [("t3.micro", command)] * 3, install=install)
     nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job)
-    args = [DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--install", str(install_file), *nodes.args()]
+    args = [DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--install", str(install_file), "--retries", "1",
+            *nodes.args()]
+    tags = [f"{job}{n}" for n in range(3)]
 
-    first = run_script(*args)
+    first_run = run_script(*args)
     assert nodes.error is None, nodes.error
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "2 / 3 ready, 1 failed" in first.stdout
-    states = wait_until(lambda: (s := statuses(job)) and s[f"{job}0"]["state"] == "running" and s[f"{job}2"]["state"] == "running" and s,
-                        what="two commands running")
-    assert states[f"{job}1"]["state"] == "failed" and "no compiler here" in states[f"{job}1"]["note"]
-
-    second = run_script(*args)  # the same -c -d again
-    assert second.returncode == 0, second.stderr
+    assert first_run.returncode == 0, first_run.stdout + first_run.stderr
+    assert "started 3 machine(s) of type t3.micro" in first_run.stdout
     machines = instances_of(job)
-    live = [m for m in machines if m["State"]["Name"] != "terminated"]
-    assert len(live) == 2, "no second machine for a tag with a live one"
-    # the failed tag was retried: a new machine, which fails its install again and is ended
+    (failed,) = [m["InstanceId"] for m in machines if m["State"]["Name"] in ("shutting-down", "terminated")]
+    assert f"machine {failed} (t3.micro): INSTALL.sh exited with status 4" in first_run.stdout, first_run.stdout
+    assert f"no compiler here on {failed}" in first_run.stdout
+    log = boto3.client("s3").get_object(Bucket=job, Key=f"machines/{failed}/install.log")["Body"].read().decode()
+    assert f"no compiler here on {failed}" in log, "the failed machine's install log is kept in the bucket"
+    report = status_report(job)
+    pool = {m["id"]: m for m in report["machines"]}
+    assert pool[failed]["state"] == "install-failed" and not pool[failed]["live"]
+    assert f"no compiler here on {failed}" in pool[failed]["note"]
+    assert sorted(row["state"] for row in report["rows"]) == ["pending", "running", "running"]
+
+    second_run = run_script(*args)  # the same -c -d again: a machine for the waiting row, nothing else
+    assert second_run.returncode == 0, second_run.stdout + second_run.stderr
+    assert "started 1 machine(s) of type t3.micro" in second_run.stdout, (
+        "the row left without a machine gets a new one, although the live machines are busy: " + second_run.stdout)
+    states = wait_until(lambda: (s := statuses(job)) and all(s[t]["state"] == "running" for t in tags) and s,
+                        what="every row running")
+    assert len({states[t]["instance_id"] for t in tags}) == 3 and failed not in {states[t]["instance_id"] for t in tags}
+    assert sorted(lines_of(started)) == sorted(f"{t}#1" for t in tags)
+
+    third_run = run_script(*args)
+    assert third_run.returncode == 0, third_run.stdout + third_run.stderr
+    assert "machine(s) of type" not in third_run.stdout, "a rerun launches nothing when every row has its machine"
+    machines = instances_of(job)
     assert len(machines) == 4
-    assert "started 0 command(s); 2 already started before" in second.stdout
+    live = [m["InstanceId"] for m in machines if m["State"]["Name"] not in ("shutting-down", "terminated")]
+    assert len(live) == 3
 
     ended = run_script("-m", "burst", "terminate", job)
-    assert ended.returncode == 0 and "terminated 2 machine(s)" in ended.stdout
-    assert {m["State"]["Name"] for m in instances_of(job)} == {"terminated"}
-    assert {s["state"] for s in statuses(job).values()} == {"interrupted", "failed"}
+    assert ended.returncode == 0 and "terminated 3 machine(s)" in ended.stdout, ended.stdout + ended.stderr
+    assert {m["State"]["Name"] for m in instances_of(job)} <= {"shutting-down", "terminated"}
+    assert nodes.power_off(job, live) > 0  # their workers and commands end with them
+    # their attempts lost their machines: with --retries 1 each row runs once more
+    states = statuses(job)
+    assert all(states[t]["state"] == "pending" and states[t]["attempt"] == 2 for t in tags), states
+    assert all("lost its machine" in states[t]["note"] for t in tags)
+
+    release.touch()
+    finished = run_script(*args, "--wait")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "started 3 machine(s) of type t3.micro" in finished.stdout, finished.stdout
+    states = statuses(job)
+    assert {(states[t]["state"], states[t]["attempt"], states[t]["exit_code"]) for t in tags} == {("done", 2, 0)}
+    assert sorted(lines_of(started)) == sorted(f"{t}#{a}" for t in tags for a in (1, 2)), "every attempt ran once"
+    machines = instances_of(job)
+    assert len(machines) == 7 and {m["State"]["Name"] for m in machines} == {"terminated"}
 
 
 @pytest.mark.parametrize("image,rows,expected", [

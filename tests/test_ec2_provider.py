@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import boto3
+import botocore.retries.standard
 import pytest
 
 from burst.errors import UserError
@@ -20,6 +21,7 @@ from burst.providers import ec2 as ec2_module
 from burst.providers.base import LaunchSpec, NodeConfig
 from burst.providers.ec2 import EC2Provider, terminate_self, user_data
 from burst.records import Job
+from tests.awsfaults import REQUEST_LIMIT_EXCEEDED, aws_faults  # noqa: F401  (fixture)
 from tests.motoserver import find_ami, moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import sshd_factory, write_ssh_config  # noqa: F401  (fixture)
 
@@ -39,6 +41,20 @@ def options(tmp_path: Path) -> ProviderOptions:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "burst-home"
+
+
+@pytest.fixture
+def backoffs(monkeypatch) -> list[float]:
+    """The delays botocore's standard retry asked for; none is waited, so the tests stay fast."""
+    wanted: list[float] = []
+    original = botocore.retries.standard.ExponentialBackoff.delay_amount
+
+    def record(self, context):
+        wanted.append(original(self, context))
+        return 0
+
+    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", record)
+    return wanted
 
 
 def no_sleep(seconds: float) -> None:
@@ -364,19 +380,21 @@ def test_validate_rejects_architecture_mismatch(moto_server, options, home):  # 
 # -- launch, wait, list, terminate -------------------------------------------
 
 
-def test_launch_three_tags_is_one_run_instances(provider, moto_ami):
+def test_launch_three_machines_is_one_run_instances_tagged_at_launch(provider, moto_ami):
     provider.prepare()
     runs = count_calls(provider.ec2, "RunInstances")
-    tags = ["paj170", "paj171", "paj172"]
+    create_tags = count_calls(provider.ec2, "CreateTags")
 
-    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), tags)
+    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 3)
 
     assert len(runs) == 1 and len(ids) == 3 == len(set(ids))
     assert runs[0]["MinCount"] == runs[0]["MaxCount"] == 3
+    assert create_tags == [], "every tag comes with RunInstances: no machine is ever untagged"
     instances = describe(ids)
-    for instance_id, tag in zip(ids, tags):
+    assert set(instances) == set(ids)
+    for instance_id in ids:
         instance = instances[instance_id]
-        assert tags_of(instance) == {"job": JOB, "tag": tag, "burst": "1", "Name": JOB}
+        assert tags_of(instance) == {"job": JOB, "burst": "1", "Name": JOB}
         assert instance["InstanceType"] == "t3.micro" and instance["ImageId"] == moto_ami
         assert instance["KeyName"] == "burst-paj17"
         assert [g["GroupId"] for g in instance["SecurityGroups"]] == [provider.resources.security_group_id]
@@ -409,26 +427,27 @@ def test_launch_above_the_per_call_limit_is_chunked(provider, moto_ami, monkeypa
     monkeypatch.setattr(ec2_module, "MAX_PER_RUN", 2)
     provider.prepare()
     runs = count_calls(provider.ec2, "RunInstances")
-    tags = [f"paj17{i}" for i in range(5)]
-    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), tags)
+    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 5)
     assert [r["MinCount"] for r in runs] == [2, 2, 1]
-    assert [tags_of(describe([i])[i])["tag"] for i in ids] == tags
-    assert provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), []) == []
+    assert [r["MaxCount"] for r in runs] == [2, 2, 1]
+    assert len(ids) == 5 == len(set(ids))
+    assert all(tags_of(instance)["job"] == JOB for instance in describe(ids).values())
+    assert provider.launched == ids
+    assert provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 0) == []
     assert len(runs) == 3
 
 
 def test_launch_prepares_when_not_prepared(provider, moto_ami):
-    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), ["paj170"])
+    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 1)
     assert provider.resources is not None and len(ids) == 1
 
 
 def test_wait_ready_describes_all_at_once(provider, moto_ami):
     provider.prepare()
-    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), ["paj170", "paj171"])
+    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 2)
     describes = count_calls(provider.ec2, "DescribeInstances")
     infos = provider.wait_ready(ids)
     assert [info.id for info in infos] == ids
-    assert [info.tag for info in infos] == ["paj170", "paj171"]
     assert len(describes) <= 3  # waiter polls (all ids each) and one final describe
     assert all(set(call.get("InstanceIds", [])) == set(ids) for call in describes)
     for info in infos:
@@ -443,23 +462,28 @@ def test_wait_ready_describes_all_at_once(provider, moto_ami):
 
 def test_list_by_tags_and_terminate(provider, options, home, moto_ami):  # noqa: F811
     provider.prepare()
-    ours = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), ["paj170", "paj171", "paj172"])
+    ours = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 2)
+    ours += provider.launch(LaunchSpec(JOB, "c5.large", moto_ami), 1)
     other = new_provider(moto_ami, options, home, job="other1")
     other.prepare()
-    theirs = other.launch(LaunchSpec("other1", "t3.micro", moto_ami), ["other10"])
+    theirs = other.launch(LaunchSpec("other1", "t3.micro", moto_ami), 1)
 
     listed = provider.list({"job": JOB})
     assert sorted(info.id for info in listed) == sorted(ours)
-    assert [info.tag for info in listed] == ["paj170", "paj171", "paj172"]
-    (one,) = provider.list({"job": JOB, "tag": "paj171"})
-    assert one.id == ours[1]
+    # by instance type, then id: c5.large first
+    assert [(info.instance_type, info.id) for info in listed] == [("c5.large", ours[2])] + sorted(
+        ("t3.micro", i) for i in ours[:2])
+    assert all(info.job == JOB and info.state in ("pending", "running") for info in listed)
+    # every given tag must match
+    assert sorted(info.id for info in provider.list({"job": JOB, "Name": JOB})) == sorted(ours)
+    assert provider.list({"job": JOB, "Name": "other1"}) == []
 
     terminations = count_calls(provider.ec2, "TerminateInstances")
     provider.terminate([])
     assert terminations == []
     provider.terminate(ours[:2])
     assert len(terminations) == 1
-    assert [info.tag for info in provider.list({"job": JOB})] == ["paj172"]
+    assert [info.id for info in provider.list({"job": JOB})] == [ours[2]]
     # ids already gone (or never there) do not stop the others
     provider.terminate([ours[0], "i-0123456789abcdef0", ours[2]])
     assert provider.list({"job": JOB}) == []
@@ -469,29 +493,39 @@ def test_list_by_tags_and_terminate(provider, options, home, moto_ami):  # noqa:
 
 def test_terminate_in_batches(provider, moto_ami, monkeypatch):
     monkeypatch.setattr(ec2_module, "TERMINATE_BATCH", 2)
-    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), ["paj170", "paj171", "paj172"])
+    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 3)
     terminations = count_calls(provider.ec2, "TerminateInstances")
     provider.terminate(ids)
     assert [len(call["InstanceIds"]) for call in terminations] == [2, 1]
     assert provider.list({"job": JOB}) == []
 
 
-def test_terminate_self_ends_the_node(provider, moto_ami):
-    (instance_id,) = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), ["paj170"])
+def test_terminate_self_ends_the_node_as_the_burst_worker(aws_faults, backoffs, provider, moto_ami):  # noqa: F811
+    """The worker's own TerminateInstances carries "burst-worker" in its User-Agent and is retried."""
+    (instance_id,) = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 1)
+    (other_id,) = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 1)
+    # Only a request whose User-Agent names the worker matches; it is throttled once.
+    throttled = aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("TerminateInstances", times=1, user_agent="burst-worker"))
     config = NodeConfig(
         provider="ec2",
         job=JOB,
-        tag="paj170",
         instance_id=instance_id,
         instance_type="t3.micro",
-        command="true",
         bucket_url=provider.bucket_url,
         results=[],
         provider_options=provider.node_options(),
     )
+    aws_faults.reset_log()
     terminate_self(config)
+    assert aws_faults.fired(throttled) == 1, "the worker's call did not say it is the burst-worker"
+    assert aws_faults.count("TerminateInstances", service="ec2") == 2 and len(backoffs) == 1
     state = describe([instance_id])[instance_id]["State"]["Name"]
     assert state in ("shutting-down", "terminated")
+    assert [info.id for info in provider.list({"job": JOB})] == [other_id], "it ends its own machine only"
+    # the dispatcher's client is no burst-worker: the rule (were it left) would not match it
+    again = aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("TerminateInstances", user_agent="burst-worker"))
+    provider.terminate([other_id])
+    assert aws_faults.fired(again) == 0 and aws_faults.count("TerminateInstances", service="ec2") == 3
     assert provider.list({"job": JOB}) == []
 
 
@@ -501,7 +535,7 @@ def test_terminate_self_ends_the_node(provider, moto_ami):
 def test_transport_logs_in_with_the_job_key(provider, options, moto_ami, home, tmp_path, sshd_factory):  # noqa: F811
     """The key moto made (as AWS would) opens a real sshd; host keys go to the campaign's file."""
     provider.prepare()
-    (instance_id,) = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), ["paj170"])
+    (instance_id,) = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 1)
     (info,) = provider.wait_ready([instance_id])
     server = sshd_factory()
     public = subprocess.run(
@@ -514,7 +548,7 @@ def test_transport_logs_in_with_the_job_key(provider, options, moto_ami, home, t
     transport = provider.transport(info)
     try:
         assert transport.run("echo hello").out.strip() == "hello"
-        assert "paj170" in transport.where
+        assert instance_id in transport.where
     finally:
         transport.close()
     known = home / "campaigns" / "paj17.known_hosts"
@@ -523,7 +557,7 @@ def test_transport_logs_in_with_the_job_key(provider, options, moto_ami, home, t
 
 def test_teardown_removes_all_but_the_bucket(provider, moto_ami, home):
     provider.prepare()
-    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), ["paj170"])
+    ids = provider.launch(LaunchSpec(JOB, "t3.micro", moto_ami), 1)
     provider.terminate(ids)
     home.joinpath("campaigns").mkdir(parents=True)
     provider.known_hosts.write_text("")

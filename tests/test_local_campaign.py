@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from burst.providers.local import SandboxRegistry
-from tests.conftest import REPO, run_script, statuses, wait_until, write_campaign
+from tests.conftest import REPO, run_script, status_report, statuses, wait_until, write_campaign
 
 DISPATCHER = str(REPO / "dispatcher.py")
 GET_FILES = str(REPO / "get_s3_files.py")
@@ -30,7 +30,7 @@ def test_demo_campaign_end_to_end(tmp_path, burst_home):
     """The README's commands: dispatch and wait, status, download and merge."""
     result = run_script(DISPATCHER, "local", "demo", "awsjobs/demo.csv", "-c", "-d", "--wait")
     assert result.returncode == 1, result.stderr  # the demo's last row fails on purpose
-    assert "5 / 5 ready" in result.stdout
+    assert "started 2 sandbox(es) of type t3.micro" in result.stdout, "local pools default to the CPU count"
     states = statuses("demo")
     assert {t: (s["state"], s["exit_code"]) for t, s in states.items()} == {
         "demo0": ("done", 0), "demo1": ("done", 0), "demo2": ("done", 0), "demo3": ("done", 0), "demo4": ("failed", 2),
@@ -44,7 +44,7 @@ def test_demo_campaign_end_to_end(tmp_path, burst_home):
     out = tmp_path / "out"
     fetched = run_script(GET_FILES, "demo", str(out), "--merge")
     assert fetched.returncode == 0, fetched.stderr
-    assert (out / "demo4" / "logs" / "stderr.log").read_text().startswith("bench.py: --size must be positive")
+    assert (out / "demo4" / "attempts" / "1" / "logs" / "stderr.log").read_text().startswith("bench.py: --size must be positive")
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     header = list(rows[0])
@@ -76,22 +76,26 @@ def test_failing_command_saves_logs_and_outputs(tmp_path, burst_home):
     assert (status["state"], status["exit_code"]) == ("failed", 7)
     assert "boom" in status["note"]
     bucket = burst_home / "buckets" / "fails" / "fails0"
-    assert (bucket / "logs" / "stderr.log").read_text() == "boom\n"
+    assert (bucket / "attempts" / "1" / "logs" / "stderr.log").read_text() == "boom\n"
     assert (bucket / "results" / "p.txt").read_text() == "partial\n"
     assert live_instances(burst_home, "fails") == []
 
 
-def test_failing_install_among_passing_fails_only_that_tag_fast(tmp_path, burst_home):
-    install = '#!/bin/bash\necho "checking $TAG"\nif [ "$TAG" = mix1 ]; then echo "libfoo not found" >&2; exit 3; fi\n'
+def test_a_failing_install_ends_its_machine_and_fails_the_rows_once_retries_are_spent(tmp_path, burst_home):
+    install = '#!/bin/bash\necho "checking $INSTANCE_ID"\necho "libfoo not found" >&2; exit 3\n'
     jobfile, install_file = write_campaign(tmp_path, [("t3.micro", "echo ran")] * 3, install=install)
-    result = run_script(DISPATCHER, "local", "mix", str(jobfile), "-c", "-d", "--wait", "--install", str(install_file))
+    result = run_script(DISPATCHER, "local", "mix", str(jobfile), "-c", "-d", "--wait", "--install", str(install_file),
+                        "--machines", "1", "--retries", "1")
     assert result.returncode == 1
-    assert "2 / 3 ready, 1 failed" in result.stdout
     states = statuses("mix")
-    assert [states[t]["state"] for t in ("mix0", "mix1", "mix2")] == ["done", "failed", "done"]
-    assert "INSTALL.sh exited with status 3" in states["mix1"]["note"]
+    assert {states[t]["state"] for t in ("mix0", "mix1", "mix2")} == {"failed"}
+    assert "INSTALL.sh failed on 2 machine(s) of type t3.micro" in states["mix1"]["note"]
     assert "libfoo not found" in states["mix1"]["note"]
-    assert "libfoo not found" in (burst_home / "buckets" / "mix" / "mix1" / "logs" / "install.log").read_text()
+    machines = status_report("mix")["machines"]
+    assert len(machines) == 2, "--retries 1: one more machine after the first failed install, then no more"
+    assert all(m["state"] == "install-failed" and "INSTALL.sh exited with status 3" in m["note"] for m in machines)
+    bucket = burst_home / "buckets" / "mix" / "machines"
+    assert all("libfoo not found" in (bucket / m["id"] / "install.log").read_text() for m in machines)
     assert live_instances(burst_home, "mix") == [], "a machine whose install failed is ended"
 
 
@@ -126,36 +130,28 @@ def test_code_folder_is_copied_and_commands_run_in_it(tmp_path, burst_home):
     assert (burst_home / "buckets" / "code" / "code0" / "results" / "cwd.txt").read_text() == "code"
 
 
-def test_status_and_terminate_from_another_process_while_the_campaign_runs(tmp_path, burst_home):
-    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo $$ > $HOME/pid; sleep 300")] * 2)
-    dispatcher = subprocess.Popen(
-        [sys.executable, DISPATCHER, "local", "long", str(jobfile), "-c", "-d", "--wait", "--install", str(install)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        wait_until(lambda: len(statuses_or_empty("long")) == 2 and all(s["state"] == "running" for s in statuses_or_empty("long").values()),
-                   what="both commands running")
-        homes = [SandboxRegistry(burst_home).home_of(i) for i in live_instances(burst_home, "long")]
-        pids = [int(wait_until(lambda h=h: (h / "pid").exists() and (h / "pid").read_text().strip(), what="pid file")) for h in homes]
+def test_terminate_from_another_process_ends_every_sandbox_and_a_rerun_resumes(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo $$ > $HOME/pid-$TAG; sleep 300")] * 2)
+    args = [DISPATCHER, "local", "long", str(jobfile), "-c", "-d", "--install", str(install), "--machines", "2"]
+    assert run_script(*args).returncode == 0
+    wait_until(lambda: {s["state"] for s in statuses("long").values()} == {"running"}, what="both commands running")
+    homes = [SandboxRegistry(burst_home).home_of(i) for i in live_instances(burst_home, "long")]
+    pids = [int(wait_until(lambda: [p.read_text().strip() for h in homes for p in h.glob("pid-*")], what="pid files")[0])]
 
-        terminated = run_script("-m", "burst", "terminate", "long")
-        assert terminated.returncode == 0 and "terminated 2 machine(s)" in terminated.stdout
-        out, err = dispatcher.communicate(timeout=60)
-    finally:
-        if dispatcher.poll() is None:
-            dispatcher.kill()
-    assert dispatcher.returncode == 1, out + err
-    assert {s["state"] for s in statuses("long").values()} == {"interrupted"}
+    terminated = run_script("-m", "burst", "terminate", "long")
+    assert terminated.returncode == 0 and "terminated 2 machine(s)" in terminated.stdout
     assert live_instances(burst_home, "long") == []
     for pid in pids:
         wait_until(lambda pid=pid: not process_alive(pid), timeout=10, what=f"command {pid} killed")
+    rows = statuses("long")  # the reconcile sees the machines gone: both rows wait for their next attempt
+    assert {(r["state"], r["attempt"]) for r in rows.values()} == {("pending", 2)}
 
 
-def statuses_or_empty(job: str) -> dict:
+def machine_states(job: str) -> list[str]:
     try:
-        return statuses(job)
+        return [m["state"] for m in status_report(job)["machines"]]
     except AssertionError:  # the campaign record is not written yet
-        return {}
+        return []
 
 
 def process_alive(pid: int) -> bool:
@@ -168,23 +164,23 @@ def process_alive(pid: int) -> bool:
 
 
 def test_rerunning_create_and_dispatch_launches_and_starts_nothing_twice(tmp_path, burst_home):
-    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo started >> $HOME/starts; sleep 300")] * 2 + [("c5.large", "echo quick")])
-    args = [DISPATCHER, "local", "again", str(jobfile), "-c", "-d", "--install", str(install)]
+    starts = tmp_path / "starts"
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", f"echo $TAG >> {starts}; sleep 300")] * 2 + [("c5.large", "echo quick")])
+    args = [DISPATCHER, "local", "again", str(jobfile), "-c", "-d", "--install", str(install), "--machines", "2"]
     try:
         first = run_script(*args)
         assert first.returncode == 0, first.stderr
         wait_until(lambda: statuses("again")["again2"]["state"] == "done", what="the quick job")
+        wait_until(lambda: starts.exists() and len(starts.read_text().split()) == 2, what="both long rows started")
         before = live_instances(burst_home, "again")
         assert len(before) == 2
 
         second = run_script(*args)
         assert second.returncode == 0, second.stderr
-        assert "3 tag(s) already have a live machine or are done: none launched for them" in second.stdout
-        assert "started 0 command(s)" in second.stdout
+        assert "started" not in second.stdout.replace("its worker started", "")
         assert live_instances(burst_home, "again") == before
         assert len(registry(burst_home)) == 3
-        homes = [SandboxRegistry(burst_home).home_of(i) for i in before]
-        assert [(h / "starts").read_text() for h in homes] == ["started\n", "started\n"]
+        assert sorted(starts.read_text().split()) == ["again0", "again1"]
     finally:
         run_script("-m", "burst", "terminate", "again")
 
@@ -196,7 +192,8 @@ def test_failed_upload_leaves_the_machine_running_and_says_why(tmp_path, burst_h
     blocked.parent.mkdir(parents=True)
     blocked.write_text("not a folder")
     try:
-        result = run_script(DISPATCHER, "local", "keep", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+        result = run_script(DISPATCHER, "local", "keep", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                            "--save-patience", "3")
         assert result.returncode == 1
         status = statuses("keep")["keep0"]
         assert status["state"] == "failed"
@@ -248,7 +245,7 @@ def test_ctrl_c_during_a_long_install_returns_at_once_and_the_campaign_resumes(t
     args = [sys.executable, DISPATCHER, "local", "intr", str(jobfile), "-c", "-d", "--wait", "--install", str(install_file)]
     dispatcher = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: statuses_or_empty("intr").get("intr0", {}).get("state") == "installing", what="install started")
+        wait_until(lambda: machine_states("intr") == ["installing"], what="install started")
         dispatcher.send_signal(signal.SIGINT)
         out, err = dispatcher.communicate(timeout=30)
     finally:
@@ -257,7 +254,7 @@ def test_ctrl_c_during_a_long_install_returns_at_once_and_the_campaign_resumes(t
     assert dispatcher.returncode == 130
     assert "machines keep running" in err and "Traceback" not in err
     (machine,) = live_instances(burst_home, "intr")
-    (SandboxRegistry(burst_home).home_of(machine) / "burst" / "intr" / "intr0" / "go").touch()
+    (SandboxRegistry(burst_home).home_of(machine) / "burst" / "intr" / machine / "go").touch()
     resumed = run_script(*args[1:])
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert statuses("intr")["intr0"]["state"] == "done"
@@ -269,13 +266,13 @@ def test_a_second_dispatcher_for_the_same_job_is_refused_while_one_runs(tmp_path
     args = [DISPATCHER, "local", "busy", str(jobfile), "-c", "-d", "--wait", "--install", str(install_file)]
     first = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: statuses_or_empty("busy").get("busy0", {}).get("state") == "installing", what="install started")
+        wait_until(lambda: machine_states("busy") == ["installing"], what="install started")
         second = run_script(*args)
         assert second.returncode == 2
         assert f"is being dispatched right now by pid {first.pid}" in second.stderr
         assert len(live_instances(burst_home, "busy")) == 1
         (machine,) = live_instances(burst_home, "busy")
-        (SandboxRegistry(burst_home).home_of(machine) / "burst" / "busy" / "busy0" / "go").touch()
+        (SandboxRegistry(burst_home).home_of(machine) / "burst" / "busy" / machine / "go").touch()
         first.communicate(timeout=60)
     finally:
         if first.poll() is None:

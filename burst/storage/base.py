@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -32,7 +32,7 @@ class StoredObject:
     key: str  # relative to the storage URL's prefix, '/'-separated
     size: int
     etag: str = ""  # S3 ETag without quotes; locally a stamp of inode, size and mtime
-    modified: float = 0.0  # epoch seconds of the last write (S3 LastModified, local mtime)
+    modified: float = field(default=0.0, compare=False)  # epoch seconds of the last write (S3 LastModified, local mtime)
 
 
 def sha256_of(path: Path) -> str:

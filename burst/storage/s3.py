@@ -4,13 +4,20 @@ Runs on nodes as well as on the dispatcher, so it imports boto3 and the
 standard library only. Credentials come from the standard boto3 chain: the
 user's profile on the dispatcher, the instance profile on a node.
 
-Every upload is verified after the fact: ``HeadObject`` must report the local
-size and the ETag that S3 computes for what was sent — the MD5 of the file for
-a single ``PutObject``, or ``md5(md5(part1) + ... + md5(partN)) + "-N"`` for a
-multipart upload, with the part size s3transfer itself uses
-(``ChunksizeAdjuster``). Objects encrypted with SSE-KMS have ETags that are no
-MD5; for those only the size is compared (boto3 already sends a CRC32 checksum
-with every part, which S3 checks on arrival).
+Every upload is verified. A file below the multipart threshold is one
+``PutObject`` with ``Content-MD5``: S3 refuses (``BadDigest``) a body that
+arrives different, and the ETag it answers must be the file's MD5. A larger one
+goes through s3transfer, then ``HeadObject`` must report the local size and the
+ETag S3 computes for a multipart upload, ``md5(md5(part1) + ... + md5(partN)) +
+"-N"``, with the part size s3transfer itself uses (``ChunksizeAdjuster``).
+Objects encrypted with SSE-KMS have ETags that are no MD5; for those only the
+size is compared (boto3 already sends a CRC32 checksum with every part, which S3
+checks on arrival).
+
+Conditional writes (``create_if_absent``: ``If-None-Match: *``;
+``replace_if_match``: ``If-Match``) make claims and leases exactly-once: the
+loser gets ``PreconditionFailed`` (S3's 412, or 409 ``ConditionalRequestConflict``
+when two conditional writes of one key race).
 """
 
 from __future__ import annotations
