@@ -104,10 +104,13 @@ def start_setup_command(node_dir: str, config: NodeConfig, start_worker: bool) -
 
 
 def start_worker_command(node_dir: str) -> str:
-    """Start the worker on a READY machine (idempotent: the worker itself refuses a second start)."""
+    """Start the worker on a READY machine, unless setup.sh was told to start it (it then has).
+
+    Idempotent either way: the worker itself refuses a second start.
+    """
     return (
-        f"cd {shlex.quote(node_dir)} && touch start-worker && "
-        f"{{ nohup setsid bash {protocol.WORKER_SCRIPT} > /dev/null 2>&1 < /dev/null & }}"
+        f"cd {shlex.quote(node_dir)} && {{ [ -e start-worker ] || {{ touch start-worker; "
+        f"nohup setsid bash {protocol.WORKER_SCRIPT} > /dev/null 2>&1 < /dev/null & }}; }}"
     )
 
 

@@ -121,8 +121,9 @@ class Worker:
 
     def _candidates(self) -> list[tuple[str, HeldClaim | None]]:
         lease = lease_seconds(self.config.heartbeat)
-        view = self._patiently(lambda: read_bucket(self.storage, self.cache, set(self.rows), with_machines=False),
-                         "listing the bucket")
+        view = retry_call(lambda: read_bucket(self.storage, self.cache, set(self.rows), with_machines=False),
+                          seconds=self.patience,  # a bucket that cannot be listed is down, not empty
+                          on_retry=lambda error, delay: log(f"listing the bucket: {error}; retrying in {delay:.1f} s"))
         found = []
         for tag in self.rows:
             state, held = view.row_state(tag), view.claims.get(tag)

@@ -94,8 +94,8 @@ class LocalDirStorage(Storage):
         shutil.copyfile(source, local_path)
 
     def list_objects(self, prefix: str = "") -> list[StoredObject]:
-        if not self.root.is_dir():
-            return []
+        if not self.root.is_dir():  # an unreachable bucket is an error, never an empty one
+            raise KeyNotFound(f"the bucket folder {self.root} does not exist")
         found = []
         for path in sorted(self.root.rglob("*")):
             if path.name.startswith(".") and path.name.endswith((".part", ".lock")):
