@@ -1,0 +1,80 @@
+"""The reconcile's pure decision, from records to actions: what a round would do, without doing it."""
+
+from __future__ import annotations
+
+from burst import protocol
+from burst.bucket_view import BucketView, HeldClaim
+from burst.reconcile import Policy, World, decide
+from burst.records import Claim, InstanceInfo, Job, JobStatus, MachineRecord, WorkerRecord
+
+NOW = 1_000_000.0
+
+
+def rows(n: int, kind: str = "t3.micro") -> list[Job]:
+    return [Job(tag=f"j{i}", instance_type=kind, command="true", line=i + 2) for i in range(n)]
+
+
+def machine(instance_id: str, kind: str = "t3.micro") -> InstanceInfo:
+    return InstanceInfo(id=instance_id, job="j", instance_type=kind, state="running")
+
+
+def held(tag: str, on: str, attempt: int = 1, age: float = 0.0) -> HeldClaim:
+    return HeldClaim(Claim(tag=tag, attempt=attempt, machine=on, slot=0), etag="e", modified=NOW - age)
+
+
+def policy(machines: int = 3, retries: int = 2, may_launch: bool = True) -> Policy:
+    return Policy(machines={"t3.micro": machines, "c5.large": machines}, slots=1, heartbeat=1.0, retries=retries,
+                  may_launch=may_launch)
+
+
+def test_launches_up_to_the_pool_size_and_no_more_than_the_rows_need():
+    assert decide(World(rows(40), BucketView(NOW), []), policy(3)).launch == {"t3.micro": 3}
+    assert decide(World(rows(2), BucketView(NOW), []), policy(3)).launch == {"t3.micro": 2}
+    live = [machine("i-1"), machine("i-2"), machine("i-3")]
+    assert decide(World(rows(40), BucketView(NOW), live), policy(3)).launch == {}
+
+
+def test_a_silent_lease_is_requeued_and_replaced_and_the_last_retry_ends_the_row():
+    bucket = BucketView(NOW, claims={"j0": held("j0", "i-1", age=10.0)})
+    actions = decide(World(rows(1), bucket, [machine("i-1")]), policy())
+    assert [(r.tag, r.final) for r in actions.requeue] == [("j0", False)]
+    assert "missed its heartbeats for 10 s (lease 4 s)" in actions.requeue[0].reason
+
+    bucket = BucketView(NOW, claims={"j0": held("j0", "i-gone", attempt=3)})
+    actions = decide(World(rows(1), bucket, []), policy(retries=2))
+    assert [(r.tag, r.final) for r in actions.requeue] == [("j0", True)]
+    assert "lost its machine i-gone" in actions.requeue[0].reason and actions.launch == {}
+
+
+def test_a_fresh_lease_and_a_final_row_are_left_alone():
+    bucket = BucketView(NOW, claims={"j0": held("j0", "i-1", age=1.0), "j1": held("j1", "i-gone")},
+                        statuses={"j1": JobStatus(job="j", tag="j1", state=protocol.DONE, attempt=1)})
+    actions = decide(World(rows(2), bucket, [machine("i-1")]), policy())
+    assert not actions
+
+
+def test_machines_that_finished_failed_or_fell_silent_are_ended():
+    live = [machine(i) for i in ("i-fin", "i-note", "i-dead", "i-bad", "i-keep")]
+    bucket = BucketView(NOW, workers={
+        "i-fin": (WorkerRecord(id="i-fin", instance_type="t3.micro", slots=1, state="finished"), NOW - 1),
+        "i-note": (WorkerRecord(id="i-note", instance_type="t3.micro", slots=1, state="finished",
+                                note="could not end its machine: RequestLimitExceeded"), NOW - 1),
+        "i-dead": (WorkerRecord(id="i-dead", instance_type="t3.micro", slots=1), NOW - 30),
+        "i-keep": (WorkerRecord(id="i-keep", instance_type="t3.micro", slots=1, state="finished", keep_machine=True), NOW - 99),
+    }, machines={"i-bad": MachineRecord(id="i-bad", instance_type="t3.micro", state=protocol.INSTALL_FAILED, note="exit 3")})
+    ended = {end.id: end.reason for end in decide(World([], bucket, live), policy()).end}
+    assert set(ended) == {"i-note", "i-dead", "i-bad"}, "i-fin may still be ending itself; i-keep holds unsaved files"
+    assert "RequestLimitExceeded" in ended["i-note"] and "stopped heartbeating" in ended["i-dead"]
+
+
+def test_a_type_whose_installs_keep_failing_fails_its_rows_instead_of_launching_forever():
+    failed = {f"i-{n}": MachineRecord(id=f"i-{n}", instance_type="t3.micro", state=protocol.INSTALL_FAILED,
+                                      note="INSTALL.sh exited with status 3") for n in range(3)}
+    actions = decide(World(rows(2), BucketView(NOW, machines=failed), []), policy(retries=2))
+    assert actions.launch == {} and set(actions.fail_rows) == {"j0", "j1"}
+    assert "INSTALL.sh failed on 3 machine(s) of type t3.micro" in actions.fail_rows["j0"]
+
+
+def test_without_create_pending_rows_with_no_machine_are_reported_stuck():
+    actions = decide(World(rows(2), BucketView(NOW), []), policy(may_launch=False))
+    assert actions.launch == {} and actions.stuck == {"t3.micro": 2}
