@@ -59,6 +59,7 @@ class Campaign:
         """Rounds until the machines are set up (and, with ``wait``, every row is final)."""
         delays = backoff(first=0.2, factor=1.4, cap=3.0)
         failing_since: float | None = None
+        final_since: float | None = None
         try:
             while True:
                 try:
@@ -81,7 +82,9 @@ class Campaign:
                     on_round(rows)
                 if wait:
                     if all(s.terminal for s in rows.values()):
-                        return rows
+                        if not self._machines_to_outwait(world, since=final_since):
+                            return rows
+                        final_since = final_since or time.monotonic()
                     if actions.stuck and not any(s.state == protocol.RUNNING for s in rows.values()):
                         stuck = ", ".join(f"{n} × {t}" for t, n in sorted(actions.stuck.items()))
                         self.report(f"rows waiting for a machine ({stuck}) and none may be started: run with -c")
@@ -91,6 +94,23 @@ class Campaign:
                 time.sleep(next(delays))
         finally:
             self.fleet.close()
+
+    def _machines_to_outwait(self, world: World, since: float | None) -> bool:
+        """Every row is final: wait (bounded) until each machine has ended, by itself or by the reconcile.
+
+        A machine that keeps unsaved outputs is left running on purpose; one still up
+        after the wait is named, with the command that ends it.
+        """
+        kept = {i for i, (w, _) in world.bucket.workers.items() if w.keep_machine}
+        left = [m.id for m in world.live if m.id not in kept]
+        if not left:
+            return False
+        limit = 2 * self.record.pool.heartbeat + 60
+        if since is not None and time.monotonic() - since > limit:
+            self.report(f"still running after every row ended: {', '.join(left)}; "
+                        f"end them with `python -m burst terminate {self.record.job}`")
+            return False
+        return True
 
     def rows(self, world: World) -> dict[str, JobStatus]:
         """What each row is now: its final status, or its running claim, or pending."""

@@ -48,6 +48,7 @@ def worker_script(python: str) -> str:
     return f"""#!/bin/bash
 # Written by burst: the machine's one worker (it refuses to start twice).
 cd "$(dirname "$0")" || exit 1
+export BURST_NODE_DIR="$PWD"
 exec {shlex.quote(python)} agent/save_results.py work --node-dir "$PWD" >> logs/worker.log 2>&1 < /dev/null
 """
 

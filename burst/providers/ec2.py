@@ -487,7 +487,7 @@ def terminate_self(config: NodeConfig) -> None:
     node.json) and no OS shutdown: the TerminateInstances call is all.
     """
     session = boto3.session.Session(region_name=config.provider_options.get("region") or None)
-    client = session.client("ec2", config=aws_config(max_attempts=5, user_agent_extra="burst-worker"))
+    client = session.client("ec2", config=aws_config(max_attempts=3, user_agent_extra="burst-worker"))
     try:
         client.terminate_instances(InstanceIds=[config.instance_id])
     finally:
