@@ -149,8 +149,13 @@ def decide(world: World, policy: Policy) -> Actions:
                             f"INSTALL.sh failed on {install_failures[instance_type]} machine(s) of type "
                             f"{instance_type}; no more are started. {note}").strip()
             continue
-        wanted = min(policy.machines.get(instance_type, count), math.ceil(count / max(1, policy.slots)))
-        missing = wanted - len(working)
+        slots = max(1, policy.slots)
+        busy = Counter(world.bucket.claims[row.tag].claim.machine for row in world.rows
+                       if row.instance_type == instance_type and world.bucket.row_state(row.tag) == protocol.RUNNING
+                       and row.tag in world.bucket.claims)
+        free_slots = sum(max(0, slots - busy[m.id]) for m in working)
+        room = policy.machines.get(instance_type, count) - len(working)
+        missing = min(room, math.ceil(max(0, count - free_slots) / slots))
         if missing > 0:
             if policy.may_launch:
                 actions.launch[instance_type] = missing
