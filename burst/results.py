@@ -17,7 +17,7 @@ from burst.storage import Storage, StoredObject, open_storage
 
 MERGED_NAME = "results.csv"
 FIRST_COLUMNS = ["job", "tag", "instance_type", "exit_code"]
-PROVENANCE = ["state", "started", "ended", "seconds", "host", "cpu_model", "cpu_count", "kernel"]
+PROVENANCE = ["state", "attempt", "started", "ended", "seconds", "slot", "cpus", "host", "cpu_model", "cpu_count", "kernel"]
 
 
 MANIFEST_NAME = ".burst-download.json"
@@ -68,8 +68,10 @@ def merge(folder: Path) -> pd.DataFrame:
         facts = {
             "job": status.get("job"), "tag": status.get("tag"),
             "instance_type": status.get("instance_type"), "exit_code": status.get("exit_code"),
-            "state": status.get("state"), "started": status.get("started"), "ended": status.get("ended"),
-            "seconds": status.get("seconds"), **{k: v for k, v in status.get("provenance", {}).items()},
+            "state": status.get("state"), "attempt": status.get("attempt"), "started": status.get("started"),
+            "ended": status.get("ended"), "seconds": status.get("seconds"), "slot": status.get("slot"),
+            "cpus": " ".join(str(c) for c in status.get("cpus") or []),  # "" = every CPU of the machine
+            **{k: v for k, v in status.get("provenance", {}).items()},
         }
         for key, value in status.get("instance", {}).items():
             if key not in ("id", "instance_type", "host"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from burst.concurrency import parallel
 from burst.protocol import status_key
 from burst.records import JobStatus, utc_now
 from burst.storage.base import KeyNotFound, Storage
@@ -22,8 +21,3 @@ def save_status(storage: Storage, status: JobStatus) -> None:
     status.updated = utc_now()
     status.heartbeat_age = None  # shown in tables, never stored
     storage.write_text(status_key(status.tag), json.dumps(status.to_dict(), indent=2, ensure_ascii=False) + "\n")
-
-
-def load_statuses(storage: Storage, tags: list[str]) -> dict[str, JobStatus | None]:
-    """Every tag's status; read in parallel, as each is one GET on S3."""
-    return dict(zip(tags, parallel(lambda tag: load_status(storage, tag), tags, workers=16)))

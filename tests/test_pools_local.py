@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -71,6 +72,11 @@ def test_slots_are_pinned_to_their_own_cpus(tmp_path, burst_home):
     for tag, row in rows.items():
         seen = (burst_home / "buckets" / "pin" / tag / "results" / "cpus.txt").read_text()
         assert seen.strip().endswith(f": {row['cpus'][0]}"), "the command ran on the CPU its status names"
+    out = tmp_path / "out"
+    assert run_script(str(REPO / "get_s3_files.py"), "pin", str(out), "--merge").returncode == 0
+    with open(out / "results.csv", newline="") as handle:
+        merged = {r["tag"]: r for r in csv.DictReader(handle)}
+    assert {merged[t]["cpus"] for t in rows} == {"0", "1"} and {merged[t]["attempt"] for t in rows} == {"1"}
 
 
 def worker_pid(instance_id: str) -> int | None:
