@@ -13,6 +13,9 @@ Throttling is retried by botocore (standard mode, ``burst.retry``); ``Insufficie
 and a not-yet-usable new instance profile are retried here with bounded backoff;
 quota errors end the machines this provider launched and raise ``UserError``.
 
+The checks before a launch (AMI, instance types and their architectures,
+Marketplace subscription) are in ``burst.providers.ec2_checks``.
+
 The module imports boto3 only: the node agent uses ``terminate_self``;
 paramiko comes in with ``transport()``.
 """
@@ -23,14 +26,15 @@ import math
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import boto3
 from botocore.exceptions import ClientError, WaiterError
 
 from burst.errors import BurstError, UserError
-from burst.providers import aws_setup
+from burst.providers import aws_setup, ec2_checks
 from burst.providers.base import LaunchSpec, NodeConfig, Provider
+from burst.providers.ec2_checks import _chunks, _code, _message
 from burst.records import InstanceInfo, Job
 from burst.retry import aws_config
 
@@ -41,7 +45,6 @@ if TYPE_CHECKING:
 MAX_PER_RUN = 100  # machines per RunInstances call (MinCount=MaxCount: all or nothing)
 TERMINATE_BATCH = 1000
 DESCRIBE_BATCH = 200  # instance ids per DescribeInstances / waiter call
-TYPES_BATCH = 100  # DescribeInstanceTypes takes at most 100 types
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 QUOTA_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"})
@@ -50,19 +53,6 @@ CAPACITY_DELAYS = (15.0, 30.0, 60.0, 120.0)  # then give up: about 4 minutes
 PROFILE_DELAYS = (2.0, 4.0, 8.0, 8.0, 10.0, 10.0, 10.0)  # a new instance profile: about 50 s
 
 EC2_CONFIG = aws_config(connect_timeout=20, read_timeout=120)
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _message(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Message", "")) or str(error)
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def watchdog_minutes(max_hours: float) -> int:
@@ -149,111 +139,14 @@ class EC2Provider(Provider):
     def validate(self, jobs: list[Job]) -> None:
         """AMI exists (and may be used), every instance type exists and fits its architecture."""
         self._check_credentials()
-        image = self._describe_image()
-        types = self._describe_instance_types(jobs)
-        architecture = image.get("Architecture", "")
-        if architecture:
-            wrong = [job for job in jobs if architecture not in types[job.instance_type]]
-            if wrong:
-                listed = ", ".join(f"{job.instance_type} (line {job.line})" for job in wrong)
-                raise UserError(
-                    f"The AMI {self.image} is built for {architecture}, but these instance types "
-                    f"run {', '.join(sorted({a for job in wrong for a in types[job.instance_type]}))} "
-                    f"only: {listed}. Use an AMI of their architecture, or instance types for "
-                    f"{architecture} (for arm64: Graviton types such as t4g, c7g, m7g)."
-                )
-        codes = [
-            pc.get("ProductCodeId", "")
-            for pc in image.get("ProductCodes", [])
-            if pc.get("ProductCodeType") == "marketplace"
-        ]
-        self._marketplace_codes = [code for code in codes if code]
+        image = ec2_checks.describe_image(self.ec2, self.image, self.region)
+        types = ec2_checks.describe_instance_types(self.ec2, jobs, self.region)
+        ec2_checks.check_architecture(self.image, image, jobs, types)
+        self._marketplace_codes = ec2_checks.marketplace_codes(image)
         if self._marketplace_codes:
-            self._check_subscription(jobs[0].instance_type if jobs else "t3.micro")
-
-    def _describe_image(self) -> dict[str, Any]:
-        missing = UserError(
-            f"The AMI {self.image} does not exist in {self.region}, or your account may not use "
-            f"it. AMI ids differ between regions: look the image up in {self.region} (EC2 "
-            f"console > AMIs, or `aws ec2 describe-images --image-ids {self.image} --region "
-            f"{self.region}`), or pass the AMI's region with --region."
-        )
-        try:
-            images = self.ec2.describe_images(ImageIds=[self.image])["Images"]
-        except ClientError as error:
-            if _code(error).startswith("InvalidAMIID"):
-                raise missing from None
-            raise
-        if not images:
-            raise missing
-        image = images[0]
-        if image.get("State", "available") != "available":
-            raise UserError(
-                f"The AMI {self.image} is {image.get('State')}, not available: wait until it is "
-                f"available, or use another AMI."
+            ec2_checks.check_subscription(
+                self.ec2, self.image, jobs[0].instance_type if jobs else "t3.micro", self._marketplace_codes
             )
-        if image.get("Platform") == "windows":
-            raise UserError(
-                f"The AMI {self.image} is a Windows image; burst sets machines up over SSH with "
-                f"bash and needs a Linux AMI (Ubuntu, Amazon Linux, ...)."
-            )
-        return image
-
-    def _describe_instance_types(self, jobs: list[Job]) -> dict[str, list[str]]:
-        """Instance type -> supported architectures; a UserError naming unknown types and lines."""
-        wanted = sorted({job.instance_type for job in jobs})
-        known: dict[str, list[str]] = {}
-        unknown: list[str] = []
-        for chunk in _chunks(wanted, TYPES_BATCH):
-            try:
-                found = self.ec2.describe_instance_types(InstanceTypes=chunk)["InstanceTypes"]
-            except ClientError as error:
-                if _code(error) != "InvalidInstanceType":
-                    raise
-                found = []
-                for one in chunk:  # which ones? ask one by one (only when something is wrong)
-                    try:
-                        found += self.ec2.describe_instance_types(InstanceTypes=[one])["InstanceTypes"]
-                    except ClientError as single_error:
-                        if _code(single_error) != "InvalidInstanceType":
-                            raise
-            for item in found:
-                known[item["InstanceType"]] = list(item.get("ProcessorInfo", {}).get("SupportedArchitectures", []))
-            unknown += [name for name in chunk if name not in known]
-        if unknown:
-            lines = {name: [job.line for job in jobs if job.instance_type == name] for name in unknown}
-            listed = "; ".join(
-                f"{name!r} (line{'s' if len(lines[name]) > 1 else ''} {', '.join(map(str, lines[name]))})"
-                for name in unknown
-            )
-            raise UserError(
-                f"Unknown instance type{'s' if len(unknown) > 1 else ''} in {self.region}: {listed}. "
-                f"Check the spelling in the instance_type column of the job file (e.g. c5.large, "
-                f"m6i.xlarge; see https://aws.amazon.com/ec2/instance-types/) and that the type is "
-                f"offered in {self.region}."
-            )
-        return known
-
-    def _subscription_error(self, detail: str = "") -> UserError:
-        links = " ".join(f"https://aws.amazon.com/marketplace/pp?sku={code}" for code in self._marketplace_codes)
-        where = links or "the AMI's page in AWS Marketplace"
-        return UserError(
-            f"The AMI {self.image} is an AWS Marketplace product that your account is not "
-            f"subscribed to{': ' + detail if detail else ''}. Subscribe to the AMI in AWS "
-            f"Marketplace at {where} (accept the terms, wait until the subscription is active), "
-            f"then retry."
-        )
-
-    def _check_subscription(self, instance_type: str) -> None:
-        """A DryRun RunInstances: OptInRequired means the Marketplace terms are not accepted."""
-        try:
-            self.ec2.run_instances(
-                ImageId=self.image, InstanceType=instance_type, MinCount=1, MaxCount=1, DryRun=True
-            )
-        except ClientError as error:
-            if _code(error) == "OptInRequired":
-                raise self._subscription_error(_message(error)) from None
-            # DryRunOperation = it would work; anything else is for the real launch to report.
 
     def prepare(self) -> None:
         self.resources = aws_setup.prepare(self.job, self.options, self.session, identity=self._identity)
@@ -352,7 +245,7 @@ class EC2Provider(Provider):
                     profile_tries += 1
                     continue
                 if code == "OptInRequired":
-                    raise self._subscription_error(message) from None
+                    raise ec2_checks.subscription_error(self.image, self._marketplace_codes, message) from None
                 if code == "UnauthorizedOperation":
                     raise UserError(
                         f"Your AWS identity may not start {what}: {message} burst needs "

@@ -3,18 +3,16 @@
 Only the dispatcher imports this module (the node agent never does), so
 paramiko stays out of the agent's imports.
 
-Host keys go to a per-campaign known_hosts file, never ``~/.ssh/known_hosts``:
-a host seen for the first time is trusted and recorded (trust on first use), a
-host whose key changed is refused. Several transports may connect in parallel
-threads (or processes) and share that file; it is read and appended under a
-thread lock plus an ``fcntl`` lock on a sidecar ``.lock`` file.
+Host keys go to a per-campaign known_hosts file (trust on first use, a changed
+key is refused): see ``burst.transport.ssh_trust``, which also holds the
+key-file login. Where to connect (``SSHTarget``, ``resolve_target`` with an
+OpenSSH client config) is in ``burst.transport.ssh_target``; both are
+re-exported here, with ``SSHError``.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import fnmatch
 import logging
 import os
 import posixpath
@@ -23,16 +21,23 @@ import socket
 import stat
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import paramiko
-from paramiko.auth_strategy import AuthStrategy, InMemoryPrivateKey
 
-from burst.errors import BurstError
 from burst.transport.base import SKIPPED_NAMES, Result, Transport
+from burst.transport.ssh_target import SSHError, SSHTarget, resolve_target
+from burst.transport.ssh_trust import _ensure_known_hosts, _KeyFiles, _known_hosts_lock, _TrustOnFirstUse
+
+__all__ = [
+    "SSHAuthenticationFailed",
+    "SSHError",
+    "SSHHostKeyChanged",
+    "SSHTarget",
+    "SSHTransport",
+    "SSHUnreachable",
+    "resolve_target",
+]
 
 log = logging.getLogger(__name__)
 # paramiko logs every refused banner read of a booting machine at ERROR level;
@@ -46,10 +51,6 @@ AUTH_GRACE = 60.0  # how long authentication failures are retried (cloud-init in
 CHUNK = 1 << 16
 
 
-class SSHError(BurstError):
-    """Connecting to a node failed (unreachable, authentication, host key)."""
-
-
 class SSHUnreachable(SSHError, TimeoutError):
     """sshd did not answer within the connect timeout."""
 
@@ -60,146 +61,6 @@ class SSHAuthenticationFailed(SSHError):
 
 class SSHHostKeyChanged(SSHError):
     """The node's host key differs from the one recorded in the campaign's known_hosts."""
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    hostname: str
-    port: int
-    user: str
-    key_files: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return f"{self.user}@{self.hostname}:{self.port}"
-
-
-def resolve_target(names: list[str], *, user: str, key_file: str | None, ssh_config: str | None) -> SSHTarget:
-    """Where and how to reach an instance known by ``names`` (public IP, DNS name, id).
-
-    Without ``ssh_config``: the first non-empty name, port 22, ``user`` and
-    ``key_file``. With an OpenSSH client config file, the first name that a
-    ``Host`` pattern other than a bare ``*`` matches is looked up (otherwise the
-    first name, so ``Host *`` still applies) and its ``HostName``, ``Port``,
-    ``User`` and ``IdentityFile`` win over those defaults.
-    """
-    candidates = [str(name) for name in names if name]
-    if not candidates:
-        raise SSHError("the instance has no public IP address or DNS name to connect to")
-    default_keys = [os.path.expanduser(key_file)] if key_file else []
-    if not ssh_config:
-        return SSHTarget(candidates[0], 22, user, default_keys)
-
-    config_path = os.path.expanduser(ssh_config)
-    try:
-        config = paramiko.SSHConfig.from_path(config_path)
-    except FileNotFoundError:
-        raise SSHError(f"the ssh config file {config_path} does not exist") from None
-    except Exception as exc:  # paramiko raises ConfigParseError and others
-        raise SSHError(f"cannot read the ssh config file {config_path}: {exc}") from exc
-
-    patterns = [pattern for pattern in config.get_hostnames() if pattern != "*"]
-    chosen = next((name for name in candidates if _matches_any(name, patterns)), candidates[0])
-    options = config.lookup(chosen)
-    hostname = options.get("hostname") or chosen
-    port = options.get("port")
-    try:
-        port = int(port) if port else 22
-    except ValueError:
-        raise SSHError(f"{config_path}: Port {port!r} for {chosen} is not a number") from None
-    identity = [os.path.expanduser(path) for path in options.get("identityfile", [])]
-    return SSHTarget(hostname, port, options.get("user") or user, identity or default_keys)
-
-
-def _matches_any(name: str, patterns: list[str]) -> bool:
-    """OpenSSH's Host matching: any positive pattern matches and no negated one does."""
-    positive = [p for p in patterns if not p.startswith("!")]
-    negated = [p[1:] for p in patterns if p.startswith("!")]
-    return any(fnmatch.fnmatchcase(name, p) for p in positive) and not any(
-        fnmatch.fnmatchcase(name, p) for p in negated
-    )
-
-
-# ---------------------------------------------------------------- known_hosts
-
-_THREAD_LOCKS: dict[str, threading.Lock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
-
-
-@contextmanager
-def _known_hosts_lock(path: Path) -> Iterator[None]:
-    key = str(path.resolve())
-    with _THREAD_LOCKS_GUARD:
-        lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
-    with lock:
-        fd = os.open(f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the flock
-
-
-def _ensure_known_hosts(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.close(fd)
-
-
-def _read_known_hosts(path: Path) -> paramiko.HostKeys:
-    keys = paramiko.HostKeys()
-    if path.exists():
-        keys.load(str(path))
-    return keys
-
-
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Record an unknown host's key in the campaign's known_hosts (appending, locked)."""
-
-    def __init__(self, known_hosts: Path):
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        with _known_hosts_lock(self.known_hosts):
-            # another connection may have recorded this host since we read the file
-            recorded = _read_known_hosts(self.known_hosts).lookup(hostname)
-            if recorded is not None:
-                ours = recorded.get(key.get_name())
-                if ours is None or ours != key:
-                    raise paramiko.BadHostKeyException(hostname, key, ours or list(recorded.values())[0])
-            else:
-                with open(self.known_hosts, "a") as handle:
-                    handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        log.info("recorded the host key of %s (%s) in %s", hostname, key.get_name(), self.known_hosts)
-
-
-# ---------------------------------------------------------------- authentication
-
-
-class _KeyFiles(AuthStrategy):
-    """Try the job's keys in order; only the server's refusals count as auth failures.
-
-    (``SSHClient``'s own ``key_filename`` handling reports a refused RSA key as
-    "Invalid key", from trying to read it as other key types.) Transport errors
-    propagate unchanged, so a connection reset during login is retried as such.
-    """
-
-    def __init__(self, user: str, keys: list[tuple[str, paramiko.PKey]]):
-        super().__init__(ssh_config=None)
-        self.user, self.keys = user, keys
-
-    def get_sources(self) -> Iterator[InMemoryPrivateKey]:
-        for _path, key in self.keys:
-            yield InMemoryPrivateKey(self.user, key)
-
-    def authenticate(self, transport: paramiko.Transport) -> list:
-        refusal: paramiko.AuthenticationException | None = None
-        for _path, key in self.keys:
-            try:
-                return transport.auth_publickey(self.user, key)
-            except paramiko.AuthenticationException as exc:
-                refusal = exc
-        raise refusal or paramiko.AuthenticationException("no key to try")
 
 
 # ---------------------------------------------------------------- transport

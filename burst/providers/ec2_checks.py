@@ -1,0 +1,147 @@
+"""The EC2 checks run before anything is launched (``EC2Provider.validate``).
+
+Each takes the boto3 EC2 client and what it checks: the AMI exists, may be used
+and runs Linux; every instance type exists in the region and fits the AMI's
+architecture; a Marketplace AMI is subscribed to (a ``DryRun`` RunInstances).
+Problems the user can fix are raised as ``UserError``.
+
+Also home of the small ``ClientError`` and batching helpers that ``ec2`` shares.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from botocore.exceptions import ClientError
+
+from burst.errors import UserError
+from burst.records import Job
+
+TYPES_BATCH = 100  # DescribeInstanceTypes takes at most 100 types
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _message(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Message", "")) or str(error)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def describe_image(ec2, image_id: str, region: str) -> dict[str, Any]:
+    """The AMI's description; a UserError when it is missing, not available or Windows."""
+    missing = UserError(
+        f"The AMI {image_id} does not exist in {region}, or your account may not use "
+        f"it. AMI ids differ between regions: look the image up in {region} (EC2 "
+        f"console > AMIs, or `aws ec2 describe-images --image-ids {image_id} --region "
+        f"{region}`), or pass the AMI's region with --region."
+    )
+    try:
+        images = ec2.describe_images(ImageIds=[image_id])["Images"]
+    except ClientError as error:
+        if _code(error).startswith("InvalidAMIID"):
+            raise missing from None
+        raise
+    if not images:
+        raise missing
+    image = images[0]
+    if image.get("State", "available") != "available":
+        raise UserError(
+            f"The AMI {image_id} is {image.get('State')}, not available: wait until it is "
+            f"available, or use another AMI."
+        )
+    if image.get("Platform") == "windows":
+        raise UserError(
+            f"The AMI {image_id} is a Windows image; burst sets machines up over SSH with "
+            f"bash and needs a Linux AMI (Ubuntu, Amazon Linux, ...)."
+        )
+    return image
+
+
+def describe_instance_types(ec2, jobs: list[Job], region: str) -> dict[str, list[str]]:
+    """Instance type -> supported architectures; a UserError naming unknown types and lines."""
+    wanted = sorted({job.instance_type for job in jobs})
+    known: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    for chunk in _chunks(wanted, TYPES_BATCH):
+        try:
+            found = ec2.describe_instance_types(InstanceTypes=chunk)["InstanceTypes"]
+        except ClientError as error:
+            if _code(error) != "InvalidInstanceType":
+                raise
+            found = []
+            for one in chunk:  # which ones? ask one by one (only when something is wrong)
+                try:
+                    found += ec2.describe_instance_types(InstanceTypes=[one])["InstanceTypes"]
+                except ClientError as single_error:
+                    if _code(single_error) != "InvalidInstanceType":
+                        raise
+        for item in found:
+            known[item["InstanceType"]] = list(item.get("ProcessorInfo", {}).get("SupportedArchitectures", []))
+        unknown += [name for name in chunk if name not in known]
+    if unknown:
+        lines = {name: [job.line for job in jobs if job.instance_type == name] for name in unknown}
+        listed = "; ".join(
+            f"{name!r} (line{'s' if len(lines[name]) > 1 else ''} {', '.join(map(str, lines[name]))})"
+            for name in unknown
+        )
+        raise UserError(
+            f"Unknown instance type{'s' if len(unknown) > 1 else ''} in {region}: {listed}. "
+            f"Check the spelling in the instance_type column of the job file (e.g. c5.large, "
+            f"m6i.xlarge; see https://aws.amazon.com/ec2/instance-types/) and that the type is "
+            f"offered in {region}."
+        )
+    return known
+
+
+def check_architecture(image_id: str, image: dict[str, Any], jobs: list[Job], types: dict[str, list[str]]) -> None:
+    """A UserError listing the jobs whose instance type cannot run the AMI's architecture."""
+    architecture = image.get("Architecture", "")
+    if architecture:
+        wrong = [job for job in jobs if architecture not in types[job.instance_type]]
+        if wrong:
+            listed = ", ".join(f"{job.instance_type} (line {job.line})" for job in wrong)
+            raise UserError(
+                f"The AMI {image_id} is built for {architecture}, but these instance types "
+                f"run {', '.join(sorted({a for job in wrong for a in types[job.instance_type]}))} "
+                f"only: {listed}. Use an AMI of their architecture, or instance types for "
+                f"{architecture} (for arm64: Graviton types such as t4g, c7g, m7g)."
+            )
+
+
+def marketplace_codes(image: dict[str, Any]) -> list[str]:
+    """The AMI's AWS Marketplace product codes (none for an ordinary AMI)."""
+    codes = [
+        pc.get("ProductCodeId", "")
+        for pc in image.get("ProductCodes", [])
+        if pc.get("ProductCodeType") == "marketplace"
+    ]
+    return [code for code in codes if code]
+
+
+def subscription_error(image_id: str, codes: list[str], detail: str = "") -> UserError:
+    links = " ".join(f"https://aws.amazon.com/marketplace/pp?sku={code}" for code in codes)
+    where = links or "the AMI's page in AWS Marketplace"
+    return UserError(
+        f"The AMI {image_id} is an AWS Marketplace product that your account is not "
+        f"subscribed to{': ' + detail if detail else ''}. Subscribe to the AMI in AWS "
+        f"Marketplace at {where} (accept the terms, wait until the subscription is active), "
+        f"then retry."
+    )
+
+
+def check_subscription(ec2, image_id: str, instance_type: str, codes: list[str]) -> None:
+    """A DryRun RunInstances: OptInRequired means the Marketplace terms are not accepted."""
+    try:
+        ec2.run_instances(
+            ImageId=image_id, InstanceType=instance_type, MinCount=1, MaxCount=1, DryRun=True
+        )
+    except ClientError as error:
+        if _code(error) == "OptInRequired":
+            raise subscription_error(image_id, codes, _message(error)) from None
+        # DryRunOperation = it would work; anything else is for the real launch to report.
