@@ -95,7 +95,7 @@ def start_setup_command(node_dir: str, config: NodeConfig, start_worker: bool) -
     no dispatcher round trip, and no window in which a killed dispatcher loses it.
     """
     folder = shlex.quote(node_dir)
-    marker = f"touch start-worker; " if start_worker else ""
+    marker = "touch start-worker; " if start_worker else ""
     return (
         f"cd {folder} && tar -xzf {protocol.BUNDLE} && rm -f {protocol.BUNDLE} && "
         f"printf %s {shlex.quote(config.to_json())} > {protocol.NODE_CONFIG} && "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from burst.protocol import DONE, FAILED, HELD, INTERRUPTED, PENDING, RUNNING, TERMINAL_STATES  # noqa: F401
+from burst.protocol import HELD, TERMINAL_STATES
 
 
 def from_known_fields(cls, data: dict[str, Any]):

@@ -6,7 +6,8 @@ import json
 
 from rich.table import Table
 
-from burst.records import DONE, FAILED, INTERRUPTED, RUNNING, JobStatus
+from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
+from burst.records import JobStatus
 
 STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow", RUNNING: "cyan"}
 

@@ -26,6 +26,22 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def backoffs(monkeypatch) -> list[float]:
+    """The delays botocore's standard retry asked for; none is waited, so the tests stay fast."""
+    import botocore.retries.standard
+
+    wanted: list[float] = []
+    original = botocore.retries.standard.ExponentialBackoff.delay_amount
+
+    def record(self, context):
+        wanted.append(original(self, context))
+        return 0
+
+    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", record)
+    return wanted
+
+
+@pytest.fixture
 def burst_home(tmp_path) -> Path:
     return tmp_path / "burst-home"
 

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import boto3
-import botocore.retries.standard
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -33,18 +32,6 @@ from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 BUCKET = "burst-fault-bucket"
 
 
-@pytest.fixture
-def backoffs(monkeypatch) -> list[float]:
-    """The delays botocore's standard retry asked for; it waits none of them, so tests stay fast."""
-    wanted: list[float] = []
-    original = botocore.retries.standard.ExponentialBackoff.delay_amount
-
-    def record(self, context):
-        wanted.append(original(self, context))
-        return 0
-
-    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", record)
-    return wanted
 
 
 def client(service: str, attempts: int = 3, user_agent: str | None = None):

@@ -11,14 +11,14 @@ import threading
 from pathlib import Path
 
 import boto3
-import botocore.retries.standard
 import pytest
 
 from burst.errors import UserError
 from burst.providers import ProviderOptions, make_provider
 from burst.providers import aws_setup
 from burst.providers import ec2 as ec2_module
-from burst.providers.base import LaunchSpec, NodeConfig
+from burst.node_config import NodeConfig
+from burst.providers.base import LaunchSpec
 from burst.providers.ec2 import EC2Provider, terminate_self, user_data
 from burst.records import Job
 from tests.awsfaults import REQUEST_LIMIT_EXCEEDED, aws_faults  # noqa: F401  (fixture)
@@ -43,18 +43,6 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "burst-home"
 
 
-@pytest.fixture
-def backoffs(monkeypatch) -> list[float]:
-    """The delays botocore's standard retry asked for; none is waited, so the tests stay fast."""
-    wanted: list[float] = []
-    original = botocore.retries.standard.ExponentialBackoff.delay_amount
-
-    def record(self, context):
-        wanted.append(original(self, context))
-        return 0
-
-    monkeypatch.setattr(botocore.retries.standard.ExponentialBackoff, "delay_amount", record)
-    return wanted
 
 
 def no_sleep(seconds: float) -> None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from burst.providers.base import LaunchSpec, NodeConfig, Provider
+from burst.node_config import NodeConfig
+from burst.providers.base import LaunchSpec, Provider
 from burst.records import from_known_fields
 
 __all__ = ["LaunchSpec", "NodeConfig", "Provider", "ProviderOptions", "make_provider", "burst_home"]

@@ -7,10 +7,9 @@ a dispatcher that died leaks nothing that ``list({"job": ...})`` cannot find.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from burst.node_config import NodeConfig  # noqa: F401  (re-exported for the providers)
 from burst.records import InstanceInfo, Job
 from burst.transport.base import Transport
 

@@ -33,7 +33,8 @@ from botocore.exceptions import ClientError, WaiterError
 
 from burst.errors import BurstError, UserError
 from burst.providers import aws_setup, ec2_checks
-from burst.providers.base import LaunchSpec, NodeConfig, Provider
+from burst.node_config import NodeConfig
+from burst.providers.base import LaunchSpec, Provider
 from burst.providers.ec2_checks import _chunks, _code, _message
 from burst.records import InstanceInfo, Job
 from burst.retry import aws_config

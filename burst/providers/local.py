@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from burst.providers.base import LaunchSpec, NodeConfig, Provider
+from burst.node_config import NodeConfig
+from burst.providers.base import LaunchSpec, Provider
 from burst.records import InstanceInfo, utc_now
 from burst.transport.local import INSTANCE_MARKER, LocalTransport
 

@@ -257,15 +257,7 @@ class S3Storage(Storage):
         return sorted(found, key=lambda obj: obj.key)
 
     def read_text(self, key: str) -> str:
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._full_key(key))
-        except ClientError as error:
-            missing = self._not_found(error, key)
-            if missing:
-                raise missing from None
-            raise
-        with response["Body"] as body:
-            return body.read().decode("utf-8")
+        return self.read_versioned(key)[0]
 
     def write_text(self, key: str, text: str) -> None:
         self._put_text(key, text)
