@@ -12,31 +12,45 @@ from burst.records import JobStatus
 STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow", RUNNING: "cyan"}
 
 
+def _cell(status: JobStatus, column: str) -> str:
+    if column == "state":
+        return f"[{STATE_STYLE.get(status.state, 'cyan')}]{status.state}[/]"
+    if column == "exit":
+        return "" if status.exit_code is None else str(status.exit_code)
+    if column == "try":
+        return str(status.attempt) if status.attempt else ""
+    if column == "seconds":
+        return "" if status.seconds is None else f"{status.seconds:.1f}"
+    if column == "machine":
+        return status.instance_id
+    if column == "slot":
+        return "" if status.slot is None or status.slot < 0 else str(status.slot)
+    if column == "beat":  # seconds since the running attempt's last heartbeat
+        return "" if status.heartbeat_age is None else f"{status.heartbeat_age:.0f}s"
+    if column == "type":
+        return status.instance_type
+    note = status.note.splitlines()[0] if status.note else ""
+    return "; ".join([note] + status.warnings if note else status.warnings) if status.warnings else note
+
+
 def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None]) -> Table:
+    """One line per row; the slot and heartbeat columns only when some row has one."""
+    shown = [s for s in statuses.values() if s is not None]
+    columns = ["tag", "state", "exit", "try", "seconds", "type", "machine"]
+    if any(s.slot for s in shown):
+        columns.append("slot")
+    if any(s.heartbeat_age is not None for s in shown):
+        columns.append("beat")
     table = Table(title=f"job {job}", title_justify="left")
-    for column in ("tag", "state", "exit", "try", "seconds", "machine", "slot", "beat", "type"):
+    for column in columns:
         table.add_column(column, no_wrap=True)
     table.add_column("note", overflow="fold", ratio=1, min_width=24)
     for tag in tags:
         status = statuses.get(tag)
         if status is None:
-            table.add_row(tag, "-", "", "", "", "", "", "", "", "no status yet")
+            table.add_row(tag, "-", *[""] * (len(columns) - 2), "no status yet")
             continue
-        note = status.note.splitlines()[0] if status.note else ""
-        if status.warnings:
-            note = "; ".join([note] + status.warnings if note else status.warnings)
-        table.add_row(
-            tag,
-            f"[{STATE_STYLE.get(status.state, 'cyan')}]{status.state}[/]",
-            "" if status.exit_code is None else str(status.exit_code),
-            str(status.attempt) if status.attempt else "",
-            "" if status.seconds is None else f"{status.seconds:.1f}",
-            status.instance_id,
-            "" if status.slot is None or status.slot < 0 else str(status.slot),
-            "" if status.heartbeat_age is None else f"{status.heartbeat_age:.0f}s",
-            status.instance_type,
-            note,
-        )
+        table.add_row(tag, *[_cell(status, c) for c in columns[1:]], _cell(status, "note"))
     return table
 
 
