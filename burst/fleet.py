@@ -20,6 +20,7 @@ from burst import claims, protocol
 from burst.bucket_view import RecordCache, read_bucket
 from burst.campaign_record import CampaignRecord
 from burst.concurrency import parallel
+from burst.errors import BurstError
 from burst.node_config import NodeConfig
 from burst.node_scripts import build_bundle, probe_command, start_setup_command, start_worker_command
 from burst.providers.base import LaunchSpec, Provider
@@ -28,6 +29,11 @@ from burst.records import InstanceInfo, JobStatus, MachineRecord, utc_now
 from burst.status_store import save_status
 from burst.storage import Storage
 from burst.transport.base import Transport, tail
+
+
+CONNECT_PER_ROUND = 15.0  # seconds one round tries to reach a machine that does not answer yet
+BOOT_TIMEOUT = 900.0  # a machine that no SSH connection reached for this long after launch is failed
+LOGIN_TIMEOUT = 300.0  # ... or that refused the job's key for this long
 
 
 def _age_seconds(iso: str) -> float:
@@ -141,10 +147,11 @@ class Fleet:
             return protocol.P_FAILED
 
     def _transport(self, instance: InstanceInfo) -> Transport:
+        """The machine's kept connection; a new one tries for one round's worth of time only."""
         with self._lock:
             transport = self._transports.get(instance.id)
         if transport is None:
-            transport = self.provider.transport(instance)
+            transport = self.provider.transport(instance, connect_timeout=CONNECT_PER_ROUND)
             with self._lock:
                 self._transports[instance.id] = transport
         return transport
@@ -156,7 +163,19 @@ class Fleet:
             transport.close()
 
     def _step(self, instance: InstanceInfo, world: World, start_workers: bool) -> str:
-        transport = self._transport(instance)
+        try:
+            transport = self._transport(instance)
+        except TimeoutError:
+            # still booting: try again next round, so that one slow machine holds up no other
+            self._unless_too_old(instance, world, BOOT_TIMEOUT)
+            return protocol.P_NEW
+        except BurstError as error:
+            from burst.transport.ssh import SSHAuthenticationFailed
+
+            if not isinstance(error, SSHAuthenticationFailed):
+                raise
+            self._unless_too_old(instance, world, LOGIN_TIMEOUT)  # cloud-init may still be installing the key
+            return protocol.P_NEW
         node_dir = self.provider.node_dir(instance)
         first, _, rest = transport.run(probe_command(node_dir)).out.partition("\n")
         word, _, argument = first.strip().partition(" ")
@@ -191,6 +210,14 @@ class Fleet:
                     self.report(f"machine {instance.id} ({instance.instance_type}) is ready; its worker started")
             self._close(instance.id)
         return word
+
+    @staticmethod
+    def _unless_too_old(instance: InstanceInfo, world: World, seconds: float) -> None:
+        """Re-raise the error being handled once the machine has had ``seconds`` since its launch."""
+        record = world.bucket.machines.get(instance.id)
+        launched = record.launched if record else str(instance.details.get("launch_time", ""))
+        if _age_seconds(launched) > seconds:
+            raise
 
     def _install_failed(self, instance: InstanceInfo, world: World, transport: Transport, node_dir: str,
                         why: str, log_tail: str) -> str:

@@ -74,8 +74,8 @@ class Provider(ABC):
         """End these machines (one batched call)."""
 
     @abstractmethod
-    def transport(self, instance: InstanceInfo) -> Transport:
-        """A connected Transport to this machine (may retry while it boots)."""
+    def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> Transport:
+        """A connected Transport to this machine, retrying for up to ``connect_timeout`` while it boots."""
 
     def node_dir(self, instance: InstanceInfo) -> str:
         """The machine's folder on it (``~/burst/<job>/<instance id>`` by default)."""

@@ -342,7 +342,7 @@ class EC2Provider(Provider):
                 known.update(instance["InstanceId"] for instance in reservation.get("Instances", []))
         return [i for i in ids if i in known]
 
-    def transport(self, instance: InstanceInfo) -> "Transport":
+    def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> "Transport":
         from burst.transport.ssh import SSHTransport, resolve_target
 
         details = instance.details or {}
@@ -355,7 +355,8 @@ class EC2Provider(Provider):
             key_file=str(self.key_file),
             ssh_config=self.options.ssh_config,
         )
-        return SSHTransport(target, known_hosts=self.known_hosts, where=f"machine {instance.id} ({instance.host})")
+        return SSHTransport(target, known_hosts=self.known_hosts, where=f"machine {instance.id} ({instance.host})",
+                            connect_timeout=connect_timeout)
 
     # -- clean-up ------------------------------------------------------------
 

@@ -189,7 +189,7 @@ class LocalProvider(Provider):
         for instance_id in ids:
             kill_sandbox_processes(instance_id)
 
-    def transport(self, instance: InstanceInfo) -> LocalTransport:
+    def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> LocalTransport:
         return LocalTransport(self.registry.home_of(instance.id), instance.id, where=f"sandbox {instance.id}")
 
 
