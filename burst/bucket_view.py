@@ -81,32 +81,39 @@ class BucketView:
 
 def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = None,
                 with_machines: bool = True) -> BucketView:
-    """Everything the reconcile and the workers decide on, from one listing of the bucket."""
+    """Everything the reconcile and the workers decide on, from the bucket's listings.
+
+    Machine and worker records are listed *before* claims and statuses: a worker
+    writes its rows' statuses before it records that it finished, so a worker
+    seen finished here has its rows' final statuses in the later listing. (In the
+    other order a round could see a finished worker beside its rows still pending,
+    and launch a machine for rows that are done.)
+    """
     view = BucketView(now=time.time())
-    wanted: list[tuple[str, StoredObject]] = []
+    if with_machines:
+        for obj in storage.list_objects("machines/"):
+            parts = obj.key.split("/")
+            if len(parts) == 2 and parts[1].endswith(".json"):
+                data = cache.load(storage, obj)
+                if isinstance(data, dict):
+                    record = MachineRecord.from_dict(data)
+                    view.machines[record.id] = record
+            elif len(parts) == 3 and parts[2] == "worker.json":
+                data = cache.load(storage, obj)
+                if isinstance(data, dict):
+                    worker = WorkerRecord.from_dict(data)
+                    view.workers[worker.id] = (worker, obj.modified)
     for obj in storage.list_objects():
         parts = obj.key.split("/")
-        if len(parts) == 2 and parts[1] in ("claim.json", "status.json"):
-            if tags is None or parts[0] in tags:
-                wanted.append((parts[1], obj))
-        elif with_machines and parts[0] == "machines" and (
-            (len(parts) == 2 and parts[1].endswith(".json")) or (len(parts) == 3 and parts[2] == "worker.json")
-        ):
-            wanted.append(("machine" if len(parts) == 2 else "worker", obj))
-    for kind, obj in wanted:
+        if len(parts) != 2 or parts[1] not in ("claim.json", "status.json") or (tags is not None and parts[0] not in tags):
+            continue
         data = cache.load(storage, obj)
         if not isinstance(data, dict):
             continue
-        if kind == "claim.json":
+        if parts[1] == "claim.json":
             claim = Claim.from_dict(data)
             view.claims[claim.tag] = HeldClaim(claim, obj.etag, obj.modified)
-        elif kind == "status.json":
+        else:
             status = JobStatus.from_dict(data)
             view.statuses[status.tag] = status
-        elif kind == "machine":
-            record = MachineRecord.from_dict(data)
-            view.machines[record.id] = record
-        else:
-            worker = WorkerRecord.from_dict(data)
-            view.workers[worker.id] = (worker, obj.modified)
     return view

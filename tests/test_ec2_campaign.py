@@ -63,23 +63,58 @@ class Nodes:
     def power_off(self, job: str, instance_ids: list[str]) -> int:
         """What terminating these instances does to their processes, which moto cannot do: SIGKILL them.
 
-        Every process of a machine (setup, worker, commands) has ``BURST_NODE_DIR=<its folder>``
-        in its environment; only those are killed, by pid. Returns how many there were.
+        Returns how many processes there were.
         """
-        markers = {f"BURST_NODE_DIR={self.node_root / job / instance_id}".encode() for instance_id in instance_ids}
+        return self._kill([self.node_root / job / instance_id for instance_id in instance_ids])
+
+    def power_off_all(self) -> int:
+        """End every process any machine of the test started (teardown: nothing outlives the test)."""
+        return self._kill([self.node_root])
+
+    def _kill(self, folders: list[Path]) -> int:
+        """SIGKILL, by pid, the processes of these machine folders (setup, worker, commands).
+
+        A machine's processes carry ``BURST_NODE_DIR=<its folder>`` in their environment
+        (the worker also names it after ``--node-dir``); nothing else is touched.
+        """
+        wanted = [str(folder) for folder in folders]
         pids = []
         for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
             try:
-                if entry.name.isdigit() and markers & set((entry / "environ").read_bytes().split(b"\0")):
-                    pids.append(int(entry.name))
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue  # gone already, or not ours to read
+            folders_named = [item.split(b"=", 1)[1] for item in environ if item.startswith(b"BURST_NODE_DIR=")]
+            folders_named += [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == b"--node-dir"]
+            for named in folders_named:
+                named = named.decode(errors="replace")
+                if any(named == folder or named.startswith(folder + "/") for folder in wanted):
+                    pids.append(int(entry.name))
+                    break
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         return len(pids)
+
+
+@pytest.fixture
+def make_nodes(tmp_path, isolated_home, sshd_factory, moto_server):  # noqa: F811
+    """``make_nodes(job)`` -> :class:`Nodes`; at teardown every process of their machines is ended."""
+    made: list[Nodes] = []
+
+    def make(job: str) -> Nodes:
+        nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job)
+        made.append(nodes)
+        return nodes
+
+    yield make
+    for nodes in made:
+        nodes.power_off_all()
 
 
 def instances_of(job: str) -> list[dict]:
@@ -108,11 +143,11 @@ def write_jobs(tmp_path, rows, install="#!/bin/bash\necho \"install on $TAG ($BU
 INSTALL_ECHO = '#!/bin/bash\necho "install on $INSTANCE_ID ($INSTANCE_TYPE, $BURST_PROVIDER) for $JOB tag=[${TAG:-}]"\n'
 
 
-def test_campaign_on_ec2_end_to_end(tmp_path, isolated_home, moto_server, moto_ami, sshd_factory):
+def test_campaign_on_ec2_end_to_end(tmp_path, moto_ami, make_nodes):  # noqa: F811
     job = "ec2e2e"
     rows = [("t3.micro", f"bash bench.sh {n}") for n in range(3)] + [("c5.large", f"bash bench.sh {n}") for n in range(3, 6)]
     jobfile, install = write_jobs(tmp_path, rows, install=INSTALL_ECHO)
-    nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job)
+    nodes = make_nodes(job)
 
     result = run_script(DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--install", str(install), *nodes.args())
     assert nodes.error is None, nodes.error
@@ -180,7 +215,7 @@ def lines_of(path) -> list[str]:
 
 
 def test_a_failed_install_is_replaced_terminate_ends_all_and_reruns_launch_nothing_twice(
-        tmp_path, isolated_home, moto_server, moto_ami, sshd_factory):
+        tmp_path, moto_ami, make_nodes):  # noqa: F811
     """One machine's INSTALL.sh fails: it is ended with its log kept, and a new machine takes its place.
 
     The failing install waits until the two other machines have started a row, so
@@ -199,7 +234,7 @@ def test_a_failed_install_is_replaced_terminate_ends_all_and_reruns_launch_nothi
     command = (f"echo \"$TAG#$ATTEMPT\" >> {shlex.quote(str(started))}; "
                f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.1; done")
     jobfile, install_file = write_jobs(tmp_path, [("t3.micro", command)] * 3, install=install)
-    nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job)
+    nodes = make_nodes(job)
     args = [DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--install", str(install_file), "--retries", "1",
             *nodes.args()]
     tags = [f"{job}{n}" for n in range(3)]

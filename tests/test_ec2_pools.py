@@ -17,10 +17,10 @@ import boto3
 from tests.conftest import run_script, status_report
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
-from tests.test_ec2_campaign import DISPATCHER, Nodes, instances_of
+from tests.test_ec2_campaign import DISPATCHER, instances_of, make_nodes  # noqa: F401  (fixture)
 
 
-def test_twelve_rows_of_two_types_on_two_machines_per_type(tmp_path, isolated_home, moto_server, moto_ami, sshd_factory):
+def test_twelve_rows_of_two_types_on_two_machines_per_type(tmp_path, moto_ami, make_nodes):  # noqa: F811
     job = "ec2pools"
     ran, started = tmp_path / "ran.txt", tmp_path / "started.txt"
     # The first row of each type waits until a second row of its type has started: with one
@@ -39,7 +39,7 @@ def test_twelve_rows_of_two_types_on_two_machines_per_type(tmp_path, isolated_ho
         writer.writerows(rows)
     install = tmp_path / "INSTALL.sh"
     install.write_text("#!/bin/bash\necho \"install on $INSTANCE_ID\"\n")
-    nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job)
+    nodes = make_nodes(job)
 
     result = run_script(DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--machines", "2",
                         "--install", str(install), *nodes.args())
@@ -55,7 +55,7 @@ def test_twelve_rows_of_two_types_on_two_machines_per_type(tmp_path, isolated_ho
 
     # only 4 machines were ever started (one RunInstances per type), all ended when --wait returned
     machines = instances_of(job)
-    assert len(machines) == 4, [m["InstanceId"] for m in machines]
+    assert len(machines) == 4, result.stdout
     assert Counter(m["InstanceType"] for m in machines) == {"t3.micro": 2, "c5.large": 2}
     by_reservation: dict[str, set[str]] = {}
     for machine in machines:

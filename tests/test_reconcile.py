@@ -78,3 +78,39 @@ def test_a_type_whose_installs_keep_failing_fails_its_rows_instead_of_launching_
 def test_without_create_pending_rows_with_no_machine_are_reported_stuck():
     actions = decide(World(rows(2), BucketView(NOW), []), policy(may_launch=False))
     assert actions.launch == {} and actions.stuck == {"t3.micro": 2}
+
+
+def test_a_worker_finishing_while_the_bucket_is_read_never_causes_a_launch(tmp_path):
+    """Machine records are listed before rows: a worker seen finished has its rows' results in view."""
+    import dataclasses
+    import json
+
+    from burst import claims
+    from burst.bucket_view import RecordCache, read_bucket
+    from burst.status_store import save_status
+    from burst.storage.localdir import LocalDirStorage
+
+    worker = WorkerRecord(id="i-1", instance_type="t3.micro", slots=1, state="working")
+
+    class WorkerActsAfterTheFirstListing(LocalDirStorage):
+        """As the worker on i-1 would, right after the first listing: claim j0, run it, save it, finish."""
+        acted = False
+
+        def list_objects(self, prefix=""):
+            listing = super().list_objects(prefix)
+            if not self.acted:
+                self.acted = True
+                won = claims.try_claim(self, "j0", "i-1", 0, None)
+                save_status(self, JobStatus(job="j", tag="j0", state=protocol.DONE, instance_type="t3.micro",
+                                            instance_id="i-1", attempt=won.claim.attempt, exit_code=0))
+                finished = dataclasses.replace(worker, state="finished", rows=["j0#1"])
+                self.write_text(protocol.worker_key("i-1"), json.dumps(dataclasses.asdict(finished)))
+            return listing
+
+    storage = WorkerActsAfterTheFirstListing((tmp_path / "bucket").as_uri())
+    (tmp_path / "bucket").mkdir()
+    storage.write_text(protocol.worker_key("i-1"), json.dumps(dataclasses.asdict(worker)))
+    view = read_bucket(storage, RecordCache(), {"j0"})
+    actions = decide(World(rows(1), view, [machine("i-1")]), policy(machines=1))
+    assert view.row_state("j0") == protocol.DONE or view.workers["i-1"][0].state == "working"
+    assert actions.launch == {}, "nothing to launch for a row that is done"
