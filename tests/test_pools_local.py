@@ -108,29 +108,36 @@ def finish(dispatcher: subprocess.Popen, timeout: float = 120) -> tuple[str, str
             dispatcher.kill()
 
 
-@pytest.mark.parametrize("fault", ["kill -9 the worker", "end the machine"])
-def test_a_row_whose_machine_fails_reruns_as_attempt_two_elsewhere(tmp_path, burst_home, fault):
+def lose_attempt_one(tmp_path, burst_home, job: str, fault: str, *options: str) -> tuple[subprocess.Popen, str, str, Path]:
+    """Run one row whose attempt 1 hangs, then kill its worker or end its machine; (dispatcher, out, err, log)."""
     log = tmp_path / "ran.log"
     jobfile, install = write_campaign(tmp_path, [("t3.micro", LOST_ROW.format(log=log))])
-    dispatcher = start_dispatcher("local", "lost", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
-                                  "--heartbeat", "1")
+    dispatcher = start_dispatcher("local", job, str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                                  "--heartbeat", "1", *options)
     try:
         first = wait_until(lambda: ran(log)[2:3], what="attempt 1 running")[0]
         if fault == "end the machine":
-            LocalProvider("lost", burst_home).terminate([first])
+            LocalProvider(job, burst_home).terminate([first])
         else:
             os.kill(wait_until(lambda: worker_pid(first), what="the worker's pid"), signal.SIGKILL)
         out, err = finish(dispatcher)
     finally:
         if dispatcher.poll() is None:
             dispatcher.kill()
+    return dispatcher, out, err, log
+
+
+@pytest.mark.parametrize("fault", ["kill -9 the worker", "end the machine"])
+def test_a_row_whose_machine_fails_reruns_as_attempt_two_elsewhere(tmp_path, burst_home, fault):
+    dispatcher, out, err, log = lose_attempt_one(tmp_path, burst_home, "lost", fault)
     assert dispatcher.returncode == 0, out + err
     lines = [line.split() for line in log.read_text().splitlines()]
     assert [(tag, attempt) for tag, attempt, _ in lines] == [("lost0", "1"), ("lost0", "2")]
-    assert lines[1][2] != first, "attempt 2 ran on another machine"
+    first, second = lines[0][2], lines[1][2]
+    assert second != first, "attempt 2 ran on another machine"
     row = statuses("lost")["lost0"]
-    assert (row["state"], row["attempt"], row["instance_id"]) == ("done", 2, lines[1][2])
-    assert (burst_home / "buckets" / "lost" / "lost0" / "attempts" / "1" / "logs").is_dir() or fault != "never"
+    assert (row["state"], row["attempt"], row["instance_id"]) == ("done", 2, second)
+    assert (burst_home / "buckets" / "lost" / "lost0" / "attempts" / "2" / "logs" / "stdout.log").is_file()
     assert sandboxes(burst_home, "lost", live_only=True) == [], "the failed machine was ended too"
     if fault == "kill -9 the worker":
         ended = [m for m in status_report("lost")["machines"] if m["id"] == first][0]
@@ -138,17 +145,7 @@ def test_a_row_whose_machine_fails_reruns_as_attempt_two_elsewhere(tmp_path, bur
 
 
 def test_with_no_retries_a_lost_row_ends_interrupted_and_wait_returns(tmp_path, burst_home):
-    log = tmp_path / "ran.log"
-    jobfile, install = write_campaign(tmp_path, [("t3.micro", LOST_ROW.format(log=log))])
-    dispatcher = start_dispatcher("local", "gone", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
-                                  "--heartbeat", "1", "--retries", "0")
-    try:
-        first = wait_until(lambda: ran(log)[2:3], what="attempt 1 running")[0]
-        os.kill(wait_until(lambda: worker_pid(first), what="the worker's pid"), signal.SIGKILL)
-        out, err = finish(dispatcher)
-    finally:
-        if dispatcher.poll() is None:
-            dispatcher.kill()
+    dispatcher, out, err, log = lose_attempt_one(tmp_path, burst_home, "gone", "kill -9 the worker", "--retries", "0")
     assert dispatcher.returncode == 1, out + err
     row = statuses("gone")["gone0"]
     assert (row["state"], row["attempt"]) == ("interrupted", 1)
