@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import proctree  # noqa: E402
 from tests.motoserver import REGION, find_ami, reset_moto  # noqa: E402
 from tests.sshd import SSHServer, node_env, write_ssh_config  # noqa: E402
 
@@ -88,6 +89,11 @@ class Outcome:
     output: str
     machines: list[dict] = field(default_factory=list)  # per node folder: install start/exit times (epoch)
     started: float = 0.0
+    cpu_dispatcher: float = 0.0  # CPU seconds of dispatcher.py (and the children it waited for)
+    cpu_nodes: float = 0.0  # of sshd and everything that ran on the "nodes" (setup.sh, INSTALL.sh, agents)
+    cpu_aws: float = 0.0  # of this process: moto (and the counting proxies) serving the requests
+    cpu_others: float = 0.0  # of other work on this machine meanwhile (see proctree.Others)
+    measured: float = 0.0  # seconds over which cpu_others was measured
 
 
 def _node_times(folder: Path) -> list[dict]:
@@ -146,20 +152,28 @@ def run_campaign(moto: Moto, rows: list[tuple[str, str]], *, job: str, install: 
         args = [sys.executable, str(REPO / "dispatcher.py"), moto.ami, job, str(jobfile), "-c", "-d", "--wait",
                 "--install", str(install_file), "--ssh-config", str(config), "--ssh-cidr", "127.0.0.1/32",
                 "--node-root", str(temp / "nodes"), *extra]
+        proctree.become_subreaper()  # detached node processes are re-parented here: their CPU is counted
+        children, own = proctree.children_cpu(), proctree.self_cpu()
+        others = proctree.Others().start()
         starter.start()
         started = time.time()
-        begin = time.perf_counter()
-        result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-        seconds = time.perf_counter() - begin
+        result = proctree.run(args, env, str(temp / "dispatcher.log"), timeout=timeout)
         starter.join(timeout=5)
-        output = result.stdout + result.stderr
+        output = result.output
         if failure:
             output += f"\nsshd could not be started: {failure[0]}\n{sshd.log()}"
-        return Outcome(seconds, result.returncode, output, _node_times(temp / "nodes" / job), started)
+        outcome = Outcome(result.wall, result.returncode, output, _node_times(temp / "nodes" / job), started,
+                          cpu_dispatcher=result.cpu)
+        _wait_for_agents(temp / "nodes")
+        sshd.stop()
+        proctree.reap(30)
+        outcome.cpu_aws = proctree.self_cpu() - own
+        outcome.cpu_nodes = proctree.children_cpu() - children - result.cpu
+        outcome.cpu_others, outcome.measured = others.stop(), others.wall
+        return outcome
     finally:
         if sshd is not None:
             sshd.stop()
-        _wait_for_agents(temp / "nodes")
         shutil.rmtree(temp, ignore_errors=True)
 
 

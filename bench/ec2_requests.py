@@ -9,20 +9,60 @@ only): one proxy for the dispatcher, one for the nodes' agents, so each count
 says who sent it. Prints requests per row by (service, action), dispatcher (D) and
 nodes (N), for every N, and how each per-row count changed from the smallest N to
 the largest (x: a count growing faster than rows shows up above 1.0). Target:
-total <= 10 requests per row.
+total <= 10 requests per row. Then, for the largest N, S3 requests per row by
+the key they were about (claim, status, logs, machine records).
+`--machines 0` runs EC2's default pool instead (one machine per row).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import threading
 from collections import Counter
+from urllib.parse import unquote, urlsplit
 
 import proctree
 from ec2_harness import REPO, Moto, check, run_campaign
 
 sys.path.insert(0, str(REPO))
-from tests.awsfaults import FaultProxy  # noqa: E402
+from tests import awsfaults  # noqa: E402
+
+_seen = threading.local()  # the request the proxy's handler thread is classifying
+
+
+def _classify(method, target, headers, body):
+    _seen.path = urlsplit(target).path
+    return _original_classify(method, target, headers, body)
+
+
+_original_classify, awsfaults.classify = awsfaults.classify, _classify
+
+
+def key_kind(path: str) -> str:
+    """An S3 key with tags, ids and numbers replaced: which record a request was for."""
+    key = unquote(path).lstrip("/").partition("/")[2]
+    if not key:
+        return "(bucket)"
+    key = re.sub(r"^machines/i-[0-9a-f]+", "machines/ID", key)
+    key = re.sub(r"^[a-z]+\d+(?=/)", "TAG", key)
+    return re.sub(r"/attempts/\d+/", "/attempts/N/", key)
+
+
+class CountingProxy(awsfaults.FaultProxy):
+    """FaultProxy that also keeps, for S3, which key each request was about."""
+
+    def __init__(self, upstream: str):
+        super().__init__(upstream)
+        self.s3_keys: Counter = Counter()
+
+    def _decide(self, service, action, user_agent):
+        if service == "s3":
+            with self._lock:
+                self.s3_keys[(action, key_kind(getattr(_seen, "path", "")))] += 1
+        return super()._decide(service, action, user_agent)
+
 
 TYPES = ["t3.micro", "c5.large", "m5.large", "c5.xlarge", "t3.small", "m5.xlarge"]
 TARGET = 10.0
@@ -30,14 +70,15 @@ TARGET = 10.0
 
 def campaign(moto: Moto, rows: int, types: int, machines: int) -> dict:
     moto.reset()
-    dispatcher, nodes = FaultProxy(moto.url).start(), FaultProxy(moto.url).start()
+    dispatcher, nodes = CountingProxy(moto.url).start(), CountingProxy(moto.url).start()
     try:
         jobs = [(TYPES[i % types], "true") for i in range(rows)]
-        outcome = run_campaign(moto, jobs, job=f"requests{rows}", extra=["--machines", str(machines)],
+        outcome = run_campaign(moto, jobs, job=f"requests{rows}", extra=["--machines", str(machines)] if machines else [],
                                dispatcher_endpoint=dispatcher.url, node_endpoint=nodes.url)
         check(outcome, f"{rows} rows")
-        return {"seconds": outcome.seconds, "machines": len(outcome.machines),
-                "D": Counter(dispatcher.requests), "N": Counter(nodes.requests)}
+        return {"seconds": outcome.seconds, "machines": len(outcome.machines), "others": outcome.cpu_others,
+                "measured": outcome.measured, "D": Counter(dispatcher.requests), "N": Counter(nodes.requests),
+                "keys": {"D": dispatcher.s3_keys, "N": nodes.s3_keys}}
     finally:
         dispatcher.stop()
         nodes.stop()
@@ -47,7 +88,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[30, 60], help="campaign sizes (default 30 60)")
     parser.add_argument("--types", type=int, default=3, choices=range(1, len(TYPES) + 1), help="instance types (default 3)")
-    parser.add_argument("--machines", type=int, default=4, help="--machines, per instance type (default 4)")
+    parser.add_argument("--machines", type=int, default=4,
+                        help="--machines, per instance type (default 4; 0: EC2's default pool, one machine per row)")
     args = parser.parse_args()
     sizes = sorted(set(args.rows))
     moto = Moto()
@@ -60,7 +102,8 @@ def main() -> int:
     small, large = sizes[0], sizes[-1]
     keys = sorted({k for r in runs.values() for who in "DN" for k in r[who]},
                   key=lambda k: -(runs[large]["D"][k] + runs[large]["N"][k]))
-    print(f"AWS requests per row: rows of `true` over {args.types} instance types, --machines {args.machines}; "
+    pool = f"--machines {args.machines}" if args.machines else "one machine per row (EC2's default pool)"
+    print(f"AWS requests per row: rows of `true` over {args.types} instance types, {pool}; "
           f"D = dispatcher, N = nodes' agents")
     head = "".join(f" {f'{n} rows: D':>11} {'N':>6} {'all':>6}" for n in sizes)
     print(f"{'service':<8} {'action':<28}{head} {f'x {small}->{large}':>10}")
@@ -81,8 +124,15 @@ def main() -> int:
         print(f"{n} rows: {sum(runs[n]['D'].values()) + sum(runs[n]['N'].values())} requests, {total:.2f} per row "
               f"(target <= {TARGET:g}: {'yes' if total <= TARGET else 'NO'}), {runs[n]['machines']} machines, "
               f"{runs[n]['seconds']:.1f} s")
-    if proctree.busy():
-        print(proctree.busy())
+    print(f"\nS3 requests per row by key ({large} rows; TAG = a row's tag, ID = an instance id)")
+    print(f"{'action':<16} {'key':<40} {'D':>6} {'N':>6}")
+    keys = runs[large]["keys"]
+    for action, kind in sorted(set(keys["D"]) | set(keys["N"]), key=lambda k: -(keys["D"][k] + keys["N"][k])):
+        print(f"{action:<16} {kind:<40} {keys['D'][(action, kind)] / large:>6.2f} {keys['N'][(action, kind)] / large:>6.2f}")
+    warning = proctree.contention([r["others"] for r in runs.values()], [r["measured"] for r in runs.values()],
+                                  "; so is the number of --wait rounds (a DescribeInstances and a listing each)")
+    if warning:
+        print(warning)
     return 0
 
 

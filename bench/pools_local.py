@@ -39,6 +39,7 @@ TARGETS = {"a": 3.0, "b": 10.0}
 
 def measure(args: list[str], env: dict, what: str, log: Path) -> dict:
     before = proctree.children_cpu()
+    others = proctree.Others().start()
     started = time.time()
     result = proctree.run(args, env, str(log))
     if result.returncode != 0:
@@ -46,7 +47,7 @@ def measure(args: list[str], env: dict, what: str, log: Path) -> dict:
     left = proctree.reap(60)
     total = proctree.children_cpu() - before
     return {"wall": result.wall, "cpu_self": result.cpu, "cpu_rest": total - result.cpu, "started": started,
-            "ended": started + result.wall, "left": left}
+            "ended": started + result.wall, "left": left, "others": others.stop(), "measured": others.wall}
 
 
 def burst_run(temp: Path, rows: int, machines: int, label: str) -> dict:
@@ -90,21 +91,18 @@ def main() -> int:
     if not proctree.become_subreaper():
         print("note: could not become a child subreaper; the 'CPU rest' column misses detached processes")
     temp = Path(tempfile.mkdtemp(prefix="burst-bench-pools-"))
-    loads = [proctree.load()]
     try:
         reference = parallel_run(temp, args.rows)
         a = burst_run(temp, args.rows, 2, "a")
-        loads.append(proctree.load())
         b = burst_run(temp, args.rows, args.rows, "b")
-        loads.append(proctree.load())
     finally:
         if args.keep:
             print(f"kept {temp}")
         else:
             shutil.rmtree(temp, ignore_errors=True)
     n = args.rows
-    print(f"{n} rows of `true`, one instance type, {os.cpu_count()} CPUs, load average "
-          + " / ".join(f"{x:.1f}" for x in loads) + " (start / after a / after b)")
+    print(f"{n} rows of `true`, one instance type, {os.cpu_count()} CPUs; CPU s used meanwhile by other work on this "
+          f"machine: {reference['others']:.1f} / {a['others']:.1f} / {b['others']:.1f} (c / a / b)")
     print(f"{'run':<42} {'wall s':>7} {'ms/row':>7} {'x par.':>6} {'target':>7} {'ok':>3} | {'CPU s':>6} "
           f"{'CPU rest':>8} {'x par.':>6} | {'to 1st':>6} {'rows':>6} {'after':>6}")
     par_cpu = reference["cpu_self"] + reference["cpu_rest"]
@@ -123,10 +121,10 @@ def main() -> int:
           "then to the last row's end, and from that to the command's return.")
     if any(f["left"] for f in (a, b, reference)):
         print("note: some processes were still running 60 s after the command returned; their CPU is not counted")
-    warning = proctree.busy()
-    if warning or max(loads) > (os.cpu_count() or 1):
-        print(warning or f"WARNING: load average reached {max(loads):.1f} on {os.cpu_count()} CPUs during the run: "
-              "wall times are inflated by other work on this machine.")
+    runs = (reference, a, b)
+    warning = proctree.contention([f["others"] for f in runs], [f["measured"] for f in runs], "; the CPU columns are not")
+    if warning:
+        print(warning)
     return 0
 
 

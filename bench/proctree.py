@@ -5,8 +5,8 @@ the kernel would re-parent to init, so their CPU time would be lost. This proces
 makes itself a child subreaper (Linux prctl), so they are re-parented here, and
 reaps them: `resource.getrusage(RUSAGE_CHILDREN)` then holds the CPU time of the
 whole tree. CPU seconds do not depend on what else the machine runs, wall
-seconds do: `busy()` says when the load average suggests the wall times are
-inflated by other work on the machine.
+seconds do: `Others` measures how much CPU other work on the machine took
+meanwhile, and `contention()` says when that inflated the wall times.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import ctypes
 import os
 import resource
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ def reap(seconds: float = 60.0, keep: frozenset[int] = frozenset()) -> int:
             return 0
         if time.monotonic() > deadline:
             return len(left)
-        time.sleep(0.05)
+        time.sleep(0.2)
 
 
 def _children() -> list[int]:
@@ -84,16 +85,12 @@ def run(args: list[str], env: dict, output_file: str, timeout: float = 3600) -> 
     with open(output_file, "wb") as out:
         begin = time.perf_counter()
         process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                process.kill()
-                pid, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.01)
+        killer = threading.Timer(timeout, process.kill)  # a blocking wait4 costs no CPU, unlike polling
+        killer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            killer.cancel()
         wall = time.perf_counter() - begin
     process.returncode = os.waitstatus_to_exitcode(status)
     with open(output_file, encoding="utf-8", errors="replace") as handle:
@@ -101,15 +98,38 @@ def run(args: list[str], env: dict, output_file: str, timeout: float = 3600) -> 
     return Measured(wall, process.returncode, text, usage.ru_utime + usage.ru_stime)
 
 
-def load() -> float:
-    return os.getloadavg()[0]
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy (all processes, all CPUs), from /proc/stat."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def busy() -> str:
-    """A warning when the 1-minute load average exceeds the CPU count, else ''."""
-    one, five, _ = os.getloadavg()
+class Others:
+    """CPU seconds that processes other than this one and its descendants used meanwhile.
+
+    Load averages lag and count our own processes; this does not: the machine's busy
+    time minus ours. ``start()`` before the command, ``stop()`` once its leftovers are reaped.
+    """
+
+    def start(self) -> "Others":
+        self.began = time.perf_counter()
+        self.marks = (machine_cpu(), self_cpu(), children_cpu())
+        return self
+
+    def stop(self) -> float:
+        machine, own, children = self.marks
+        self.wall = time.perf_counter() - self.began
+        self.seconds = max(0.0, (machine_cpu() - machine) - (self_cpu() - own) - (children_cpu() - children))
+        return self.seconds
+
+
+def contention(others: list[float], walls: list[float], extra: str = "") -> str:
+    """A warning when other work took more than 10 % of the CPUs during the measurements, else ''."""
     cpus = os.cpu_count() or 1
-    if max(one, five) > cpus:
-        return (f"WARNING: load average {one:.1f} (1 min) / {five:.1f} (5 min) on {cpus} CPUs: other work runs on "
-                f"this machine, so wall times (and their ratios) are inflated; the CPU columns are not.")
+    share = sum(others) / max(1e-9, sum(walls) * cpus)
+    if share > 0.10:
+        return (f"WARNING: other processes on this machine used {sum(others):.1f} CPU s ({100 * share:.0f} % of its "
+                f"{cpus} CPUs) during the measurements: wall times (and their ratios) are inflated{extra}.")
     return ""
