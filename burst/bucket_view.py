@@ -117,3 +117,43 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
             status = JobStatus.from_dict(data)
             view.statuses[status.tag] = status
     return view
+
+
+def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str], lease: float) -> tuple[BucketView, set[str]]:
+    """What a worker needs to pick rows, GETting only the records that could make a row claimable.
+
+    From the listing alone: a row with no claim is free; a row whose status was
+    written at or after its claim's last write has ended; a claim renewed within
+    the lease is held. Only released rows (their marker is listed) and silent
+    claims are read. Returns the view of those and the free tags. (The dispatcher
+    reads everything: it shows every row.)
+    """
+    view = BucketView(now=time.time())
+    listed: dict[str, dict[str, StoredObject]] = {}
+    for obj in storage.list_objects():
+        parts = obj.key.split("/")
+        if len(parts) == 2 and parts[0] in tags and parts[1] in ("claim.json", "status.json", "released"):
+            listed.setdefault(parts[0], {})[parts[1]] = obj
+    free = set()
+    for tag in tags:
+        entry = listed.get(tag, {})
+        claim_obj, status_obj = entry.get("claim.json"), entry.get("status.json")
+        if claim_obj is None and status_obj is None:
+            free.add(tag)
+            continue
+        if claim_obj is not None and "released" not in entry:
+            if status_obj is not None and status_obj.modified >= claim_obj.modified:
+                continue  # ended after its claim's last write
+            if view.now - claim_obj.modified <= lease:
+                continue  # held, and renewed within the lease
+        for obj in (claim_obj, status_obj):
+            data = cache.load(storage, obj) if obj is not None else None
+            if not isinstance(data, dict):
+                continue
+            if obj is claim_obj:
+                view.claims[tag] = HeldClaim(Claim.from_dict(data), obj.etag, obj.modified)
+            else:
+                view.statuses[tag] = JobStatus.from_dict(data)
+        if tag not in view.claims and view.row_state(tag) == protocol.PENDING:
+            free.add(tag)
+    return view, free

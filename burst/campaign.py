@@ -60,6 +60,7 @@ class Campaign:
         delays = backoff(first=0.2, factor=1.4, cap=3.0)
         failing_since: float | None = None
         final_since: float | None = None
+        last_progress: list = []
         try:
             while True:
                 try:
@@ -80,6 +81,11 @@ class Campaign:
                 rows = self.rows(world)
                 if on_round is not None:
                     on_round(rows)
+                progress = sorted((tag, s.state, s.attempt) for tag, s in rows.items())
+                if progress != last_progress and not any(s.state == protocol.PENDING for s in rows.values()):
+                    # the last rows are running and one just moved: look again soon, the end is near
+                    delays = backoff(first=0.2, factor=1.4, cap=3.0)
+                last_progress = progress
                 if wait:
                     if all(s.terminal for s in rows.values()):
                         if not self._machines_to_outwait(world, since=final_since):

@@ -3,7 +3,8 @@
 * claim a new row: create ``<tag>/claim.json`` if absent (attempt 1);
 * claim a released or expired attempt n: replace it if unchanged (attempt n + 1);
 * renew the lease: replace it if unchanged, with a new heartbeat;
-* release: replace it if unchanged, with state RELEASED and the reason.
+* release: replace it if unchanged, with state RELEASED and the reason, and
+  leave a ``<tag>/released`` marker that a listing shows (workers GET only those).
 
 Each is one conditional write, so of any number of workers and dispatchers
 racing for the same claim exactly one wins; the others get ``PreconditionFailed``.
@@ -56,6 +57,8 @@ def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: Held
         etag = _mine_after_all(storage, claim)
         if etag is None:
             return None
+    if current is not None and current.claim.state == protocol.RELEASED:
+        storage.delete_keys([protocol.released_key(tag)])  # a stale marker costs a reader one GET, no more
     return HeldClaim(claim, etag, 0.0)
 
 
@@ -76,4 +79,5 @@ def release(storage: Storage, held: HeldClaim, reason: str) -> bool:
         storage.replace_if_match(protocol.claim_key(claim.tag), _text(claim), held.etag)
     except (PreconditionFailed, KeyNotFound):
         return False
+    storage.write_text(protocol.released_key(claim.tag), f"attempt {claim.attempt}: {reason}\n")
     return True

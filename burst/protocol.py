@@ -42,6 +42,11 @@ def claim_key(tag: str) -> str:
     return f"{tag}/claim.json"
 
 
+def released_key(tag: str) -> str:
+    """A marker beside a released claim, so that workers can find released rows from a listing alone."""
+    return f"{tag}/released"
+
+
 def attempt_logs_prefix(tag: str, attempt: int) -> str:
     """Logs of every attempt stay, each under its own number."""
     return f"{tag}/attempts/{attempt}/logs/"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from burst import claims, protocol
-from burst.bucket_view import HeldClaim, RecordCache, read_bucket
+from burst.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
 from burst.node_config import NodeConfig, lease_seconds, provenance
 from burst.outputs import find_outputs
 from burst.records import JobStatus, WorkerRecord, utc_now
@@ -121,12 +121,12 @@ class Worker:
 
     def _candidates(self) -> list[tuple[str, HeldClaim | None]]:
         lease = lease_seconds(self.config.heartbeat)
-        view = retry_call(lambda: read_bucket(self.storage, self.cache, set(self.rows), with_machines=False),
-                          seconds=self.patience,  # a bucket that cannot be listed is down, not empty
-                          on_retry=lambda error, delay: log(f"listing the bucket: {error}; retrying in {delay:.1f} s"))
-        found = []
-        for tag in self.rows:
-            state, held = view.row_state(tag), view.claims.get(tag)
+        view, free = retry_call(lambda: read_rows_worth_a_look(self.storage, self.cache, set(self.rows), lease),
+                                seconds=self.patience,  # a bucket that cannot be listed is down, not empty
+                                on_retry=lambda error, delay: log(f"listing the bucket: {error}; retrying in {delay:.1f} s"))
+        found: list[tuple[str, HeldClaim | None]] = [(tag, None) for tag in free]
+        for tag, held in view.claims.items():
+            state = view.row_state(tag)
             if state == protocol.PENDING:
                 found.append((tag, held))
             elif (state == protocol.RUNNING and held is not None and view.now - held.modified > lease

@@ -43,8 +43,6 @@ class LocalDirStorage(Storage):
         try:
             with os.fdopen(fd, "wb") as handle:
                 writer(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
             if exclusive:
                 try:
                     os.link(temp, target)
@@ -97,18 +95,22 @@ class LocalDirStorage(Storage):
         if not self.root.is_dir():  # an unreachable bucket is an error, never an empty one
             raise KeyNotFound(f"the bucket folder {self.root} does not exist")
         found = []
-        for path in sorted(self.root.rglob("*")):
-            if path.name.startswith(".") and path.name.endswith((".part", ".lock")):
-                continue
-            key = path.relative_to(self.root).as_posix()
-            if not key.startswith(prefix):
-                continue
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue  # replaced or deleted while listing
-            if path.is_file():
+        root = str(self.root)
+        for folder, _dirs, files in os.walk(root):
+            relative = os.path.relpath(folder, root).replace(os.sep, "/")
+            base = "" if relative == "." else relative + "/"
+            for name in files:
+                if name.startswith(".") and name.endswith((".part", ".lock")):
+                    continue  # a write in progress, or a key's lock
+                key = base + name
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    stat = os.stat(os.path.join(folder, name))
+                except FileNotFoundError:
+                    continue  # replaced or deleted while listing
                 found.append(StoredObject(key=key, size=stat.st_size, etag=_stamp(stat), modified=stat.st_mtime))
+        found.sort(key=lambda obj: obj.key)
         return found
 
     def read_text(self, key: str) -> str:
