@@ -103,20 +103,37 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
                 if isinstance(data, dict):
                     worker = WorkerRecord.from_dict(data)
                     view.workers[worker.id] = (worker, obj.modified)
+    listed: dict[str, dict[str, StoredObject]] = {}
     for obj in storage.list_objects():
         parts = obj.key.split("/")
-        if len(parts) != 2 or parts[1] not in ("claim.json", "status.json") or (tags is not None and parts[0] not in tags):
-            continue
-        data = cache.load(storage, obj)
-        if not isinstance(data, dict):
-            continue
-        if parts[1] == "claim.json":
-            claim = Claim.from_dict(data)
-            view.claims[claim.tag] = HeldClaim(claim, obj.etag, obj.modified)
-        else:
-            status = JobStatus.from_dict(data)
-            view.statuses[status.tag] = status
+        if len(parts) == 2 and parts[1] in ("claim.json", "status.json", "released") and (tags is None or parts[0] in tags):
+            listed.setdefault(parts[0], {})[parts[1]] = obj
+    for entry in listed.values():
+        claim_obj, status_obj = entry.get("claim.json"), entry.get("status.json")
+        if _ended_after_its_claim(entry):
+            claim_obj = None  # the status tells all: no need to read the claim
+        for obj in (claim_obj, status_obj):
+            data = cache.load(storage, obj) if obj is not None else None
+            if not isinstance(data, dict):
+                continue
+            if obj is claim_obj:
+                claim = Claim.from_dict(data)
+                view.claims[claim.tag] = HeldClaim(claim, obj.etag, obj.modified)
+            else:
+                status = JobStatus.from_dict(data)
+                view.statuses[status.tag] = status
     return view
+
+
+def _ended_after_its_claim(entry: dict[str, StoredObject]) -> bool:
+    """The row's status was written at or after its claim's last write, and the claim was not released.
+
+    A status is written only when an attempt ends, and a released claim leaves a marker,
+    so such a row is final as its status says.
+    """
+    claim_obj, status_obj = entry.get("claim.json"), entry.get("status.json")
+    return (claim_obj is not None and status_obj is not None and "released" not in entry
+            and status_obj.modified >= claim_obj.modified)
 
 
 def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str], lease: float) -> tuple[BucketView, set[str]]:
@@ -142,8 +159,8 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
             free.add(tag)
             continue
         if claim_obj is not None and "released" not in entry:
-            if status_obj is not None and status_obj.modified >= claim_obj.modified:
-                continue  # ended after its claim's last write
+            if _ended_after_its_claim(entry):
+                continue
             if view.now - claim_obj.modified <= lease:
                 continue  # held, and renewed within the lease
         for obj in (claim_obj, status_obj):

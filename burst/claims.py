@@ -53,10 +53,12 @@ def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: Held
             etag = storage.create_if_absent(key, _text(claim))
         else:
             etag = storage.replace_if_match(key, _text(claim), current.etag)
-    except (PreconditionFailed, KeyNotFound):
-        etag = _mine_after_all(storage, claim)
+    except PreconditionFailed as lost:
+        etag = _mine_after_all(storage, claim) if lost.after_retry else None
         if etag is None:
             return None
+    except KeyNotFound:
+        return None
     if current is not None and current.claim.state == protocol.RELEASED:
         storage.delete_keys([protocol.released_key(tag)])  # a stale marker costs a reader one GET, no more
     return HeldClaim(claim, etag, 0.0)

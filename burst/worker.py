@@ -67,6 +67,7 @@ class RowRun:
     process: subprocess.Popen | None = None
     lost: bool = False
     finished: bool = False
+    written: float = field(default_factory=time.time)  # when this worker last wrote the claim
 
 
 class Worker:
@@ -206,11 +207,15 @@ class Worker:
                  and claim.attempt <= self.config.retries)
         with run.lock:
             run.finished = True
-            try:  # still ours? a taken-over attempt writes no status
-                run.held = self._patiently(lambda: claims.renew(self.storage, run.held), f"renewing {claim.tag}")
-            except PreconditionFailed:
-                log(f"{claim.tag} attempt {claim.attempt} was taken over; its status is not written")
-                return
+            # Still ours? A taken-over attempt writes no status. Nobody may take a claim over
+            # before its lease has passed since its last write, so a recent write answers that
+            # without asking the bucket (half a lease leaves room for clocks that disagree).
+            if run.lost or time.time() - run.written > lease_seconds(self.config.heartbeat) / 2:
+                try:
+                    run.held = self._patiently(lambda: claims.renew(self.storage, run.held), f"renewing {claim.tag}")
+                except PreconditionFailed:
+                    log(f"{claim.tag} attempt {claim.attempt} was taken over; its status is not written")
+                    return
             if retry:
                 status.note += f"; attempt {claim.attempt + 1} follows (--retry-failed)"
             self._patiently(lambda: save_status(self.storage, status), f"writing the status of {claim.tag}")
@@ -238,6 +243,7 @@ class Worker:
                     try:
                         run.held = self._patiently(lambda: claims.renew(self.storage, run.held),
                                              f"renewing {run.held.claim.tag}", seconds=lease_seconds(self.config.heartbeat) * 2)
+                        run.written = time.time()
                     except PreconditionFailed:
                         run.lost = True
                         log(f"{run.held.claim.tag}: the lease was taken over; stopping this attempt")

@@ -24,7 +24,13 @@ class PreconditionFailed(RuntimeError):
 
     This is how claims stay exactly-once: of two workers creating the same claim,
     or renewing the same lease, one gets this error and knows it does not own it.
+    ``after_retry``: the request was sent more than once, so the write that won may
+    have been this caller's own first try (only then is it worth reading back).
     """
+
+    def __init__(self, message: str, after_retry: bool = False):
+        super().__init__(message)
+        self.after_retry = after_retry
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
+def _retried(error: ClientError) -> bool:
+    """Whether botocore sent the request more than once before this answer."""
+    return bool(error.response.get("ResponseMetadata", {}).get("RetryAttempts"))
+
+
 class BucketNotFound(KeyNotFound):
     """The bucket itself does not exist (a KeyNotFound, so callers may treat both alike)."""
 
@@ -296,7 +301,7 @@ class S3Storage(Storage):
             return self._put_text(key, text, IfNoneMatch="*")
         except ClientError as error:
             if self._lost_condition(error):
-                raise PreconditionFailed(f"{self.object_url(key)} exists already") from None
+                raise PreconditionFailed(f"{self.object_url(key)} exists already", _retried(error)) from None
             missing = self._not_found(error, key)
             if isinstance(missing, BucketNotFound):
                 raise missing from None
@@ -307,7 +312,8 @@ class S3Storage(Storage):
             return self._put_text(key, text, IfMatch=etag)
         except ClientError as error:
             if self._lost_condition(error):
-                raise PreconditionFailed(f"{self.object_url(key)} changed since it was read (ETag {etag})") from None
+                raise PreconditionFailed(f"{self.object_url(key)} changed since it was read (ETag {etag})",
+                                         _retried(error)) from None
             missing = self._not_found(error, key)
             if missing:
                 raise missing from None
