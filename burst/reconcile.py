@@ -116,6 +116,10 @@ def decide(world: World, policy: Policy) -> Actions:
         state = world.bucket.row_state(row.tag)
         held = world.bucket.claims.get(row.tag)
         if state == protocol.PENDING:
+            if held is not None and held.claim.attempt > policy.retries:
+                actions.fail_rows[row.tag] = (f"attempt {held.claim.attempt} ended without a result "
+                                              f"({held.claim.reason}); no retry left (--retries {policy.retries})")
+                continue
             pending[row.instance_type] += 1
         elif state == protocol.RUNNING and held is not None:
             reason = _lost_reason(held, world, lease, live_ids)

@@ -128,8 +128,8 @@ class Worker:
         found: list[tuple[str, HeldClaim | None]] = [(tag, None) for tag in free]
         for tag, held in view.claims.items():
             state = view.row_state(tag)
-            if state == protocol.PENDING:
-                found.append((tag, held))
+            if state == protocol.PENDING and held.claim.attempt <= self.config.retries:
+                found.append((tag, held))  # released, with a retry left (else the reconcile ends it)
             elif (state == protocol.RUNNING and held is not None and view.now - held.modified > lease
                   and held.claim.attempt <= self.config.retries and held.claim.machine != self.config.instance_id):
                 found.append((tag, held))  # its machine stopped renewing: the next attempt is ours
@@ -274,7 +274,19 @@ class Worker:
             run = self._claim_next(slot)
             if run is None:
                 return
-            self._run_row(slot, cpus, run)
+            try:
+                self._run_row(slot, cpus, run)
+            except Exception as error:  # e.g. no disk left for the row's folder: give the attempt back
+                reason = f"the worker on {self.config.instance_id} could not run it: {type(error).__name__}: {error}"
+                log(f"{run.held.claim.tag}: {reason}")
+                with self.lock:
+                    self.runs.pop(run.held.claim.tag, None)
+                with run.lock:
+                    run.finished = True
+                    try:
+                        claims.release(self.storage, run.held, reason)
+                    except Exception as again:  # the lease runs out and the reconcile requeues it
+                        log(f"releasing {run.held.claim.tag} failed too: {again}")
 
     def run(self) -> int:
         install_log = self.root / protocol.INSTALL_LOG

@@ -114,3 +114,11 @@ def test_a_worker_finishing_while_the_bucket_is_read_never_causes_a_launch(tmp_p
     actions = decide(World(rows(1), view, [machine("i-1")]), policy(machines=1))
     assert view.row_state("j0") == protocol.DONE or view.workers["i-1"][0].state == "working"
     assert actions.launch == {}, "nothing to launch for a row that is done"
+
+
+def test_a_released_row_with_no_retry_left_is_failed_not_relaunched_forever():
+    released = HeldClaim(Claim(tag="j0", attempt=3, machine="i-1", slot=0, state=protocol.RELEASED,
+                               reason="the worker could not run it: OSError: No space left on device"), "e", NOW)
+    actions = decide(World(rows(1), BucketView(NOW, claims={"j0": released}), []), policy(retries=2))
+    assert actions.launch == {} and "No space left on device" in actions.fail_rows["j0"]
+    assert "no retry left (--retries 2)" in actions.fail_rows["j0"]
