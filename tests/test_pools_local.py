@@ -225,3 +225,18 @@ def test_kill_9_of_the_dispatcher_at_each_step_then_the_same_command_finishes_th
     assert {r["state"] for r in statuses("crash").values()} == {"done"}
     wait_until(lambda: sandboxes(burst_home, "crash", live_only=True) == [], timeout=30, what="every machine ended")
     assert len(sandboxes(burst_home, "crash")) <= 4
+
+
+def test_retry_failed_reruns_a_failing_row_and_keeps_both_attempts_logs(tmp_path, burst_home):
+    command = 'echo "attempt $ATTEMPT"; [ "$ATTEMPT" = 2 ] || { echo "flaky: attempt $ATTEMPT" >&2; exit 3; }'
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", command)])
+    plain = run_script(DISPATCHER, "local", "once", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+    assert plain.returncode == 1 and statuses("once")["once0"]["attempt"] == 1, "a non-zero exit is the row's result"
+    result = run_script(DISPATCHER, "local", "flaky", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                        "--retry-failed")
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = statuses("flaky")["flaky0"]
+    assert (row["state"], row["attempt"], row["exit_code"]) == ("done", 2, 0)
+    attempts = burst_home / "buckets" / "flaky" / "flaky0" / "attempts"
+    assert (attempts / "1" / "logs" / "stderr.log").read_text() == "flaky: attempt 1\n"
+    assert (attempts / "2" / "logs" / "stdout.log").read_text() == "attempt 2\n"
