@@ -6,12 +6,10 @@ a rule can fail their calls alone (by their ``burst-worker`` user agent).
 
 from __future__ import annotations
 
-import csv
-
 import pytest
 
 from tests.awsfaults import INTERNAL_ERROR, REQUEST_LIMIT_EXCEEDED, SLOW_DOWN, aws_faults  # noqa: F401  (fixture)
-from tests.conftest import run_script, status_report
+from tests.conftest import run_script, status_report, write_campaign
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
 from tests.test_ec2_campaign import DISPATCHER, Nodes, instances_of
@@ -21,13 +19,7 @@ from tests.test_ec2_campaign import DISPATCHER, Nodes, instances_of
 def campaign(tmp_path, isolated_home, aws_faults, moto_ami, sshd_factory):
     """A job file of 4 rows of one type and its nodes, reaching AWS through the fault proxy."""
     def make(job: str, rows: int = 4, command: str = "mkdir -p results; echo $TAG > results/r.txt; sleep 0.5"):
-        jobfile = tmp_path / f"{job}.csv"
-        with open(jobfile, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["instance_type", "command"])
-            writer.writerows([("t3.micro", command)] * rows)
-        install = tmp_path / "INSTALL.sh"
-        install.write_text("#!/bin/bash\necho installed\n")
+        jobfile, install = write_campaign(tmp_path / job, [("t3.micro", command)] * rows)
         nodes = Nodes(tmp_path, isolated_home, sshd_factory, aws_faults.url, job)
         made.append((nodes, job))
         return [DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--install", str(install), *nodes.args()], nodes

@@ -8,13 +8,12 @@ those folders, so it survives the machines.
 
 from __future__ import annotations
 
-import csv
 import shlex
 from collections import Counter
 
 import boto3
 
-from tests.conftest import run_script, status_report
+from tests.conftest import run_script, status_report, write_campaign
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
 from tests.test_ec2_campaign import DISPATCHER, instances_of, make_nodes  # noqa: F401  (fixture)
@@ -32,13 +31,7 @@ def test_twelve_rows_of_two_types_on_two_machines_per_type(tmp_path, moto_ami, m
     )
     types = ["t3.micro", "c5.large"]
     rows = [(types[n % 2], command) for n in range(12)]
-    jobfile = tmp_path / "pools.csv"
-    with open(jobfile, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["instance_type", "command"])
-        writer.writerows(rows)
-    install = tmp_path / "INSTALL.sh"
-    install.write_text("#!/bin/bash\necho \"install on $INSTANCE_ID\"\n")
+    jobfile, install = write_campaign(tmp_path, rows, install="#!/bin/bash\necho \"install on $INSTANCE_ID\"\n")
     nodes = make_nodes(job)
 
     result = run_script(DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--machines", "2",
