@@ -103,26 +103,33 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
                 if isinstance(data, dict):
                     worker = WorkerRecord.from_dict(data)
                     view.workers[worker.id] = (worker, obj.modified)
+    for tag, entry in _listed_rows(storage, tags).items():
+        claim_obj = None if _ended_after_its_claim(entry) else entry.get("claim.json")  # else the status tells all
+        _load_row(storage, cache, view, tag, claim_obj, entry.get("status.json"))
+    return view
+
+
+def _listed_rows(storage: Storage, tags: set[str] | None) -> dict[str, dict[str, StoredObject]]:
+    """tag -> {"claim.json" | "status.json" | "released": its object}, from one listing of the bucket."""
     listed: dict[str, dict[str, StoredObject]] = {}
     for obj in storage.list_objects():
         parts = obj.key.split("/")
         if len(parts) == 2 and parts[1] in ("claim.json", "status.json", "released") and (tags is None or parts[0] in tags):
             listed.setdefault(parts[0], {})[parts[1]] = obj
-    for entry in listed.values():
-        claim_obj, status_obj = entry.get("claim.json"), entry.get("status.json")
-        if _ended_after_its_claim(entry):
-            claim_obj = None  # the status tells all: no need to read the claim
-        for obj in (claim_obj, status_obj):
-            data = cache.load(storage, obj) if obj is not None else None
-            if not isinstance(data, dict):
-                continue
-            if obj is claim_obj:
-                claim = Claim.from_dict(data)
-                view.claims[claim.tag] = HeldClaim(claim, obj.etag, obj.modified)
-            else:
-                status = JobStatus.from_dict(data)
-                view.statuses[status.tag] = status
-    return view
+    return listed
+
+
+def _load_row(storage: Storage, cache: RecordCache, view: BucketView, tag: str,
+              claim_obj: StoredObject | None, status_obj: StoredObject | None) -> None:
+    """Read a row's claim and status (those given) into ``view``."""
+    for obj in (claim_obj, status_obj):
+        data = cache.load(storage, obj) if obj is not None else None
+        if not isinstance(data, dict):
+            continue
+        if obj is claim_obj:
+            view.claims[tag] = HeldClaim(Claim.from_dict(data), obj.etag, obj.modified)
+        else:
+            view.statuses[tag] = JobStatus.from_dict(data)
 
 
 def _ended_after_its_claim(entry: dict[str, StoredObject]) -> bool:
@@ -146,11 +153,7 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
     reads everything: it shows every row.)
     """
     view = BucketView(now=time.time())
-    listed: dict[str, dict[str, StoredObject]] = {}
-    for obj in storage.list_objects():
-        parts = obj.key.split("/")
-        if len(parts) == 2 and parts[0] in tags and parts[1] in ("claim.json", "status.json", "released"):
-            listed.setdefault(parts[0], {})[parts[1]] = obj
+    listed = _listed_rows(storage, tags)
     free = set()
     for tag in tags:
         entry = listed.get(tag, {})
@@ -163,14 +166,7 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
                 continue
             if view.now - claim_obj.modified <= lease:
                 continue  # held, and renewed within the lease
-        for obj in (claim_obj, status_obj):
-            data = cache.load(storage, obj) if obj is not None else None
-            if not isinstance(data, dict):
-                continue
-            if obj is claim_obj:
-                view.claims[tag] = HeldClaim(Claim.from_dict(data), obj.etag, obj.modified)
-            else:
-                view.statuses[tag] = JobStatus.from_dict(data)
+        _load_row(storage, cache, view, tag, claim_obj, status_obj)
         if tag not in view.claims and view.row_state(tag) == protocol.PENDING:
             free.add(tag)
     return view, free

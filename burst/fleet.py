@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import tempfile
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +25,7 @@ from burst.node_config import NodeConfig
 from burst.node_scripts import build_bundle, probe_command, start_setup_command, start_worker_command
 from burst.providers.base import LaunchSpec, Provider
 from burst.reconcile import Actions, World
-from burst.records import InstanceInfo, JobStatus, MachineRecord, utc_now
+from burst.records import InstanceInfo, JobStatus, MachineRecord, seconds_since, utc_now
 from burst.status_store import save_status
 from burst.storage import Storage
 from burst.transport.base import Transport, tail
@@ -34,13 +34,6 @@ from burst.transport.base import Transport, tail
 CONNECT_PER_ROUND = 15.0  # seconds one round tries to reach a machine that does not answer yet
 BOOT_TIMEOUT = 900.0  # a machine that no SSH connection reached for this long after launch is failed
 LOGIN_TIMEOUT = 300.0  # ... or that refused the job's key for this long
-
-
-def _age_seconds(iso: str) -> float:
-    try:
-        return (datetime.now(datetime.fromisoformat(iso).tzinfo) - datetime.fromisoformat(iso)).total_seconds()
-    except ValueError:
-        return 0.0
 
 
 class Fleet:
@@ -181,15 +174,15 @@ class Fleet:
         word, _, argument = first.strip().partition(" ")
         record = world.bucket.machines.get(instance.id)
         if word == protocol.P_NEW:
-            transport.run(f"mkdir -p {_q(node_dir)}/logs")
+            transport.run(f"mkdir -p {shlex.quote(node_dir)}/logs")
             transport.put(self.bundle(), f"{node_dir}/{protocol.BUNDLE}")
             transport.run(start_setup_command(node_dir, self.node_config(instance), start_workers))
             self._set_machine(instance.id, protocol.INSTALLING, "", world, instance)
         elif word == protocol.P_INSTALLING:
             if record is None or record.state != protocol.INSTALLING:
                 self._set_machine(instance.id, protocol.INSTALLING, "", world, instance)
-            elif _age_seconds(record.updated) > self.install_timeout:
-                log = transport.run(f"tail -n 20 {_q(node_dir + '/' + protocol.INSTALL_LOG)}", check=False).out
+            elif seconds_since(record.updated) > self.install_timeout:
+                log = transport.run(f"tail -n 20 {shlex.quote(node_dir + '/' + protocol.INSTALL_LOG)}", check=False).out
                 return self._install_failed(instance, world, transport, node_dir,
                                             f"INSTALL.sh still running after {self.install_timeout:.0f} s (--install-timeout)", log)
         elif word == protocol.P_FAILED:
@@ -216,7 +209,7 @@ class Fleet:
         """Re-raise the error being handled once the machine has had ``seconds`` since its launch."""
         record = world.bucket.machines.get(instance.id)
         launched = record.launched if record else str(instance.details.get("launch_time", ""))
-        if _age_seconds(launched) > seconds:
+        if seconds_since(launched) > seconds:
             raise
 
     def _install_failed(self, instance: InstanceInfo, world: World, transport: Transport, node_dir: str,
@@ -260,8 +253,3 @@ class Fleet:
             self._close(instance_id)
         self._temp.cleanup()
 
-
-def _q(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)

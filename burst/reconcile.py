@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from burst import protocol
 from burst.bucket_view import BucketView, HeldClaim
 from burst.node_config import lease_seconds
-from burst.records import InstanceInfo, Job
+from burst.records import InstanceInfo, Job, seconds_since
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ def _machine_verdict(instance: InstanceInfo, world: World, lease: float, grace: 
     if record is not None and record.state == protocol.INSTALL_FAILED:
         return f"INSTALL.sh failed on it: {record.note.splitlines()[0] if record.note else ''}".rstrip(": ")
     if worker is None:
-        if record is not None and record.state == protocol.WORKING and _age(record.updated, world) > lease + 60:
+        if record is not None and record.state == protocol.WORKING and seconds_since(record.updated, world.bucket.now) > lease + 60:
             return "its worker never reported (see logs/worker.log in its folder); ended by the reconcile"
         return None  # not set up yet, or its worker is starting: setup owns it
     worker_record, modified = worker
@@ -96,13 +95,6 @@ def _machine_verdict(instance: InstanceInfo, world: World, lease: float, grace: 
     if age > lease:
         return f"its worker stopped heartbeating {age:.0f} s ago (lease {lease:g} s); ended by the reconcile"
     return None
-
-
-def _age(iso: str, world: World) -> float:
-    try:
-        return world.bucket.now - datetime.fromisoformat(iso).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def decide(world: World, policy: Policy) -> Actions:

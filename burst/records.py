@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -22,6 +23,15 @@ def from_known_fields(cls, data: dict[str, Any]):
 def utc_now() -> str:
     """ISO-8601 UTC timestamp to the millisecond, the one time format of every record."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def seconds_since(iso: str, now: float | None = None) -> float:
+    """Seconds from an ISO-8601 timestamp (as ``utc_now`` writes them) to ``now`` (default: this moment); 0 if unreadable."""
+    try:
+        then = datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+    return (time.time() if now is None else now) - then
 
 
 @dataclass(frozen=True)
