@@ -47,13 +47,17 @@ def released_key(tag: str) -> str:
     return f"{tag}/released"
 
 
+def attempt_prefix(tag: str, attempt: int) -> str:
+    """Every attempt's logs and outputs stay, each under its own number; ``status.json`` names the current one."""
+    return f"{tag}/attempts/{attempt}/"
+
+
 def attempt_logs_prefix(tag: str, attempt: int) -> str:
-    """Logs of every attempt stay, each under its own number."""
-    return f"{tag}/attempts/{attempt}/logs/"
+    return f"{attempt_prefix(tag, attempt)}logs/"
 
 
-def results_prefix(tag: str) -> str:
-    return f"{tag}/results/"
+def results_prefix(tag: str, attempt: int) -> str:
+    return f"{attempt_prefix(tag, attempt)}results/"
 
 
 def machine_key(instance_id: str) -> str:

@@ -77,6 +77,9 @@ class JobStatus:
     started: str | None = None  # when the command started
     ended: str | None = None  # when the command ended
     seconds: float | None = None  # command wall time
+    lifecycle: str = ""  # the machine's market: "spot" or "on-demand" ("" locally)
+    price_per_hour: float | None = None  # the machine's price in USD, None when unknown
+    cost_usd: float | None = None  # seconds x price_per_hour / the machine's slots
     updated: str = field(default_factory=utc_now)
     note: str = ""  # why it failed, tail of a log, warnings
     warnings: list[str] = field(default_factory=list)

@@ -13,6 +13,7 @@ from burst.concurrency import parallel
 from burst.campaign_record import load_record
 from burst.console import console, report
 from burst.errors import UserError
+from burst.protocol import results_prefix
 from burst.storage import Storage, StoredObject, open_storage
 
 MERGED_NAME = "results.csv"
@@ -61,7 +62,7 @@ def download_all(storage: Storage, target: Path) -> tuple[int, int]:
 
 
 def merge(folder: Path) -> pd.DataFrame:
-    """Every ``<tag>/results/**.csv`` with the job's and the machine's facts in front."""
+    """Every ``<tag>/attempts/<n>/results/**.csv`` of each row's current attempt, with the job's and the machine's facts in front."""
     frames = []
     for status_file in sorted(folder.glob("*/status.json")):
         status = json.loads(status_file.read_text(encoding="utf-8"))
@@ -77,7 +78,8 @@ def merge(folder: Path) -> pd.DataFrame:
             if key not in ("id", "instance_type", "host"):
                 facts[f"instance_{key}"] = value
         facts["instance_id"] = status.get("instance_id")
-        csvs = sorted((status_file.parent / "results").rglob("*.csv"))
+        attempt = status.get("attempt") or 1
+        csvs = sorted((folder / results_prefix(status_file.parent.name, attempt)).rglob("*.csv"))
         tables = [pd.read_csv(path) for path in csvs] or [pd.DataFrame(index=[0])]
         for table in tables:
             for column, value in reversed(list(facts.items())):

@@ -191,7 +191,7 @@ class Worker:
                 self._upload(key, path, seconds=60)
             return
         outputs, warnings = find_outputs(code, self.config.results)
-        uploads.update({f"{protocol.results_prefix(claim.tag)}{name}": path for name, path in outputs.items()})
+        uploads.update({f"{protocol.results_prefix(claim.tag, claim.attempt)}{name}": path for name, path in outputs.items()})
         failures = [f"{key}: {error}" for key, path in uploads.items() if (error := self._upload(key, path))]
         status.warnings = warnings
         if failures:

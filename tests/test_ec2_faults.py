@@ -56,6 +56,6 @@ def test_s3_errors_mid_run_lose_nothing(campaign, aws_faults):
 
     s3 = boto3.client("s3")
     for row in rows:
-        body = s3.get_object(Bucket="flaky", Key=f"{row['tag']}/results/r.txt")["Body"].read().decode()
+        body = s3.get_object(Bucket="flaky", Key=f"{row['tag']}/attempts/{row['attempt']}/results/r.txt")["Body"].read().decode()
         assert body == f"{row['tag']}\n"
     assert {m["State"]["Name"] for m in instances_of("flaky")} == {"terminated"}

@@ -65,7 +65,7 @@ def test_all_passing_campaign_exits_0_and_keeps_logs(tmp_path, burst_home):
     assert result.returncode == 0, result.stdout + result.stderr
     logs = run_script("-m", "burst", "logs", "okay", "okay1")
     assert "out-okay1" in logs.stdout and "err-okay1" in logs.stdout and "installed" in logs.stdout
-    assert (burst_home / "buckets" / "okay" / "okay0" / "results" / "r.csv").read_text() == "x,1\n"
+    assert (burst_home / "buckets" / "okay" / "okay0" / "attempts" / "1" / "results" / "r.csv").read_text() == "x,1\n"
 
 
 def test_failing_command_saves_logs_and_outputs(tmp_path, burst_home):
@@ -77,7 +77,7 @@ def test_failing_command_saves_logs_and_outputs(tmp_path, burst_home):
     assert "boom" in status["note"]
     bucket = burst_home / "buckets" / "fails" / "fails0"
     assert (bucket / "attempts" / "1" / "logs" / "stderr.log").read_text() == "boom\n"
-    assert (bucket / "results" / "p.txt").read_text() == "partial\n"
+    assert (bucket / "attempts" / "1" / "results" / "p.txt").read_text() == "partial\n"
     assert live_instances(burst_home, "fails") == []
 
 
@@ -116,7 +116,7 @@ def test_command_with_quotes_commas_vars_and_non_ascii_runs_verbatim(tmp_path, b
     result = run_script(DISPATCHER, "local", "quoting", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
                         "--node-root", "bench runs/it's here")  # a node folder that needs quoting too
     assert result.returncode == 0, result.stderr
-    saved = (burst_home / "buckets" / "quoting" / "quoting0" / "results" / "out.txt").read_text(encoding="utf-8")
+    saved = (burst_home / "buckets" / "quoting" / "quoting0" / "attempts" / "1" / "results" / "out.txt").read_text(encoding="utf-8")
     assert saved == "it's, quoted|quoting0 quoting c5.large|naïve — 日本 $NOT_EXPANDED\n"
     assert statuses("quoting")["quoting0"]["command"] == command
 
@@ -127,7 +127,7 @@ def test_code_folder_is_copied_and_commands_run_in_it(tmp_path, burst_home):
         code_files={"tool.py": "import os\nos.makedirs('results', exist_ok=True)\nopen('results/cwd.txt', 'w').write(os.path.basename(os.getcwd()))\n"},
     )
     assert run_script(DISPATCHER, "local", "code", str(jobfile), "-c", "-d", "--wait", "--install", str(install)).returncode == 0
-    assert (burst_home / "buckets" / "code" / "code0" / "results" / "cwd.txt").read_text() == "code"
+    assert (burst_home / "buckets" / "code" / "code0" / "attempts" / "1" / "results" / "cwd.txt").read_text() == "code"
 
 
 def test_terminate_from_another_process_ends_every_sandbox_and_a_rerun_resumes(tmp_path, burst_home):
@@ -188,7 +188,7 @@ def test_rerunning_create_and_dispatch_launches_and_starts_nothing_twice(tmp_pat
 def test_failed_upload_leaves_the_machine_running_and_says_why(tmp_path, burst_home):
     jobfile, install = write_campaign(tmp_path, [("t3.micro", "mkdir -p results; echo 1 > results/a.txt")])
     # the tag's results/ in the bucket is a file: every upload below it fails
-    blocked = burst_home / "buckets" / "keep" / "keep0" / "results"
+    blocked = burst_home / "buckets" / "keep" / "keep0" / "attempts" / "1" / "results"
     blocked.parent.mkdir(parents=True)
     blocked.write_text("not a folder")
     try:
@@ -197,7 +197,7 @@ def test_failed_upload_leaves_the_machine_running_and_says_why(tmp_path, burst_h
         assert result.returncode == 1
         status = statuses("keep")["keep0"]
         assert status["state"] == "failed"
-        assert "upload failed" in status["note"] and "keep0/results/a.txt" in status["note"]
+        assert "upload failed" in status["note"] and "keep0/attempts/1/results/a.txt" in status["note"]
         assert len(live_instances(burst_home, "keep")) == 1, "outputs stay on the machine that still has them"
     finally:
         run_script("-m", "burst", "terminate", "keep")

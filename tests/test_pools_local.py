@@ -70,7 +70,7 @@ def test_slots_are_pinned_to_their_own_cpus(tmp_path, burst_home):
     rows = statuses("pin")
     assert sorted(tuple(r["cpus"]) for r in rows.values()) == [(0,), (1,)]
     for tag, row in rows.items():
-        seen = (burst_home / "buckets" / "pin" / tag / "results" / "cpus.txt").read_text()
+        seen = (burst_home / "buckets" / "pin" / tag / "attempts" / "1" / "results" / "cpus.txt").read_text()
         assert seen.strip().endswith(f": {row['cpus'][0]}"), "the command ran on the CPU its status names"
     out = tmp_path / "out"
     assert run_script(str(REPO / "get_s3_files.py"), "pin", str(out), "--merge").returncode == 0
@@ -180,7 +180,7 @@ def test_a_bucket_outage_mid_run_loses_nothing(tmp_path, burst_home):
     rows = statuses("outage")
     assert {r["state"] for r in rows.values()} == {"done"}
     for tag in rows:
-        assert (bucket / tag / "results" / "r.txt").read_text() == f"{tag}\n"
+        assert (bucket / tag / "attempts" / "1" / "results" / "r.txt").read_text() == f"{tag}\n"
     assert sorted(set(ran(log))) == sorted(rows), "every row ran"
     assert sandboxes(burst_home, "outage", live_only=True) == []
 
