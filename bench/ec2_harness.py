@@ -151,7 +151,7 @@ def run_campaign(moto: Moto, rows: list[tuple[str, str]], *, job: str, install: 
                    COLUMNS="200")
         args = [sys.executable, str(REPO / "dispatcher.py"), moto.ami, job, str(jobfile), "-c", "-d", "--wait",
                 "--install", str(install_file), "--ssh-config", str(config), "--ssh-cidr", "127.0.0.1/32",
-                "--node-root", str(temp / "nodes"), *extra]
+                "--node-root", str(temp / "nodes"), "--yes", *extra]
         proctree.become_subreaper()  # detached node processes are re-parented here: their CPU is counted
         children, own = proctree.children_cpu(), proctree.self_cpu()
         others = proctree.Others().start()

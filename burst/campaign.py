@@ -16,6 +16,8 @@ from burst import protocol
 from burst.campaign_record import CampaignRecord
 from burst.errors import BurstError
 from burst.fleet import Fleet
+from burst.ledger import Ledger, make_ledger
+from burst.pricing import PriceBook
 from burst.providers.base import Provider
 from burst.reconcile import Actions, Policy, World, decide
 from burst.records import JobStatus
@@ -29,12 +31,14 @@ class Campaign:
     """One job's campaign on one provider, with its bucket."""
 
     def __init__(self, record: CampaignRecord, provider: Provider, storage: Storage,
-                 install_timeout: float = 3600.0, report: Callable[[str], None] = print):
+                 install_timeout: float = 3600.0, report: Callable[[str], None] = print,
+                 prices: PriceBook | None = None):
         self.record = record
         self.provider = provider
         self.storage = storage
         self.report = report
-        self.fleet = Fleet(record, provider, storage, report=report, install_timeout=install_timeout)
+        provider.report = report
+        self.fleet = Fleet(record, provider, storage, report=report, install_timeout=install_timeout, prices=prices)
 
     def policy(self, may_launch: bool) -> Policy:
         pool = self.record.pool
@@ -162,3 +166,8 @@ class Campaign:
                 "heartbeat_age": round(world.bucket.now - worker[1], 1) if worker else None,
             })
         return found
+
+    def ledger(self, world: World | None = None) -> Ledger:
+        """What the campaign cost so far: each row, each machine's overhead, the total."""
+        world = world or self.fleet.observe()
+        return make_ledger(world, self.rows(world))

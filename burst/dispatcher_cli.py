@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -10,10 +11,14 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from burst.campaign import Campaign
 from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, record_path
 from burst.console import console, report
+from burst.cost_plan import SPOT_MARKETS, CampaignPlan, confirm, make_plan, plan_summary, plan_table, quota_needs
 from burst.errors import UserError
 from burst.jobs import read_jobs, validate_job_name
 from burst.records import Job
 from burst.providers import ProviderOptions, make_provider
+from burst.ledger import cost_line
+from burst.pricing import PriceBook
+from burst.providers.base import Provider
 from burst.status import campaign_succeeded, count_states, status_table
 
 TOP = Path(__file__).resolve().parent.parent
@@ -36,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--code", type=Path, help="folder copied to each machine; commands run in it (default: JOBFILE's name without .csv, when it exists)")
     parser.add_argument("--results", action="append", metavar="GLOB", help="outputs to save, relative to the code folder (repeatable; default results/**)")
     parser.add_argument("--install-timeout", type=float, default=3600, metavar="SECONDS", help="give up on an INSTALL.sh after this long (default 3600)")
+    parser.add_argument("--dry-run", action="store_true", help="check everything and print the plan with prices; create nothing")
+    parser.add_argument("-y", "--yes", action="store_true", help="on EC2, start without asking 'Proceed? [y/N]' (needed without a terminal)")
     pool = parser.add_argument_group("pool")
     pool.add_argument("--machines", type=_positive_int, metavar="N", help="at most N machines per instance type (default: one per row on EC2, the CPU count locally)")
     pool.add_argument("--slots", type=_slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own CPUs (default 1, right for timings; 'auto' = its vCPUs)")
@@ -48,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
     aws.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32)")
     aws.add_argument("--max-hours", type=float, default=24.0, help="a machine ends itself after this many hours, whatever happens (default 24)")
+    market = aws.add_mutually_exclusive_group()
+    market.add_argument("--spot", action="store_const", dest="market", const="spot", default="on-demand",
+                        help="spot machines (60-90%% cheaper; an interrupted row runs again elsewhere); a type AWS has no spot capacity for runs on-demand")
+    market.add_argument("--spot-only", action="store_const", dest="market", const="spot-only",
+                        help="like --spot, but wait for spot capacity instead of falling back to on-demand")
     aws.add_argument("--user", default="ubuntu", help="SSH user on the AMI (default ubuntu; ec2-user on Amazon Linux)")
     aws.add_argument("--ssh-config", type=Path, help="OpenSSH client config consulted per instance (bastions, ports)")
     aws.add_argument("--bucket", help="bucket name (default: the job name)")
@@ -112,6 +124,8 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
         validate_job_name(args.bucket)
     if args.max_hours <= 0:
         raise UserError(f"--max-hours {args.max_hours} must be more than 0.")
+    if args.ami == "local" and args.market != "on-demand":
+        raise UserError(f"--{args.market} is for EC2 machines: local sandboxes have no market; leave it out with AMI 'local'.")
     jobs = read_jobs(args.jobfile, args.job, args.tag_offset)
     if not args.install.is_file():
         raise UserError(f"install script {args.install} does not exist: give one with --install FILE (it may be just `#!/bin/bash`).")
@@ -120,7 +134,7 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
     options = ProviderOptions(
         region=args.region, profile=args.profile, ssh_cidr=args.ssh_cidr, max_hours=args.max_hours,
         user=args.user, ssh_config=str(args.ssh_config.resolve()) if args.ssh_config else None,
-        bucket=args.bucket, node_root=args.node_root,
+        bucket=args.bucket, node_root=args.node_root, market=args.market,
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
@@ -167,19 +181,55 @@ class WaitProgress:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     record, jobs = plan(args)
-    with dispatcher_lock(record.job):
-        return run(args, record, jobs)
-
-
-def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> int:
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)
+        quote = price_plan(record, provider, write_cache=not args.dry_run)
+        if args.dry_run or provider.name != "local":
+            show_plan(quote)
+        if args.dry_run:
+            report("dry run: nothing was created")
+            return 0
+        if not confirm(quote, args.yes):
+            report("not started: nothing was created")
+            return 1
+        with dispatcher_lock(record.job):
+            return run(args, record, provider, quote.book)
+    finally:
+        provider.close()
+
+
+def price_plan(record: CampaignRecord, provider: Provider, write_cache: bool = True) -> CampaignPlan:
+    """The fleet this run may start, with prices and (where readable) the vCPU quotas it needs."""
+    rows_per_type = dict(Counter(job.instance_type for job in record.jobs))
+    local = provider.name == "local"
+    market = "local" if local else record.options.market
+    types = sorted(rows_per_type)
+    book = provider.price_book(types, spot=market in SPOT_MARKETS, write_cache=write_cache)
+    quote = make_plan(record.job, "local" if local else book.region, market, record.options.max_hours, rows_per_type,
+                      record.pool.machines_per_type(rows_per_type, local=local), record.pool.slots,
+                      provider.vcpus, book)
+    needs = quota_needs(quote)
+    provider.check_quotas(needs, quote.notes)
+    quote.notes += [w for need in needs if (w := need.warning(quote.where))]
+    return quote
+
+
+def show_plan(quote: CampaignPlan) -> None:
+    console.print(plan_table(quote))
+    for line in plan_summary(quote):
+        report(line)
+
+
+def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, prices: PriceBook) -> int:
+    """Prepare (keys, firewall, role, bucket), save the record, and run the rounds."""
+    try:
         provider.prepare()
         record.bucket_url = provider.bucket_url
         storage = record.storage(provider)
         record.save(storage)
-        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report)
+        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report,
+                            prices=prices)
         if not args.wait:
             campaign.run(create=args.create, dispatch=args.dispatch, wait=False)
             if args.dispatch:
@@ -189,6 +239,7 @@ def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> in
             rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=True, on_round=progress.update)
         tags = record.tags
         console.print(status_table(record.job, tags, rows))
+        report(cost_line(campaign.ledger()))
         return 0 if campaign_succeeded(tags, rows) else 1
     finally:
         provider.close()

@@ -22,6 +22,7 @@ from burst.campaign_record import CampaignRecord
 from burst.concurrency import parallel
 from burst.errors import BurstError
 from burst.node_config import NodeConfig
+from burst.pricing import LOCAL, ON_DEMAND, PriceBook
 from burst.node_scripts import build_bundle, probe_command, start_setup_command, start_worker_command
 from burst.providers.base import LaunchSpec, Provider
 from burst.reconcile import Actions, World
@@ -38,8 +39,10 @@ LOGIN_TIMEOUT = 300.0  # ... or that refused the job's key for this long
 
 class Fleet:
     def __init__(self, record: CampaignRecord, provider: Provider, storage: Storage,
-                 report: Callable[[str], None] = print, install_timeout: float = 3600.0):
+                 report: Callable[[str], None] = print, install_timeout: float = 3600.0,
+                 prices: PriceBook | None = None):
         self.record = record
+        self.prices = prices  # None when this run may not launch (status): no new machine records
         self.provider = provider
         self.storage = storage
         self.report = report
@@ -66,11 +69,13 @@ class Fleet:
             status.attempt, status.instance_id, status.slot = held.claim.attempt, held.claim.machine, held.claim.slot
             save_status(self.storage, status)
             self.report(f"{held.claim.tag}: {requeue.reason}" + ("" if requeue.final else "; it runs again"))
-        for tag, why in actions.fail_rows.items():
+        final_rows = [(tag, protocol.FAILED, why) for tag, why in actions.fail_rows.items()]
+        final_rows += [(tag, protocol.INTERRUPTED, why) for tag, why in actions.interrupt_rows.items()]
+        for tag, state, why in final_rows:
             held = claims.try_claim(self.storage, tag, "dispatcher", -1, world.bucket.claims.get(tag))
             if held is None:
                 continue
-            status = self._status(tag, protocol.FAILED, why)
+            status = self._status(tag, state, why)
             status.attempt = held.claim.attempt
             save_status(self.storage, status)
             self.report(f"{tag}: {why}")
@@ -82,11 +87,27 @@ class Fleet:
                 self.report(f"machine {end.id}: {end.reason}")
         for instance_type, count in actions.launch.items():
             ids = self.provider.launch(LaunchSpec(self.record.job, instance_type, self.record.image), count)
-            for instance_id in ids:
-                self._write_machine(MachineRecord(id=instance_id, instance_type=instance_type, state=protocol.LAUNCHED))
+            if not ids:
+                continue  # e.g. --spot-only and no spot capacity yet: the provider said so
             noun = "sandbox(es)" if self.provider.name == "local" else "machine(s)"
             self.report(f"started {len(ids)} {noun} of type {instance_type}")
-            self.provider.wait_ready(ids)
+            try:
+                ready = self.provider.wait_ready(ids)
+            except Exception:
+                for instance_id in ids:  # recorded all the same: the reconcile ends what never came up
+                    self._write_machine(MachineRecord(id=instance_id, instance_type=instance_type, state=protocol.LAUNCHED))
+                raise
+            for instance in ready:
+                self._write_machine(self._launched_record(instance))
+
+    def _launched_record(self, instance: InstanceInfo) -> MachineRecord:
+        """A new machine's record, with its market and its price per hour for the ledger."""
+        lifecycle = LOCAL if self.provider.name == "local" else str(instance.details.get("lifecycle") or ON_DEMAND)
+        zone = str(instance.details.get("availability_zone", ""))
+        price = self.prices.price(instance.instance_type, lifecycle, zone) if self.prices is not None else None
+        launched = str(instance.details.get("launch_time") or "") or utc_now()
+        return MachineRecord(id=instance.id, instance_type=instance.instance_type, state=protocol.LAUNCHED,
+                             launched=launched, lifecycle=lifecycle, price_per_hour=price)
 
     def _status(self, tag: str, state: str, note: str) -> JobStatus:
         job = self.record.job_of(tag)
@@ -104,6 +125,8 @@ class Fleet:
             kind = instance.instance_type if instance else ""
             record = MachineRecord(id=instance_id, instance_type=kind, state=state)
         record = dataclasses.replace(record, state=state, note=note or record.note)
+        if state in (protocol.ENDED, protocol.INSTALL_FAILED) and not record.ended:
+            record.ended = utc_now()  # the dispatcher terminates it now: the end of its cost
         if instance is not None and not record.facts:
             record.facts = {"id": instance.id, "instance_type": instance.instance_type, "host": instance.host, **instance.details}
         self._write_machine(record)
@@ -176,7 +199,7 @@ class Fleet:
         if word == protocol.P_NEW:
             transport.run(f"mkdir -p {shlex.quote(node_dir)}/logs")
             transport.put(self.bundle(), f"{node_dir}/{protocol.BUNDLE}")
-            transport.run(start_setup_command(node_dir, self.node_config(instance), start_workers))
+            transport.run(start_setup_command(node_dir, self.node_config(instance, record), start_workers))
             self._set_machine(instance.id, protocol.INSTALLING, "", world, instance)
         elif word == protocol.P_INSTALLING:
             if record is None or record.state != protocol.INSTALLING:
@@ -228,9 +251,11 @@ class Fleet:
         self.report(f"machine {instance.id} ({instance.instance_type}): {note}")
         return protocol.P_FAILED
 
-    def node_config(self, instance: InstanceInfo) -> NodeConfig:
+    def node_config(self, instance: InstanceInfo, record: MachineRecord | None = None) -> NodeConfig:
         pool = self.record.pool
         return NodeConfig(
+            lifecycle=record.lifecycle if record else str(instance.details.get("lifecycle", "")),
+            price_per_hour=record.price_per_hour if record else None,
             provider=self.provider.name, job=self.record.job, instance_id=instance.id,
             instance_type=instance.instance_type, bucket_url=self.record.bucket_url, results=list(self.record.results),
             provider_options=self.provider.node_options(), slots=str(pool.slots), heartbeat=pool.heartbeat,

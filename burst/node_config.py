@@ -39,6 +39,8 @@ class NodeConfig:
     retry_failed: bool = False  # a non-zero exit is retried too
     save_patience: float = 600.0  # seconds a bucket write is retried before the worker gives up on it
     facts: dict[str, Any] = field(default_factory=dict)  # what the provider says of the machine
+    lifecycle: str = ""  # "spot": the worker watches for an interruption notice
+    price_per_hour: float | None = None  # the machine's price, for each row's cost; None = unknown
 
     def slot_count(self) -> int:
         if self.slots == "auto":
@@ -53,7 +55,9 @@ class NodeConfig:
 
     @classmethod
     def load(cls, root: Path) -> "NodeConfig":
-        return cls(**json.loads((root / protocol.NODE_CONFIG).read_text(encoding="utf-8")))
+        data = json.loads((root / protocol.NODE_CONFIG).read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def cpu_model() -> str:

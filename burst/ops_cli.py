@@ -1,4 +1,4 @@
-"""``python -m burst status|logs|terminate|cleanup JOB``: everything after the dispatch.
+"""``python -m burst status|cost|logs|terminate|cleanup JOB``: everything after the dispatch.
 
 Machines are found by their tags at the provider, never from memory, so these
 work from any shell, while the dispatcher runs or after it died.
@@ -15,6 +15,7 @@ from burst.campaign_record import load_record, record_path
 from burst.console import console, errors, report
 from burst.errors import UserError
 from burst import protocol
+from burst.ledger import cost_by_machine, cost_by_type, cost_line
 from burst.status import machines_table, status_json, status_table
 from burst.storage import KeyNotFound
 
@@ -25,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="table of every row (state, exit code, attempt, machine, slot, heartbeat) and machine; reconciles first")
     status.add_argument("job")
     status.add_argument("--json", action="store_true", help="print the status records as JSON")
+    status.add_argument("--cost", action="store_true", help="also print the cost per instance type and per machine")
+    cost = sub.add_parser("cost", help="what the campaign cost so far: per instance type and per machine")
+    cost.add_argument("job")
     logs = sub.add_parser("logs", help="print a row's install, stdout and stderr logs")
     logs.add_argument("job")
     logs.add_argument("tag")
@@ -48,17 +52,35 @@ def _campaign(job: str) -> Campaign:
     return Campaign(record, provider, record.storage(provider), report=_note)
 
 
-def cmd_status(job: str, as_json: bool) -> int:
+def cmd_status(job: str, as_json: bool, with_cost: bool = False) -> int:
     """Reconcile (requeue lost rows, end stray machines; never launch), then show every row and machine."""
     campaign = _campaign(job)
     world, _ = campaign.reconcile(may_launch=False)
     rows = campaign.rows(world)
     machines = campaign.machines(world)
+    ledger = campaign.ledger(world)
     if as_json:
         print(status_json(job, campaign.record.tags, rows, machines))
-    else:
-        console.print(status_table(job, campaign.record.tags, rows))
-        console.print(machines_table(machines))
+        return 0
+    console.print(status_table(job, campaign.record.tags, rows))
+    console.print(machines_table(machines))
+    if with_cost:
+        _print_cost(ledger)
+    report(cost_line(ledger))
+    return 0
+
+
+def _print_cost(ledger) -> None:
+    console.print(cost_by_type(ledger))
+    console.print(cost_by_machine(ledger))
+
+
+def cmd_cost(job: str) -> int:
+    """The ledger alone: no reconcile, nothing changed."""
+    campaign = _campaign(job)
+    ledger = campaign.ledger()
+    _print_cost(ledger)
+    report(cost_line(ledger))
     return 0
 
 
@@ -133,7 +155,9 @@ def cmd_cleanup(job: str, yes: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "status":
-        return cmd_status(args.job, args.json)
+        return cmd_status(args.job, args.json, args.cost)
+    if args.command == "cost":
+        return cmd_cost(args.job)
     if args.command == "logs":
         return cmd_logs(args.job, args.tag, args.attempt)
     if args.command == "terminate":

@@ -17,6 +17,7 @@ DONE = "done"
 FAILED = "failed"
 INTERRUPTED = "interrupted"  # an attempt lost its machine; final when no retry is left
 TERMINAL_STATES = frozenset({DONE, FAILED, INTERRUPTED})
+SPOT_INTERRUPTION = "spot interruption"  # the reason of a row a spot machine gave back
 
 # -- claim states (``<tag>/claim.json``) ------------------------------------------
 HELD = "held"  # a worker runs this attempt and renews the lease

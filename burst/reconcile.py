@@ -50,10 +50,11 @@ class Actions:
     requeue: list[Requeue] = field(default_factory=list)
     end: list[EndMachine] = field(default_factory=list)
     fail_rows: dict[str, str] = field(default_factory=dict)  # tag -> why (its type cannot install)
+    interrupt_rows: dict[str, str] = field(default_factory=dict)  # tag -> why (interrupted, no retry left)
     stuck: dict[str, int] = field(default_factory=dict)  # type -> pending rows no machine will take
 
     def __bool__(self) -> bool:
-        return bool(self.launch or self.requeue or self.end or self.fail_rows)
+        return bool(self.launch or self.requeue or self.end or self.fail_rows or self.interrupt_rows)
 
 
 @dataclass
@@ -109,8 +110,12 @@ def decide(world: World, policy: Policy) -> Actions:
         held = world.bucket.claims.get(row.tag)
         if state == protocol.PENDING:
             if held is not None and held.claim.attempt > policy.retries:
-                actions.fail_rows[row.tag] = (f"attempt {held.claim.attempt} ended without a result "
-                                              f"({held.claim.reason}); no retry left (--retries {policy.retries})")
+                why = (f"attempt {held.claim.attempt} ended without a result "
+                       f"({held.claim.reason}); no retry left (--retries {policy.retries})")
+                status = world.bucket.statuses.get(row.tag)
+                interrupted = status is not None and status.state == protocol.INTERRUPTED \
+                    and status.attempt == held.claim.attempt  # given back (spot): never the row's failure
+                (actions.interrupt_rows if interrupted else actions.fail_rows)[row.tag] = why
                 continue
             pending[row.instance_type] += 1
         elif state == protocol.RUNNING and held is not None:

@@ -25,6 +25,18 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def iso_utc(seconds: float) -> str:
+    """A POSIX time as ``utc_now`` writes times."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def row_cost(seconds: float, price_per_hour: float | None, slots: int) -> float | None:
+    """A row's share of its machine: its wall time at the machine's price, split over the machine's slots."""
+    if price_per_hour is None:
+        return None
+    return round(seconds / 3600 * price_per_hour / max(1, slots), 8)
+
+
 def seconds_since(iso: str, now: float | None = None) -> float:
     """Seconds from an ISO-8601 timestamp (as ``utc_now`` writes them) to ``now`` (default: this moment); 0 if unreadable."""
     try:
@@ -133,6 +145,9 @@ class MachineRecord:
     updated: str = field(default_factory=utc_now)
     note: str = ""  # install failure tail, or why the reconcile ended it
     facts: dict[str, Any] = field(default_factory=dict)  # AZ, AMI, lifecycle ...
+    lifecycle: str = ""  # "spot", "on-demand" or "local"
+    price_per_hour: float | None = None  # USD at launch (spot: its zone's price then); None = unknown
+    ended: str = ""  # when the dispatcher ended it ("" = it ended itself, or runs)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MachineRecord":
@@ -146,7 +161,7 @@ class WorkerRecord:
     id: str
     instance_type: str
     slots: int
-    state: str = "working"  # working | finished
+    state: str = "working"  # working | finished | interrupted (a spot interruption notice came)
     started: str = field(default_factory=utc_now)
     heartbeat: str = field(default_factory=utc_now)
     rows: list[str] = field(default_factory=list)  # "tag#attempt" of every row it ran

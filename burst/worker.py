@@ -26,17 +26,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from burst import claims, protocol
+from burst import claims, protocol, spot_notice
 from burst.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
 from burst.node_config import NodeConfig, lease_seconds, provenance
 from burst.outputs import find_outputs
-from burst.records import JobStatus, WorkerRecord, utc_now
+from burst.processes import slot_cpus, stop_process_group
+from burst.records import JobStatus, WorkerRecord, iso_utc, row_cost, utc_now
 from burst.retry import retry_call
 from burst.status_store import save_status
 from burst.storage import KeyNotFound, PreconditionFailed, Storage, open_storage
 from burst.transport.base import tail
 
-KILL_GRACE = 5.0
 
 
 def log(message: str) -> None:
@@ -49,16 +49,6 @@ def _retry_storage(function, what: str, seconds: float):
                       on_retry=lambda error, delay: log(f"{what}: {type(error).__name__}: {error}; retrying in {delay:.1f} s"))
 
 
-def slot_cpus(slot: int, slots: int) -> list[int]:
-    """The CPUs of one slot: the machine's CPUs split evenly; [] (all of them) with one slot."""
-    available = sorted(os.sched_getaffinity(0))
-    if slots <= 1:
-        return []
-    per = max(1, len(available) // slots)
-    start = (slot * per) % len(available)
-    return available[start:start + per]
-
-
 @dataclass
 class RowRun:
     held: HeldClaim
@@ -66,6 +56,7 @@ class RowRun:
     lock: threading.Lock = field(default_factory=threading.Lock)
     process: subprocess.Popen | None = None
     lost: bool = False
+    interrupted: bool = False  # a spot interruption notice came: give the row back
     finished: bool = False
     written: float = field(default_factory=time.time)  # when this worker last wrote the claim
 
@@ -83,6 +74,7 @@ class Worker:
         self.stop = threading.Event()
         self.ran: list[str] = []
         self.keep_machine = False
+        self.interruption: dict | None = None  # the spot interruption notice, once one came
         self.started = utc_now()
         self.rows = self._rows_of_my_type()
         self.queue: list[tuple[str, HeldClaim | None]] = []
@@ -159,7 +151,8 @@ class Worker:
         started = time.time()
         with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
             with run.lock:
-                if not run.lost:
+                run.interrupted = run.interrupted or self.interruption is not None
+                if not (run.lost or run.interrupted):
                     run.process = subprocess.Popen(
                         ["bash", "-c", run.command], cwd=code, env=self._environment(run, slot),
                         stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
@@ -170,8 +163,9 @@ class Worker:
         status = JobStatus(
             job=self.config.job, tag=claim.tag, state=protocol.FAILED, instance_type=self.config.instance_type,
             command=run.command, instance_id=self.config.instance_id, attempt=claim.attempt, slot=slot, cpus=cpus,
-            exit_code=exit_code, started=_iso(started), ended=_iso(ended), seconds=round(ended - started, 3),
-            provenance=provenance(), instance=dict(self.config.facts),
+            exit_code=exit_code, started=iso_utc(started), ended=iso_utc(ended), seconds=round(ended - started, 3),
+            provenance=provenance(), instance=dict(self.config.facts), lifecycle=self.config.lifecycle,
+            price_per_hour=self.config.price_per_hour, cost_usd=row_cost(ended - started, self.config.price_per_hour, self.slots),
         )
         try:
             self._save(run, status, code, logs)
@@ -192,8 +186,12 @@ class Worker:
             return
         outputs, warnings = find_outputs(code, self.config.results)
         uploads.update({f"{protocol.results_prefix(claim.tag, claim.attempt)}{name}": path for name, path in outputs.items()})
-        failures = [f"{key}: {error}" for key, path in uploads.items() if (error := self._upload(key, path))]
+        patience = 60 if run.interrupted else None  # AWS ends the machine two minutes after its notice
+        failures = [f"{key}: {error}" for key, path in uploads.items() if (error := self._upload(key, path, patience))]
         status.warnings = warnings
+        if run.interrupted:
+            self._give_back(run, status, failures)
+            return
         if failures:
             self.keep_machine = True
             status.note = (f"upload failed, so the machine was left running to keep the outputs (collect them from "
@@ -222,6 +220,34 @@ class Worker:
             if retry:
                 self._patiently(lambda: claims.release(self.storage, run.held, status.note), f"releasing {claim.tag}")
 
+    def _give_back(self, run: RowRun, status: JobStatus, failures: list[str]) -> None:
+        """A spot interruption: this attempt ends ``interrupted`` (never the row's failure) and its claim is released."""
+        claim = run.held.claim
+        status.state = protocol.INTERRUPTED
+        when = (self.interruption or {}).get("time")
+        status.note = protocol.SPOT_INTERRUPTION + (f" (AWS ends the machine at {when})" if when else "")
+        if failures:
+            status.note += "; not saved: " + "; ".join(failures)
+        with run.lock:
+            run.finished = True
+            self._patiently(lambda: save_status(self.storage, status), f"writing the status of {claim.tag}", seconds=60)
+            self._patiently(lambda: claims.release(self.storage, run.held, protocol.SPOT_INTERRUPTION),
+                            f"releasing {claim.tag}", seconds=60)
+        log(f"{claim.tag} attempt {claim.attempt}: given back ({protocol.SPOT_INTERRUPTION})")
+
+    def _on_interruption(self, notice: dict) -> None:
+        """Stop claiming, stop every running row (TERM, then KILL); each slot then saves and gives its row back."""
+        log(f"spot interruption notice: {notice}; giving the rows back")
+        with self.lock:
+            self.interruption = notice
+            runs = list(self.runs.values())
+        self.stop.set()
+        for run in runs:
+            with run.lock:
+                run.interrupted = True
+                process = run.process
+            threading.Thread(target=stop_process_group, args=(process,), daemon=True).start()
+
     def _upload(self, key: str, path: Path, seconds: float | None = None) -> str | None:
         """None once verified, else the last error."""
         try:
@@ -247,7 +273,7 @@ class Worker:
                     except PreconditionFailed:
                         run.lost = True
                         log(f"{run.held.claim.tag}: the lease was taken over; stopping this attempt")
-                        threading.Thread(target=_stop_process, args=(run.process,), daemon=True).start()
+                        threading.Thread(target=stop_process_group, args=(run.process,), daemon=True).start()
                     except Exception as error:  # storage down for long: the next beat tries again
                         log(f"renewing {run.held.claim.tag} failed: {error}")
             self._write_record("working", quick=True)
@@ -295,6 +321,8 @@ class Worker:
         self._write_record("working")
         beats = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
         beats.start()
+        if self.config.provider == "ec2" and self.config.lifecycle == "spot":
+            spot_notice.watch(self.stop, self._on_interruption, log)
         threads = [threading.Thread(target=self._slot, args=(s,), name=f"slot-{s}") for s in range(self.slots)]
         for thread in threads:
             thread.start()
@@ -302,10 +330,13 @@ class Worker:
             thread.join()
         self.stop.set()
         beats.join()
-        if self.keep_machine:
+        if self.interruption is not None:
+            self._write_record("interrupted", note=f"spot interruption notice: {self.interruption}")
+        elif self.keep_machine:
             self._write_record("finished", note="kept running: an upload could not be verified")
             return 1
-        self._write_record("finished")
+        else:
+            self._write_record("finished")
         from burst.node_config import terminate_self
 
         try:
@@ -315,28 +346,6 @@ class Worker:
             self._write_record("finished", note=f"could not end its machine: {type(error).__name__}: {error}")
             return 1
         return 0
-
-
-def _stop_process(process: subprocess.Popen | None) -> None:
-    """TERM the command's process group, KILL it after a grace period."""
-    if process is None:
-        return
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
-        try:
-            os.killpg(process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _iso(seconds: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def work(root: Path) -> int:

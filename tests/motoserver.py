@@ -70,6 +70,10 @@ def aws_test_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, endpoi
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    # moto has no Price List API: a loopback server replays its answers (tests/pricelist.py)
+    from tests.pricelist import price_list_server
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", price_list_server().url)
     # Never ask 169.254.169.254 for anything, even when credentials are missing.
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     # moto checks instance types in RunInstances only when asked (read at call time).

@@ -34,10 +34,12 @@ def public_key_of(pem) -> str:
 class Nodes:
     """One sshd standing in for every instance, started once the job's key pair exists."""
 
-    def __init__(self, tmp_path, home, factory, endpoint, job):
+    def __init__(self, tmp_path, home, factory, endpoint, job, metadata_url: str | None = None):
+        # the instance metadata: a loopback IMDSv2 server, or none at all; never the link-local address
+        metadata = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata_url} if metadata_url else {"AWS_EC2_METADATA_DISABLED": "true"}
         self.server: SSHServer = factory(start=False, env=node_env(
             AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="node-testing", AWS_SECRET_ACCESS_KEY="node-testing",
-            AWS_EC2_METADATA_DISABLED="true",
+            **metadata,
         ))
         self.ssh_config = write_ssh_config(tmp_path / "ssh_config", {"*": {
             "HostName": "127.0.0.1", "Port": self.server.port, "User": self.server.user,
@@ -58,7 +60,7 @@ class Nodes:
             self.error = error
 
     def args(self) -> list[str]:
-        return ["--ssh-config", str(self.ssh_config), "--ssh-cidr", "127.0.0.1/32", "--node-root", str(self.node_root)]
+        return ["--ssh-config", str(self.ssh_config), "--ssh-cidr", "127.0.0.1/32", "--node-root", str(self.node_root), "--yes"]
 
     def power_off(self, job: str, instance_ids: list[str]) -> int:
         """What terminating these instances does to their processes, which moto cannot do: SIGKILL them.
@@ -107,8 +109,8 @@ def make_nodes(tmp_path, isolated_home, sshd_factory, moto_server):  # noqa: F81
     """``make_nodes(job)`` -> :class:`Nodes`; at teardown every process of their machines is ended."""
     made: list[Nodes] = []
 
-    def make(job: str) -> Nodes:
-        nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job)
+    def make(job: str, metadata_url: str | None = None) -> Nodes:
+        nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job, metadata_url)
         made.append(nodes)
         return nodes
 
@@ -299,7 +301,7 @@ def test_a_failed_install_is_replaced_terminate_ends_all_and_reruns_launch_nothi
 def test_unknown_ami_or_instance_type_is_refused_before_anything_is_launched(tmp_path, moto_server, moto_ami, image, rows, expected):
     jobfile, install = write_jobs(tmp_path, rows)
     result = run_script(DISPATCHER, image or moto_ami, "ec2bad", str(jobfile), "-c", "-d", "--install", str(install),
-                        "--ssh-cidr", "127.0.0.1/32")
+                        "--ssh-cidr", "127.0.0.1/32", "--yes")
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert instances_of("ec2bad") == []
@@ -313,7 +315,7 @@ def test_credential_and_address_mistakes_are_exit_2_and_create_nothing(tmp_path,
     if case == "no credentials":
         monkeypatch.delenv("AWS_ACCESS_KEY_ID")
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    result = run_script(DISPATCHER, moto_ami, "ec2creds", str(jobfile), "-c", "-d", "--install", str(install), "--ssh-cidr", cidr)
+    result = run_script(DISPATCHER, moto_ami, "ec2creds", str(jobfile), "-c", "-d", "--install", str(install), "--ssh-cidr", cidr, "--yes")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     expected = {"no credentials": "aws configure", "open ssh range": "0.0.0.0/0", "not an address": "my-laptop"}[case]

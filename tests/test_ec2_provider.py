@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import base64
 import http.server
 import json
@@ -566,11 +567,13 @@ def test_teardown_removes_all_but_the_bucket(provider, moto_ami, home):
 
 
 def test_nothing_here_reads_instance_metadata_or_shuts_down():
-    root = Path(ec2_module.__file__).parent
-    for name in ("ec2.py", "aws_setup.py"):
-        text = (root / name).read_text()
-        assert "169.254.169.254" not in text
-    text = (root / "ec2.py").read_text()
-    # the only shutdown is the line inside the user-data string
-    lines = [line for line in text.splitlines() if "shutdown -h" in line]
-    assert len(lines) == 1 and lines[0].strip().startswith('f"shutdown -h +{minutes}')
+    """The link-local metadata address is only the spot watch's default; the only shutdown is in user-data."""
+    package = Path(ec2_module.__file__).parents[1]
+    sources = {path.relative_to(package).as_posix(): path.read_text() for path in package.rglob("*.py")}
+    metadata = {name for name, text in sources.items() if "169.254.169.254" in text}
+    assert metadata == {"spot_notice.py"}
+    assert [line.strip() for line in sources["spot_notice.py"].splitlines() if "169.254.169.254" in line] == [
+        'DEFAULT_ENDPOINT = "http://169.254.169.254/"']
+    shutdowns = [(name, line.strip()) for name, text in sources.items() for line in text.splitlines()
+                 if re.search(r"\b(shutdown|poweroff|reboot|halt)\s+(-|now|\+)|[\"'](shutdown|poweroff|reboot|halt)[\"']", line)]
+    assert [(name, line[:21]) for name, line in shutdowns] == [("providers/ec2_userdata.py", 'f"shutdown -h +{minut')]

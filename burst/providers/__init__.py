@@ -32,6 +32,7 @@ class ProviderOptions:
     ssh_config: str | None = None
     bucket: str | None = None  # bucket name; default: the job name
     node_root: str = "burst"
+    market: str = "on-demand"  # on-demand | spot (falls back to on-demand) | spot-only (waits for spot)
     key_dir: str = field(default_factory=lambda: str(Path.home() / ".ssh"))
 
     def to_dict(self) -> dict[str, Any]:

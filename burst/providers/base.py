@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+from burst.pricing import PriceBook
+from burst.quotas import QuotaNeed
 from burst.records import InstanceInfo, Job
 from burst.transport.base import Transport
 
@@ -29,6 +31,11 @@ class Provider(ABC):
     node_root: str = "burst"
     # Whether nodes need burst/bootstrap.sh (python3 + boto3) before INSTALL.sh.
     needs_bootstrap: bool = False
+    # vCPUs per instance type, as ``validate`` found them (for slots=auto and the quota check)
+    vcpus: dict[str, int] = {}
+    # Where the provider says what it decided on its own (a spot request fell back to on-demand ...);
+    # the campaign sets it to its report.
+    report: Callable[[str], None] = staticmethod(lambda message: None)
 
     def node_python(self) -> str:
         """Python interpreter that runs the agent on a node."""
@@ -36,6 +43,13 @@ class Provider(ABC):
 
     def validate(self, jobs: list[Job]) -> None:
         """Check image and instance types before anything is launched (raise UserError)."""
+
+    def price_book(self, types: list[str], spot: bool, write_cache: bool = True) -> PriceBook:
+        """What a machine of each type costs per hour (unknown prices are None). Creates nothing in the cloud."""
+        return PriceBook.free(types)
+
+    def check_quotas(self, needs: list[QuotaNeed], notes: list[str]) -> None:
+        """Fill ``needs`` with the account's quotas where they can be read; else add a note."""
 
     def prepare(self) -> None:
         """Create what the job's machines need once (keys, firewall, bucket, role). Idempotent."""

@@ -22,7 +22,6 @@ paramiko comes in with ``transport()``.
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from pathlib import Path
@@ -32,10 +31,14 @@ import boto3
 from botocore.exceptions import ClientError, WaiterError
 
 from burst.errors import BurstError, UserError
-from burst.providers import aws_setup, ec2_checks
+from burst.providers import aws_setup, ec2_checks, ec2_spot
+from burst.providers.ec2_spot import SpotRefused
+from burst.providers.ec2_userdata import user_data
 from burst.node_config import NodeConfig
 from burst.providers.base import LaunchSpec, Provider
 from burst.providers.ec2_checks import _chunks, _code, _message
+from burst.pricing import PriceBook, read_prices
+from burst.quotas import QuotaNeed, read_quotas
 from burst.records import InstanceInfo, Job
 from burst.retry import aws_config
 
@@ -54,29 +57,6 @@ CAPACITY_DELAYS = (15.0, 30.0, 60.0, 120.0)  # then give up: about 4 minutes
 PROFILE_DELAYS = (2.0, 4.0, 8.0, 8.0, 10.0, 10.0, 10.0)  # a new instance profile: about 50 s
 
 EC2_CONFIG = aws_config(connect_timeout=20, read_timeout=120)
-
-
-def watchdog_minutes(max_hours: float) -> int:
-    if not max_hours or max_hours <= 0:
-        raise UserError(f"--max-hours {max_hours} must be more than 0.")
-    return max(1, math.ceil(max_hours * 60))
-
-
-def user_data(job: str, max_hours: float) -> str:
-    """The cloud-init script of every machine: the max-lifetime watchdog.
-
-    The only OS shutdown in burst, and it runs on EC2 instances only: they are
-    launched with InstanceInitiatedShutdownBehavior=terminate, so shutting the
-    OS down terminates the instance.
-    """
-    minutes = watchdog_minutes(max_hours)
-    return (
-        "#!/bin/bash\n"
-        f"# burst job {job}: a machine never outlives its campaign by accident.\n"
-        "# InstanceInitiatedShutdownBehavior=terminate: this shutdown terminates the instance.\n"
-        f"shutdown -h +{minutes} 'burst: max lifetime of {max_hours:g} hours reached' || true\n"
-    )
-
 
 def _is_profile_not_ready(code: str, message: str) -> bool:
     text = message.lower()
@@ -129,6 +109,8 @@ class EC2Provider(Provider):
         self.ready_timeout = 900.0  # waiter gives up after this long
         self._identity: dict[str, str] | None = None
         self._marketplace_codes: list[str] = []
+        self.vcpus: dict[str, int] = {}
+        self.spot_waits: dict[str, ec2_spot.SpotWait] = {}  # --spot-only: per type, when to ask again
 
     # -- checks and setup ----------------------------------------------------
 
@@ -141,13 +123,20 @@ class EC2Provider(Provider):
         """AMI exists (and may be used), every instance type exists and fits its architecture."""
         self._check_credentials()
         image = ec2_checks.describe_image(self.ec2, self.image, self.region)
-        types = ec2_checks.describe_instance_types(self.ec2, jobs, self.region)
+        types = ec2_checks.describe_instance_types(self.ec2, jobs, self.region, self.vcpus)
         ec2_checks.check_architecture(self.image, image, jobs, types)
         self._marketplace_codes = ec2_checks.marketplace_codes(image)
         if self._marketplace_codes:
             ec2_checks.check_subscription(
                 self.ec2, self.image, jobs[0].instance_type if jobs else "t3.micro", self._marketplace_codes
             )
+
+    def price_book(self, types: list[str], spot: bool, write_cache: bool = True) -> PriceBook:
+        cache = self.burst_home / "prices"
+        return read_prices(self.session, self.ec2, self.region, types, spot, cache if write_cache else None)
+
+    def check_quotas(self, needs: list[QuotaNeed], notes: list[str]) -> None:
+        read_quotas(self.session, self.region, needs, notes)
 
     def prepare(self) -> None:
         self.resources = aws_setup.prepare(self.job, self.options, self.session, identity=self._identity)
@@ -201,15 +190,25 @@ class EC2Provider(Provider):
                 for kind in ("instance", "volume")
             ],
         }
+        if self.options.market == "on-demand":
+            return self.launch_batches(params, count)
+        return ec2_spot.launch_spot(self, params, count)
+
+    def launch_batches(self, params: dict[str, Any], count: int, spot: bool = False) -> list[str]:
+        """One RunInstances per ``MAX_PER_RUN`` machines; a spot refusal says what was launched before it."""
         ids: list[str] = []
         for start in range(0, count, MAX_PER_RUN):
-            instances = self._run_instances(params, min(MAX_PER_RUN, count - start))
+            try:
+                instances = self._run_instances(params, min(MAX_PER_RUN, count - start), spot_refusals=spot)
+            except SpotRefused as refused:
+                refused.launched = ids
+                raise
             chunk_ids = [instance["InstanceId"] for instance in instances]
             self.launched.extend(chunk_ids)
             ids.extend(chunk_ids)
         return ids
 
-    def _run_instances(self, params: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    def _run_instances(self, params: dict[str, Any], count: int, spot_refusals: bool = False) -> list[dict[str, Any]]:
         what = f"{count} x {params['InstanceType']}"
         capacity_tries = profile_tries = 0
         while True:
@@ -221,6 +220,8 @@ class EC2Provider(Provider):
                 return list(response["Instances"])
             except ClientError as error:
                 code, message = _code(error), _message(error)
+                if spot_refusals and code in ec2_spot.SPOT_REFUSALS:
+                    raise SpotRefused(code) from None
                 if code in QUOTA_CODES:
                     ended = self._end_launched()
                     raise UserError(
