@@ -15,9 +15,9 @@ from burst.cost_plan import SPOT_MARKETS, CampaignPlan, confirm, make_plan, plan
 from burst.errors import UserError
 from burst.jobs import read_jobs, validate_job_name
 from burst.records import Job
-from burst.providers import ProviderOptions, make_provider
+from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.ledger import cost_line
-from burst.pricing import PriceBook
+from burst.pricing import PriceBook, remember_prices
 from burst.providers.base import Provider
 from burst.status import campaign_succeeded, count_states, status_table
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)
-        quote = price_plan(record, provider, write_cache=not args.dry_run)
+        quote = price_plan(record, provider)
         if args.dry_run or provider.name != "local":
             show_plan(quote)
         if args.dry_run:
@@ -194,18 +194,19 @@ def main(argv: list[str] | None = None) -> int:
             report("not started: nothing was created")
             return 1
         with dispatcher_lock(record.job):
+            remember_prices(quote.book, burst_home() / "prices")
             return run(args, record, provider, quote.book)
     finally:
         provider.close()
 
 
-def price_plan(record: CampaignRecord, provider: Provider, write_cache: bool = True) -> CampaignPlan:
+def price_plan(record: CampaignRecord, provider: Provider) -> CampaignPlan:
     """The fleet this run may start, with prices and (where readable) the vCPU quotas it needs."""
     rows_per_type = dict(Counter(job.instance_type for job in record.jobs))
     local = provider.name == "local"
     market = "local" if local else record.options.market
     types = sorted(rows_per_type)
-    book = provider.price_book(types, spot=market in SPOT_MARKETS, write_cache=write_cache)
+    book = provider.price_book(types, spot=market in SPOT_MARKETS)
     quote = make_plan(record.job, "local" if local else book.region, market, record.options.max_hours, rows_per_type,
                       record.pool.machines_per_type(rows_per_type, local=local), record.pool.slots,
                       provider.vcpus, book)

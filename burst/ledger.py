@@ -102,6 +102,8 @@ def money(value: float | None) -> str:
         return "unknown"
     if value == 0:
         return "$0"
+    if abs(value) < 0.0001:  # a test or a demo: a few seconds of a cheap machine
+        return f"${value:.3g}"
     return f"${value:.4f}" if abs(value) < 1 else f"${value:,.2f}"
 
 

@@ -41,6 +41,7 @@ class PriceBook:
     on_demand: dict[str, float | None] = field(default_factory=dict)
     spot: dict[str, dict[str, float]] = field(default_factory=dict)  # type -> availability zone -> price
     notes: list[str] = field(default_factory=list)  # why a price is unknown
+    fresh: dict[str, float] = field(default_factory=dict)  # on-demand prices just read, not cached yet
 
     def price(self, instance_type: str, lifecycle: str, zone: str = "") -> float | None:
         """One machine's price: spot in its zone (else the zones' highest), or on-demand."""
@@ -57,14 +58,14 @@ class PriceBook:
         return cls(region=LOCAL, on_demand={t: 0.0 for t in types})
 
 
-def read_prices(session, ec2, region: str, types: list[str], spot: bool, cache_dir: Path,
-                write_cache: bool = True) -> PriceBook:
+def read_prices(session, ec2, region: str, types: list[str], spot: bool, cache_dir: Path) -> PriceBook:
     """Every price the account lets burst read; never raises for a price it cannot read.
 
-    ``write_cache`` False writes nothing (``--dry-run`` leaves ``$BURST_HOME`` as it was).
+    Writes nothing: a refused or dry run leaves ``$BURST_HOME`` as it was. A run
+    that goes ahead keeps the new prices with :func:`remember_prices`.
     """
     book = PriceBook(region=region)
-    book.on_demand = _on_demand(session, region, sorted(set(types)), cache_dir, write_cache, book.notes)
+    book.on_demand = _on_demand(session, region, sorted(set(types)), _read_cache(_cache_file(cache_dir, region)), book)
     if spot:
         book.spot = _spot(ec2, sorted(set(types)), book.notes)
     return book
@@ -84,13 +85,10 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def _on_demand(session, region: str, types: list[str], cache_dir: Path, write_cache: bool,
-               notes: list[str]) -> dict[str, float | None]:
-    cache_path = _cache_file(cache_dir, region)
-    cache = _read_cache(cache_path)
+def _on_demand(session, region: str, types: list[str], cache: dict[str, dict[str, Any]],
+               book: PriceBook) -> dict[str, float | None]:
     now = time.time()
     prices: dict[str, float | None] = {}
-    fetched = False
     for instance_type in types:
         cached = cache.get(instance_type)
         if isinstance(cached, dict) and now - float(cached.get("at", 0)) < CACHE_SECONDS:
@@ -99,23 +97,32 @@ def _on_demand(session, region: str, types: list[str], cache_dir: Path, write_ca
         try:
             price = _get_product_price(session, region, instance_type)
         except Exception as error:  # no permission, no route: say so once, carry on without prices
-            notes.append(f"on-demand prices unknown: the Price List API did not answer ({_why(error)}); "
-                         f"burst needs pricing:GetProducts")
+            book.notes.append(f"on-demand prices unknown: the Price List API did not answer ({_why(error)}); "
+                              f"burst needs pricing:GetProducts")
             for rest in types:
                 prices.setdefault(rest, None)
             break
         prices[instance_type] = price
         if price is None:
-            notes.append(f"no on-demand price listed for {instance_type} in {region}")
+            book.notes.append(f"no on-demand price listed for {instance_type} in {region}")
         else:
-            cache[instance_type] = {"usd": price, "at": now}
-            fetched = True
-    if fetched and write_cache:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        temp = cache_path.with_name(cache_path.name + ".tmp")
-        temp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        temp.replace(cache_path)  # TODO(merge): the shared atomic writer
+            book.fresh[instance_type] = price
     return prices
+
+
+def remember_prices(book: PriceBook, cache_dir: Path) -> None:
+    """Keep the on-demand prices just read for a day (atomically: a reader never sees half a file)."""
+    if not book.fresh:
+        return
+    path = _cache_file(cache_dir, book.region)
+    cache = _read_cache(path)
+    now = time.time()
+    cache.update({kind: {"usd": price, "at": now} for kind, price in book.fresh.items()})
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    temp.replace(path)  # TODO(merge): the shared atomic writer
+    book.fresh.clear()
 
 
 def _get_product_price(session, region: str, instance_type: str) -> float | None:

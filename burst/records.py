@@ -34,7 +34,7 @@ def row_cost(seconds: float, price_per_hour: float | None, slots: int) -> float 
     """A row's share of its machine: its wall time at the machine's price, split over the machine's slots."""
     if price_per_hour is None:
         return None
-    return round(seconds / 3600 * price_per_hour / max(1, slots), 8)
+    return seconds / 3600 * price_per_hour / max(1, slots)
 
 
 def seconds_since(iso: str, now: float | None = None) -> float:

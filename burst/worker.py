@@ -158,14 +158,15 @@ class Worker:
                         stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
             exit_code = run.process.wait() if run.process else -signal.SIGTERM
         ended = time.time()
+        seconds = round(ended - started, 3)
         if exit_code < 0:
             exit_code = 128 - exit_code  # killed by a signal, as bash reports it
         status = JobStatus(
             job=self.config.job, tag=claim.tag, state=protocol.FAILED, instance_type=self.config.instance_type,
             command=run.command, instance_id=self.config.instance_id, attempt=claim.attempt, slot=slot, cpus=cpus,
-            exit_code=exit_code, started=iso_utc(started), ended=iso_utc(ended), seconds=round(ended - started, 3),
+            exit_code=exit_code, started=iso_utc(started), ended=iso_utc(ended), seconds=seconds,
             provenance=provenance(), instance=dict(self.config.facts), lifecycle=self.config.lifecycle,
-            price_per_hour=self.config.price_per_hour, cost_usd=row_cost(ended - started, self.config.price_per_hour, self.slots),
+            price_per_hour=self.config.price_per_hour, cost_usd=row_cost(seconds, self.config.price_per_hour, self.slots),
         )
         try:
             self._save(run, status, code, logs)

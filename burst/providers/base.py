@@ -44,8 +44,8 @@ class Provider(ABC):
     def validate(self, jobs: list[Job]) -> None:
         """Check image and instance types before anything is launched (raise UserError)."""
 
-    def price_book(self, types: list[str], spot: bool, write_cache: bool = True) -> PriceBook:
-        """What a machine of each type costs per hour (unknown prices are None). Creates nothing in the cloud."""
+    def price_book(self, types: list[str], spot: bool) -> PriceBook:
+        """What a machine of each type costs per hour (unknown prices are None). Creates nothing anywhere."""
         return PriceBook.free(types)
 
     def check_quotas(self, needs: list[QuotaNeed], notes: list[str]) -> None:

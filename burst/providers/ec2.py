@@ -131,9 +131,8 @@ class EC2Provider(Provider):
                 self.ec2, self.image, jobs[0].instance_type if jobs else "t3.micro", self._marketplace_codes
             )
 
-    def price_book(self, types: list[str], spot: bool, write_cache: bool = True) -> PriceBook:
-        cache = self.burst_home / "prices"
-        return read_prices(self.session, self.ec2, self.region, types, spot, cache if write_cache else None)
+    def price_book(self, types: list[str], spot: bool) -> PriceBook:
+        return read_prices(self.session, self.ec2, self.region, types, spot, self.burst_home / "prices")
 
     def check_quotas(self, needs: list[QuotaNeed], notes: list[str]) -> None:
         read_quotas(self.session, self.region, needs, notes)
