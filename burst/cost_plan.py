@@ -15,6 +15,7 @@ from typing import Callable
 from rich.table import Table
 
 from burst.errors import UserError
+from burst.ledger import money
 from burst.pricing import LOCAL, ON_DEMAND, SPOT, PriceBook
 from burst.quotas import QuotaNeed, quota_class
 
@@ -106,9 +107,7 @@ def quota_needs(plan: CampaignPlan) -> list[QuotaNeed]:
 
 
 def _money(value: float | None) -> str:
-    if value is None:
-        return "price unknown"
-    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+    return money(value, unknown="price unknown")
 
 
 def plan_table(plan: CampaignPlan) -> Table:

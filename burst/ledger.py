@@ -97,9 +97,10 @@ def make_ledger(world: World, rows: dict[str, JobStatus], now: float | None = No
     return ledger
 
 
-def money(value: float | None) -> str:
+def money(value: float | None, unknown: str = "unknown") -> str:
+    """Dollars as people read them: cents for dollars, 4 decimals below one, 3 digits for a few seconds' worth."""
     if value is None:
-        return "unknown"
+        return unknown
     if value == 0:
         return "$0"
     if abs(value) < 0.0001:  # a test or a demo: a few seconds of a cheap machine
@@ -135,7 +136,7 @@ def cost_by_type(ledger: Ledger) -> Table:
 
 def cost_by_machine(ledger: Ledger) -> Table:
     table = Table(title="cost per machine", title_justify="left")
-    for column in ("machine", "type", "$/h", "hours", "rows", "total $", "overhead $"):
+    for column in ("machine", "type", "$/h", "hours", "rows", "cost", "overhead"):
         table.add_column(column, justify="left" if column in ("machine", "type") else "right", no_wrap=True)
     for m in ledger.machines:
         table.add_row(m.id, f"{m.instance_type} {m.lifecycle or '?'}", money(m.price_per_hour),
