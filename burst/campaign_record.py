@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from burst import __version__
+from burst.atomic import write_atomically
 from burst.errors import UserError
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
@@ -80,7 +81,7 @@ class CampaignRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CampaignRecord":
         data = dict(data)
-        data["jobs"] = [Job(**row) for row in data["jobs"]]
+        data["jobs"] = [from_known_fields(Job, row) for row in data["jobs"]]
         data["options"] = ProviderOptions.from_dict(data.get("options", {}))
         data["pool"] = PoolOptions.from_dict(data.get("pool", {}))
         return from_known_fields(cls, data)
@@ -97,13 +98,9 @@ class CampaignRecord:
         return open_storage(self.bucket_url, **provider.storage_options())
 
     def save(self, storage: Storage) -> None:
-        """Here (atomically: a temp file and a rename) and in the bucket, where the workers read the rows."""
+        """Here (``burst.atomic``: never half a file) and in the bucket, where the workers read the rows."""
         self.updated = utc_now()
-        path = record_path(self.job)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        temp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(temp, path)
+        write_atomically(record_path(self.job), self.to_json())
         storage.write_text(CAMPAIGN_KEY, self.to_json())
 
 

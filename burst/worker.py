@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from burst import claims, protocol
+from burst.atomic import write_atomically
 from burst.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
 from burst.node_config import NodeConfig, lease_seconds, provenance
-from burst.outputs import find_outputs
+from burst.outputs import find_outputs, prepare_results
 from burst.records import JobStatus, WorkerRecord, utc_now
 from burst.retry import retry_call
 from burst.status_store import save_status
@@ -154,6 +155,7 @@ class Worker:
         shutil.rmtree(folder, ignore_errors=True)
         code = folder / "code"
         shutil.copytree(self.root / "code", code, symlinks=True)
+        prepared = prepare_results(code, self.config.results)  # results/ exists, empty, when the command starts
         logs = folder / "logs"
         logs.mkdir()
         started = time.time()
@@ -171,7 +173,7 @@ class Worker:
             job=self.config.job, tag=claim.tag, state=protocol.FAILED, instance_type=self.config.instance_type,
             command=run.command, instance_id=self.config.instance_id, attempt=claim.attempt, slot=slot, cpus=cpus,
             exit_code=exit_code, started=_iso(started), ended=_iso(ended), seconds=round(ended - started, 3),
-            provenance=provenance(), instance=dict(self.config.facts),
+            provenance=provenance(), instance=dict(self.config.facts), warnings=prepared,
         )
         try:
             self._save(run, status, code, logs)
@@ -193,7 +195,7 @@ class Worker:
         outputs, warnings = find_outputs(code, self.config.results)
         uploads.update({f"{protocol.results_prefix(claim.tag, claim.attempt)}{name}": path for name, path in outputs.items()})
         failures = [f"{key}: {error}" for key, path in uploads.items() if (error := self._upload(key, path))]
-        status.warnings = warnings
+        status.warnings = status.warnings + warnings
         if failures:
             self.keep_machine = True
             status.note = (f"upload failed, so the machine was left running to keep the outputs (collect them from "
@@ -346,11 +348,11 @@ def work(root: Path) -> int:
         if (root / protocol.WORKER_STARTED).exists():
             log("a worker already ran on this machine; not starting another")
             return 0
-        (root / protocol.WORKER_STARTED).write_text(utc_now() + "\n")
+        write_atomically(root / protocol.WORKER_STARTED, utc_now() + "\n")
         config = NodeConfig.load(root)
         storage = open_storage(config.bucket_url, **config.storage_options())
         code = Worker(root, config, storage).run()
-        (root / protocol.WORKER_EXIT).write_text(f"{code}\n")  # before the lock is released
+        write_atomically(root / protocol.WORKER_EXIT, f"{code}\n")  # before the lock is released
         return code
 
 
