@@ -104,6 +104,31 @@ class CampaignRecord:
         storage.write_text(CAMPAIGN_KEY, self.to_json())
 
 
+def merge_rows(previous: "CampaignRecord", record: "CampaignRecord") -> list[str]:
+    """A re-run's rows joined to the campaign's (``record.jobs`` is changed); one line per added or removed row.
+
+    Rows are known by their tag. The job file's rows replace the campaign's rows of
+    the same tags (a changed one then runs again: the reconcile compares each row
+    with what its attempt ran). Rows of other job files (``--tag-offset``) stay.
+    A row of *this* job file that is no longer in it is removed from the campaign:
+    not shown, not waited for, never claimed again; its files stay in the bucket.
+    """
+    new_tags = set(record.tags)
+    kept, notes = [], []
+    for job in previous.jobs:
+        if job.tag in new_tags:
+            continue
+        if (job.job_file or previous.job_file) == record.job_file:
+            notes.append(f"{job.tag} was removed from {Path(record.job_file).name}: it is no longer part of the "
+                         f"campaign (its files stay in the bucket)")
+        else:
+            kept.append(job)
+    old_tags = set(previous.tags)
+    notes += [f"{job.tag} was added to {Path(record.job_file).name}" for job in record.jobs if job.tag not in old_tags]
+    record.jobs = kept + record.jobs
+    return notes
+
+
 @contextmanager
 def dispatcher_lock(job: str) -> Iterator[None]:
     """One dispatcher per job on this machine: two at once could launch twice for a tag."""

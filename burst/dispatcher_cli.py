@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from burst.campaign import Campaign
-from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, record_path
+from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, merge_rows, record_path
 from burst.console import console, report
 from burst.errors import UserError
 from burst.jobs import read_jobs, validate_job_name
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     pool.add_argument("--slots", type=_slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own CPUs (default 1, right for timings; 'auto' = its vCPUs)")
     pool.add_argument("--heartbeat", type=_positive_float, default=30.0, metavar="SECONDS", help="lease renewal interval; a row whose machine misses 4 heartbeats runs again (default 30)")
     pool.add_argument("--retries", type=_non_negative_int, default=2, metavar="R", help="attempts after an attempt lost its machine (default 2)")
+    pool.add_argument("--force", action="store_true", help="rerun every row that already ended (done, failed or interrupted), each as its next attempt")
     pool.add_argument("--retry-failed", action="store_true", help="also rerun rows whose command exited non-zero (within --retries)")
     pool.add_argument("--save-patience", type=_positive_float, default=600.0, metavar="SECONDS", help="how long a machine retries saving to the bucket before it gives up and keeps the files (default 600)")
     aws = parser.add_argument_group("EC2")
@@ -101,8 +103,12 @@ def _results(args: argparse.Namespace) -> list[str]:
     return patterns
 
 
-def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
-    """Check every input before anything is created; raise UserError naming what to fix."""
+def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]]:
+    """Check every input before anything is created; raise UserError naming what to fix.
+
+    Returns the campaign record (a re-run's rows merged into the campaign's), the job
+    file's rows, and one line per row the re-run adds or removes.
+    """
     if not (args.create or args.dispatch):
         raise UserError("nothing to do: add -c to launch and set up machines, -d to start the commands, or both.")
     if args.wait and not args.dispatch:
@@ -112,7 +118,8 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
         validate_job_name(args.bucket)
     if args.max_hours <= 0:
         raise UserError(f"--max-hours {args.max_hours} must be more than 0.")
-    jobs = read_jobs(args.jobfile, args.job, args.tag_offset)
+    job_file = str(args.jobfile.resolve())
+    jobs = [dataclasses.replace(job, job_file=job_file) for job in read_jobs(args.jobfile, args.job, args.tag_offset)]
     if not args.install.is_file():
         raise UserError(f"install script {args.install} does not exist: give one with --install FILE (it may be just `#!/bin/bash`).")
     if args.ssh_config is not None and not args.ssh_config.is_file():
@@ -124,7 +131,7 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
-        job_file=str(args.jobfile.resolve()), code_dir=str(cd) if (cd := _code_dir(args)) else "",
+        job_file=job_file, code_dir=str(cd) if (cd := _code_dir(args)) else "",
         install_file=str(args.install.resolve()), results=_results(args),
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
                          retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience),
@@ -137,10 +144,8 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
                 f"`python -m burst cleanup {args.job}` first."
             )
         record.created = previous.created
-        # rows added later with --tag-offset join the campaign; earlier tags stay in its record
-        new_tags = set(record.tags)
-        record.jobs = [j for j in previous.jobs if j.tag not in new_tags] + record.jobs
-    return record, jobs
+        return record, jobs, merge_rows(previous, record)
+    return record, jobs, []
 
 
 class WaitProgress:
@@ -166,12 +171,12 @@ class WaitProgress:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    record, jobs = plan(args)
+    record, jobs, notes = plan(args)
     with dispatcher_lock(record.job):
-        return run(args, record, jobs)
+        return run(args, record, jobs, notes)
 
 
-def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> int:
+def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job], notes: list[str]) -> int:
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)
@@ -179,7 +184,11 @@ def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> in
         record.bucket_url = provider.bucket_url
         storage = record.storage(provider)
         record.save(storage)
+        for note in notes:
+            report(note)
         campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report)
+        if args.force:
+            campaign.rerun_final_rows()
         if not args.wait:
             campaign.run(create=args.create, dispatch=args.dispatch, wait=False)
             if args.dispatch:

@@ -58,6 +58,10 @@ class Fleet:
         return World(rows=list(self.record.jobs), bucket=bucket, live=live)
 
     def apply(self, world: World, actions: Actions) -> None:
+        for rerun in actions.rerun:
+            if claims.reopen(self.storage, rerun.tag, rerun.attempt, rerun.reason):
+                stop = f"stopping attempt {rerun.attempt} and " if rerun.running else ""
+                self.report(f"{rerun.tag} {rerun.reason}: {stop}rerunning it as attempt {rerun.attempt + 1}")
         for requeue in actions.requeue:
             held = requeue.held
             if not requeue.final and not claims.release(self.storage, held, requeue.reason):
@@ -67,7 +71,9 @@ class Fleet:
             save_status(self.storage, status)
             self.report(f"{held.claim.tag}: {requeue.reason}" + ("" if requeue.final else "; it runs again"))
         for tag, why in actions.fail_rows.items():
-            held = claims.try_claim(self.storage, tag, "dispatcher", -1, world.bucket.claims.get(tag))
+            row = self.record.job_of(tag)
+            held = claims.try_claim(self.storage, tag, "dispatcher", -1, world.bucket.claims.get(tag),
+                                    row.instance_type, row.command)
             if held is None:
                 continue
             status = self._status(tag, protocol.FAILED, why)

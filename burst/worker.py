@@ -85,6 +85,7 @@ class Worker:
         self.ran: list[str] = []
         self.keep_machine = False
         self.started = utc_now()
+        self.campaign_etag = ""
         self.rows = self._rows_of_my_type()
         self.queue: list[tuple[str, HeldClaim | None]] = []
         self.queue_lock = threading.Lock()
@@ -94,8 +95,14 @@ class Worker:
 
     # -- what there is to do ---------------------------------------------------
     def _rows_of_my_type(self) -> dict[str, str]:
-        """tag -> command, for this machine's instance type, from ``campaign.json``."""
-        record = json.loads(self._patiently(lambda: self.storage.read_text(protocol.CAMPAIGN_KEY), "reading campaign.json"))
+        """tag -> command, for this machine's instance type, from ``campaign.json`` (and its etag, kept).
+
+        Read again whenever a listing shows ``campaign.json`` changed: a dispatcher run
+        again with changed rows releases them, and they must run as the file says now.
+        """
+        text, self.campaign_etag = self._patiently(lambda: self.storage.read_versioned(protocol.CAMPAIGN_KEY),
+                                                   "reading campaign.json")
+        record = json.loads(text)
         return {row["tag"]: row["command"] for row in record["jobs"] if row["instance_type"] == self.config.instance_type}
 
     def _claim_next(self, slot: int) -> RowRun | None:
@@ -111,10 +118,13 @@ class Worker:
                     if not self.queue:
                         break
                     tag, held = self.queue.pop()
-                won = self._patiently(lambda: claims.try_claim(self.storage, tag, self.config.instance_id, slot, held),
-                                f"claiming {tag}")
+                command = self.rows.get(tag)
+                if command is None:
+                    continue  # no longer a row of this type: the campaign changed since the listing
+                won = self._patiently(lambda: claims.try_claim(self.storage, tag, self.config.instance_id, slot, held,
+                                                               self.config.instance_type, command), f"claiming {tag}")
                 if won is not None:
-                    return RowRun(won, self.rows[tag])
+                    return RowRun(won, command)
                 losses += 1
             with self.queue_lock:  # not self.lock: the heartbeats must go on while this lists
                 self.queue = self._candidates()
@@ -123,16 +133,24 @@ class Worker:
 
     def _candidates(self) -> list[tuple[str, HeldClaim | None]]:
         lease = lease_seconds(self.config.heartbeat)
-        view, free = retry_call(lambda: read_rows_worth_a_look(self.storage, self.cache, set(self.rows), lease),
-                                seconds=self.patience,  # a bucket that cannot be listed is down, not empty
-                                on_retry=lambda error, delay: log(f"listing the bucket: {error}; retrying in {delay:.1f} s"))
+
+        def look():
+            return retry_call(lambda: read_rows_worth_a_look(self.storage, self.cache, set(self.rows), lease),
+                              seconds=self.patience,  # a bucket that cannot be listed is down, not empty
+                              on_retry=lambda error, delay: log(f"listing the bucket: {error}; retrying in {delay:.1f} s"))
+
+        view, free = look()
+        if view.campaign_etag and view.campaign_etag != self.campaign_etag:
+            log("campaign.json changed: reading this type's rows again")
+            self.rows = self._rows_of_my_type()
+            view, free = look()
         found: list[tuple[str, HeldClaim | None]] = [(tag, None) for tag in free]
         for tag, held in view.claims.items():
             state = view.row_state(tag)
-            if state == protocol.PENDING and held.claim.attempt <= self.config.retries:
+            if state == protocol.PENDING and held.claim.tries <= self.config.retries:
                 found.append((tag, held))  # released, with a retry left (else the reconcile ends it)
             elif (state == protocol.RUNNING and held is not None and view.now - held.modified > lease
-                  and held.claim.attempt <= self.config.retries and held.claim.machine != self.config.instance_id):
+                  and held.claim.tries <= self.config.retries and held.claim.machine != self.config.instance_id):
                 found.append((tag, held))  # its machine stopped renewing: the next attempt is ours
         random.shuffle(found)  # machines racing for the same rows spread over them
         return found
@@ -206,7 +224,7 @@ class Worker:
             last = tail((logs / "stderr.log").read_text(errors="replace"), 5)
             status.note = f"command exited with status {status.exit_code}" + (f": {last}" if last else "")
         retry = (status.state == protocol.FAILED and not failures and self.config.retry_failed
-                 and claim.attempt <= self.config.retries)
+                 and claim.tries <= self.config.retries)
         with run.lock:
             run.finished = True
             # Still ours? A taken-over attempt writes no status. Nobody may take a claim over

@@ -1,0 +1,108 @@
+"""A row's command and instance type are its identity: a changed row runs again, never a silently kept old result."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from tests.conftest import REPO, run_script, status_report, statuses, wait_until, write_campaign
+
+DISPATCHER = str(REPO / "dispatcher.py")
+GET_FILES = str(REPO / "get_s3_files.py")
+
+
+def dispatch(job: str, jobfile, install, *options: str):
+    return run_script(DISPATCHER, "local", job, str(jobfile), "-c", "-d", "--wait", "--install", str(install), *options)
+
+
+def test_a_changed_command_reruns_as_the_next_attempt_and_the_old_attempt_stays(tmp_path, burst_home):
+    log = tmp_path / "ran.log"
+    first = [("t3.micro", f"echo $TAG >> {log}; printf 'value\\none\\n' > results/r.csv"),
+             ("t3.micro", f"echo $TAG >> {log}; printf 'value\\nsame\\n' > results/r.csv")]
+    jobfile, install = write_campaign(tmp_path, first)
+    assert dispatch("edit", jobfile, install).returncode == 0
+    changed = [("t3.micro", f"echo $TAG >> {log}; printf 'value\\ntwo\\n' > results/r.csv"), first[1]]
+    write_campaign(tmp_path, changed)
+
+    again = dispatch("edit", jobfile, install)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "edit0 changed (command): rerunning it as attempt 2" in again.stdout
+    assert again.stdout.count("rerunning") == 1, "an unchanged row is not rerun"
+    assert sorted(log.read_text().split()) == ["edit0", "edit0", "edit1"]
+    rows = statuses("edit")
+    assert (rows["edit0"]["state"], rows["edit0"]["attempt"], rows["edit0"]["command"]) == ("done", 2, changed[0][1])
+    assert (rows["edit1"]["attempt"], rows["edit1"]["command"]) == (1, first[1][1])
+    attempts = burst_home / "buckets" / "edit" / "edit0" / "attempts"
+    assert (attempts / "1" / "results" / "r.csv").read_text() == "value\none\n", "attempt 1's outputs stay"
+    assert (attempts / "1" / "logs" / "stdout.log").is_file() and (attempts / "2" / "logs" / "stdout.log").is_file()
+    assert (attempts / "2" / "results" / "r.csv").read_text() == "value\ntwo\n"
+    for record in (burst_home / "campaigns" / "edit.json", burst_home / "buckets" / "edit" / "campaign.json"):
+        assert [job["command"] for job in json.loads(record.read_text())["jobs"]] == [changed[0][1], first[1][1]]
+
+    out = tmp_path / "out"
+    assert run_script(GET_FILES, "edit", str(out), "--merge").returncode == 0
+    with open(out / "results.csv", newline="") as handle:
+        merged = {row["tag"]: row for row in csv.DictReader(handle)}
+    assert (merged["edit0"]["value"], merged["edit0"]["attempt"]) == ("two", "2"), "the merged table shows the current attempt"
+    assert (merged["edit1"]["value"], merged["edit1"]["attempt"]) == ("same", "1")
+
+
+def test_a_rerun_with_a_changed_type_and_added_and_removed_rows(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo $INSTANCE_TYPE > results/type.txt")] * 3)
+    assert dispatch("shape", jobfile, install).returncode == 0
+    write_campaign(tmp_path, [("t3.micro", "echo $INSTANCE_TYPE > results/type.txt"),
+                              ("c5.large", "echo $INSTANCE_TYPE > results/type.txt")])  # shape2 removed
+    second = dispatch("shape", jobfile, install)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "shape1 changed (instance type): rerunning it as attempt 2" in second.stdout
+    assert "shape2 was removed from jobs.csv: it is no longer part of the campaign" in second.stdout
+    assert "started 1 sandbox(es) of type c5.large" in second.stdout, "a machine of the row's new type is launched"
+    rows = statuses("shape")
+    assert sorted(rows) == ["shape0", "shape1"], "a removed row is not shown"
+    assert (rows["shape1"]["instance_type"], rows["shape1"]["attempt"], rows["shape0"]["attempt"]) == ("c5.large", 2, 1)
+    bucket = burst_home / "buckets" / "shape"
+    assert (bucket / "shape1" / "attempts" / "2" / "results" / "type.txt").read_text() == "c5.large\n"
+    assert (bucket / "shape2" / "status.json").is_file(), "a removed row's files stay in the bucket"
+
+    write_campaign(tmp_path, [("t3.micro", "echo $INSTANCE_TYPE > results/type.txt"),
+                              ("c5.large", "echo $INSTANCE_TYPE > results/type.txt"), ("t3.micro", "echo back")])
+    third = dispatch("shape", jobfile, install)
+    assert third.returncode == 0 and "shape2 was added to jobs.csv" in third.stdout
+    assert statuses("shape")["shape2"]["attempt"] == 2, "a row added back under a used tag runs as that tag's next attempt"
+
+
+def test_force_reruns_every_row_that_ended_each_as_its_next_attempt(tmp_path, burst_home):
+    log = tmp_path / "ran.log"
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", f"echo $TAG-$ATTEMPT >> {log}"),
+                                                 ("t3.micro", f"echo $TAG-$ATTEMPT >> {log}; exit 3")])
+    assert dispatch("forced", jobfile, install).returncode == 1
+    plain = dispatch("forced", jobfile, install)
+    assert plain.returncode == 1 and "rerunning" not in plain.stdout, "without --force a final row stays final"
+    forced = dispatch("forced", jobfile, install, "--force", "--retries", "0")
+    assert forced.returncode == 1, forced.stdout + forced.stderr
+    for tag in ("forced0", "forced1"):
+        assert f"{tag} forced (--force): rerunning it as attempt 2" in forced.stdout
+    assert sorted(log.read_text().split()) == ["forced0-1", "forced0-2", "forced1-1", "forced1-2"]
+    rows = statuses("forced")
+    assert {tag: (r["state"], r["attempt"]) for tag, r in rows.items()} == {"forced0": ("done", 2), "forced1": ("failed", 2)}
+
+
+def test_a_running_row_that_changed_is_stopped_and_runs_again_as_changed(tmp_path, burst_home):
+    log = tmp_path / "ran.log"
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", f"echo $TAG-$ATTEMPT-slow >> {log}; sleep 300")])
+    args = ["-c", "-d", "--install", str(install), "--heartbeat", "1"]
+    try:
+        assert run_script(DISPATCHER, "local", "live", str(jobfile), *args).returncode == 0
+        wait_until(lambda: log.exists() and log.read_text(), what="attempt 1 running")
+        write_campaign(tmp_path, [("t3.micro", f"echo $TAG-$ATTEMPT-fast >> {log}")])
+        again = run_script(DISPATCHER, "local", "live", str(jobfile), *args, "--wait")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "live0 changed (command): stopping attempt 1 and rerunning it as attempt 2" in again.stdout
+        row = statuses("live")["live0"]
+        assert (row["state"], row["attempt"], row["command"]) == ("done", 2, f"echo $TAG-$ATTEMPT-fast >> {log}")
+        assert log.read_text().split() == ["live0-1-slow", "live0-2-fast"]
+        assert (burst_home / "buckets" / "live" / "live0" / "attempts" / "1" / "logs" / "stdout.log").is_file(), \
+            "the stopped attempt's logs are kept"
+        assert all(m["state"] in ("worker finished", "ended") for m in status_report("live")["machines"])
+    finally:
+        run_script("-m", "burst", "terminate", "live")
