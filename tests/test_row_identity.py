@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
+from burst.bucket_view import HeldClaim
 from tests.conftest import REPO, run_script, status_report, statuses, wait_until, write_campaign
 
 DISPATCHER = str(REPO / "dispatcher.py")
@@ -106,3 +109,45 @@ def test_a_running_row_that_changed_is_stopped_and_runs_again_as_changed(tmp_pat
         assert all(m["state"] in ("worker finished", "ended") for m in status_report("live")["machines"])
     finally:
         run_script("-m", "burst", "terminate", "live")
+
+
+def test_reopen_releases_only_the_attempt_it_was_told_and_starts_a_new_run(tmp_path):
+    from burst import claims, protocol
+    from burst.records import Claim
+    from burst.storage.localdir import LocalDirStorage
+
+    storage = LocalDirStorage((tmp_path / "bucket").as_uri())
+    held = claims.try_claim(storage, "t0", "i-1", 0, None, "t3.micro", "old")
+    assert not claims.reopen(storage, "t0", 2, "changed (command)"), "attempt 2 is not the one there: nothing changes"
+    assert claims.reopen(storage, "t0", 1, "changed (command)")
+    claim = Claim.from_dict(json.loads(storage.read_text(protocol.claim_key("t0"))))
+    assert (claim.state, claim.attempt, claim.retry_base, claim.tries) == (protocol.RELEASED, 1, 1, 0)
+    assert storage.read_text(protocol.released_key("t0")) == "attempt 1: changed (command)\n"
+    assert not claims.reopen(storage, "t0", 1, "changed (command)"), "released already: once is enough"
+    with pytest.raises(claims.PreconditionFailed):
+        claims.renew(storage, held)  # the old holder's lease is gone: its worker stops the command
+    _, etag = storage.read_versioned(protocol.claim_key("t0"))
+    again = claims.try_claim(storage, "t0", "i-2", 0, HeldClaim(claim, etag, 0.0))
+    assert (again.claim.attempt, again.claim.retry_base, again.claim.tries) == (2, 1, 1)
+
+    assert claims.reopen(storage, "t9", 3, "forced (--force)"), "a final status with no claim: a released one is created"
+    made = Claim.from_dict(json.loads(storage.read_text(protocol.claim_key("t9"))))
+    assert (made.state, made.attempt, made.tries) == (protocol.RELEASED, 3, 0)
+
+
+def test_a_rerun_keeps_the_rows_of_other_job_files_and_drops_rows_removed_from_its_own(tmp_path):
+    from burst.campaign_record import CampaignRecord, merge_rows
+    from burst.providers import ProviderOptions
+    from burst.records import Job
+
+    def record(*jobs: Job) -> CampaignRecord:
+        return CampaignRecord(job="m", image="local", bucket_url="", jobs=list(jobs), options=ProviderOptions(),
+                              job_file="/w/a.csv")
+
+    previous = record(Job("m0", "t", "x", 2, "/w/a.csv"), Job("m1", "t", "y", 3, "/w/a.csv"),
+                      Job("m5", "t", "z", 2, "/w/b.csv"))  # m5: another file, joined with --tag-offset 5
+    rerun = record(Job("m0", "t", "x2", 2, "/w/a.csv"), Job("m2", "t", "w", 3, "/w/a.csv"))
+    notes = merge_rows(previous, rerun)
+    assert [job.tag for job in rerun.jobs] == ["m5", "m0", "m2"] and rerun.jobs[1].command == "x2"
+    assert notes == ["m1 was removed from a.csv: it is no longer part of the campaign (its files stay in the bucket)",
+                     "m2 was added to a.csv"]
