@@ -42,7 +42,7 @@ class Campaign:
         return Policy(
             machines=pool.machines_per_type(dict(rows_per_type), local=self.provider.name == "local"),
             slots=1 if pool.slots == "auto" else int(pool.slots), heartbeat=pool.heartbeat,
-            retries=pool.retries, may_launch=may_launch,
+            retries=pool.retries, may_launch=may_launch, installs_since=self.record.updated,
         )
 
     def reconcile(self, may_launch: bool = False) -> tuple[World, Actions]:

@@ -28,6 +28,7 @@ class Policy:
     heartbeat: float
     retries: int  # attempts after lost machines
     may_launch: bool  # -c: the reconcile may start machines
+    installs_since: str = ""  # count failed installs of machines launched since (ISO time; the dispatcher's last run)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,9 @@ def decide(world: World, policy: Policy) -> Actions:
             ending.add(instance.id)
 
     # launches: up to the pool's size, as many as the pending rows need
-    install_failures = Counter(r.instance_type for r in world.bucket.machines.values() if r.state == protocol.INSTALL_FAILED)
+    # a new dispatcher run (a fixed INSTALL.sh, --force) gives each type its --retries of installs afresh
+    install_failures = Counter(r.instance_type for r in world.bucket.machines.values()
+                               if r.state == protocol.INSTALL_FAILED and r.launched >= policy.installs_since)
     for instance_type, count in sorted(pending.items()):
         working = [m for m in world.live if m.instance_type == instance_type and m.id not in ending
                    and _still_taking_rows(m, world)]

@@ -151,3 +151,14 @@ def test_a_rerun_keeps_the_rows_of_other_job_files_and_drops_rows_removed_from_i
     assert [job.tag for job in rerun.jobs] == ["m5", "m0", "m2"] and rerun.jobs[1].command == "x2"
     assert notes == ["m1 was removed from a.csv: it is no longer part of the campaign (its files stay in the bucket)",
                      "m2 was added to a.csv"]
+
+
+def test_force_after_fixing_install_sh_runs_the_rows_its_failures_failed(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "echo ran")], install="#!/bin/bash\nexit 3\n")
+    broken = dispatch("fixed", jobfile, install, "--retries", "0")
+    assert broken.returncode == 1 and statuses("fixed")["fixed0"]["state"] == "failed"
+    install.write_text("#!/bin/bash\necho fixed\n")
+    forced = dispatch("fixed", jobfile, install, "--retries", "0", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    row = statuses("fixed")["fixed0"]
+    assert (row["state"], row["attempt"]) == ("done", 2), "the earlier run's failed installs do not fail the new run"
