@@ -31,7 +31,7 @@ from burst.atomic import write_atomically
 from burst.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
 from burst.node_config import NodeConfig, lease_seconds, provenance
 from burst.outputs import find_outputs, prepare_results
-from burst.records import JobStatus, WorkerRecord, utc_now
+from burst.records import JobStatus, WorkerRecord, seconds_since, utc_now
 from burst.retry import retry_call
 from burst.status_store import save_status
 from burst.storage import KeyNotFound, PreconditionFailed, Storage, open_storage
@@ -100,6 +100,7 @@ class Worker:
         Read again whenever a listing shows ``campaign.json`` changed: a dispatcher run
         again with changed rows releases them, and they must run as the file says now.
         """
+        self.rows_read = time.time()
         text, self.campaign_etag = self._patiently(lambda: self.storage.read_versioned(protocol.CAMPAIGN_KEY),
                                                    "reading campaign.json")
         record = json.loads(text)
@@ -118,6 +119,9 @@ class Worker:
                     if not self.queue:
                         break
                     tag, held = self.queue.pop()
+                if held is not None and held.claim.state == protocol.RELEASED and held.claim.tries == 0 \
+                        and time.time() - seconds_since(held.claim.heartbeat) > self.rows_read:
+                    self.rows = self._rows_of_my_type()  # rerun since we read the rows (it changed): as it is now
                 command = self.rows.get(tag)
                 if command is None:
                     continue  # no longer a row of this type: the campaign changed since the listing
