@@ -61,6 +61,7 @@ class BucketView:
     statuses: dict[str, JobStatus] = field(default_factory=dict)
     machines: dict[str, MachineRecord] = field(default_factory=dict)
     workers: dict[str, tuple[WorkerRecord, float]] = field(default_factory=dict)  # record, last write
+    campaign_etag: str = ""  # of campaign.json as listed: a worker reads its rows again when it changes
 
     def row_state(self, tag: str) -> str:
         """PENDING, RUNNING, or the final state; one rule for dispatcher and worker.
@@ -103,16 +104,21 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
                 if isinstance(data, dict):
                     worker = WorkerRecord.from_dict(data)
                     view.workers[worker.id] = (worker, obj.modified)
-    for tag, entry in _listed_rows(storage, tags).items():
+    for tag, entry in _listed_rows(storage, tags, view).items():
         claim_obj = None if _ended_after_its_claim(entry) else entry.get("claim.json")  # else the status tells all
         _load_row(storage, cache, view, tag, claim_obj, entry.get("status.json"))
     return view
 
 
-def _listed_rows(storage: Storage, tags: set[str] | None) -> dict[str, dict[str, StoredObject]]:
-    """tag -> {"claim.json" | "status.json" | "released": its object}, from one listing of the bucket."""
+def _listed_rows(storage: Storage, tags: set[str] | None, view: BucketView) -> dict[str, dict[str, StoredObject]]:
+    """tag -> {"claim.json" | "status.json" | "released": its object}, from one listing of the bucket.
+
+    Notes the etag of ``campaign.json`` in ``view`` on the way.
+    """
     listed: dict[str, dict[str, StoredObject]] = {}
     for obj in storage.list_objects():
+        if obj.key == protocol.CAMPAIGN_KEY:
+            view.campaign_etag = obj.etag
         parts = obj.key.split("/")
         if len(parts) == 2 and parts[1] in ("claim.json", "status.json", "released") and (tags is None or parts[0] in tags):
             listed.setdefault(parts[0], {})[parts[1]] = obj
@@ -153,7 +159,7 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
     reads everything: it shows every row.)
     """
     view = BucketView(now=time.time())
-    listed = _listed_rows(storage, tags)
+    listed = _listed_rows(storage, tags, view)
     free = set()
     for tag in tags:
         entry = listed.get(tag, {})

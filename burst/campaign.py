@@ -19,7 +19,7 @@ from burst.fleet import Fleet
 from burst.ledger import Ledger, make_ledger
 from burst.pricing import PriceBook
 from burst.providers.base import Provider
-from burst.reconcile import Actions, Policy, World, decide
+from burst.reconcile import Actions, Policy, Rerun, World, decide
 from burst.records import JobStatus
 from burst.retry import backoff
 from burst.storage import Storage
@@ -46,7 +46,7 @@ class Campaign:
         return Policy(
             machines=pool.machines_per_type(dict(rows_per_type), local=self.provider.name == "local"),
             slots=1 if pool.slots == "auto" else int(pool.slots), heartbeat=pool.heartbeat,
-            retries=pool.retries, may_launch=may_launch,
+            retries=pool.retries, may_launch=may_launch, installs_since=self.record.updated,
         )
 
     def reconcile(self, may_launch: bool = False) -> tuple[World, Actions]:
@@ -57,6 +57,24 @@ class Campaign:
             self.fleet.apply(world, actions)
             world = self.fleet.observe()  # what the actions changed (rare: only when something happened)
         return world, actions
+
+    def rerun_final_rows(self) -> int:
+        """--force: every row that ended (done, failed, interrupted) runs again as its next attempt.
+
+        Running and pending rows are left as they are: their coming result is fresh anyway
+        (a running row that changed is stopped and rerun by the reconcile, as always).
+        Returns how many rows were reopened.
+        """
+        world = self.fleet.observe()
+        reruns = []
+        for job in self.record.jobs:
+            if world.bucket.row_state(job.tag) in protocol.TERMINAL_STATES:
+                status = world.bucket.statuses[job.tag]
+                changes = job.changes(status.instance_type, status.command)
+                reason = f"changed ({', '.join(changes)})" if changes else "forced (--force)"
+                reruns.append(Rerun(job.tag, status.attempt, reason))
+        self.fleet.apply(world, Actions(rerun=reruns))
+        return len(reruns)
 
     def run(self, create: bool, dispatch: bool, wait: bool,
             on_round: Callable[[dict[str, JobStatus]], None] | None = None) -> dict[str, JobStatus]:
@@ -140,8 +158,9 @@ class Campaign:
                 if state == protocol.RUNNING:
                     view.instance_id, view.slot, view.started = held.claim.machine, held.claim.slot, held.claim.claimed
                     view.heartbeat_age = round(max(0.0, bucket.now - held.modified), 1)
-                elif status is not None:
-                    view.note = f"attempt {held.claim.attempt}: {status.note}" if status.note else ""
+                else:  # released: why, in its claim (a lost machine, --retry-failed, a changed row, --force)
+                    why = held.claim.reason or (status.note if status is not None else "")
+                    view.note = f"attempt {held.claim.attempt}: {why}" if why else ""
             found[job.tag] = view
         return found
 

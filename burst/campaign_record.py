@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from burst import __version__
+from burst.atomic import write_atomically
 from burst.errors import UserError
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
@@ -80,7 +81,7 @@ class CampaignRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CampaignRecord":
         data = dict(data)
-        data["jobs"] = [Job(**row) for row in data["jobs"]]
+        data["jobs"] = [from_known_fields(Job, row) for row in data["jobs"]]
         data["options"] = ProviderOptions.from_dict(data.get("options", {}))
         data["pool"] = PoolOptions.from_dict(data.get("pool", {}))
         return from_known_fields(cls, data)
@@ -97,14 +98,35 @@ class CampaignRecord:
         return open_storage(self.bucket_url, **provider.storage_options())
 
     def save(self, storage: Storage) -> None:
-        """Here (atomically: a temp file and a rename) and in the bucket, where the workers read the rows."""
+        """Here (``burst.atomic``: never half a file) and in the bucket, where the workers read the rows."""
         self.updated = utc_now()
-        path = record_path(self.job)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        temp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(temp, path)
+        write_atomically(record_path(self.job), self.to_json())
         storage.write_text(CAMPAIGN_KEY, self.to_json())
+
+
+def merge_rows(previous: "CampaignRecord", record: "CampaignRecord") -> list[str]:
+    """A re-run's rows joined to the campaign's (``record.jobs`` is changed); one line per added or removed row.
+
+    Rows are known by their tag. The job file's rows replace the campaign's rows of
+    the same tags (a changed one then runs again: the reconcile compares each row
+    with what its attempt ran). Rows of other job files (``--tag-offset``) stay.
+    A row of *this* job file that is no longer in it is removed from the campaign:
+    not shown, not waited for, never claimed again; its files stay in the bucket.
+    """
+    new_tags = set(record.tags)
+    kept, notes = [], []
+    for job in previous.jobs:
+        if job.tag in new_tags:
+            continue
+        if (job.job_file or previous.job_file) == record.job_file:
+            notes.append(f"{job.tag} was removed from {Path(record.job_file).name}: it is no longer part of the "
+                         f"campaign (its files stay in the bucket)")
+        else:
+            kept.append(job)
+    old_tags = set(previous.tags)
+    notes += [f"{job.tag} was added to {Path(record.job_file).name}" for job in record.jobs if job.tag not in old_tags]
+    record.jobs = kept + record.jobs
+    return notes
 
 
 @contextmanager

@@ -40,13 +40,18 @@ def _mine_after_all(storage: Storage, claim: Claim) -> str | None:
     return etag if there.get("nonce") == claim.nonce else None
 
 
-def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: HeldClaim | None) -> HeldClaim | None:
+def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: HeldClaim | None,
+              instance_type: str = "", command: str = "") -> HeldClaim | None:
     """Claim the next attempt of ``tag``; ``current`` is its claim as read (None: never claimed).
 
-    Returns the held claim, or None when somebody else got it first.
+    ``instance_type`` and ``command`` are the row as this attempt will run it, so that
+    a reconcile can tell an attempt of a row that has changed since. Returns the held
+    claim, or None when somebody else got it first.
     """
     attempt = 1 if current is None else current.claim.attempt + 1
-    claim = Claim(tag=tag, attempt=attempt, machine=machine, slot=slot, nonce=uuid.uuid4().hex)
+    claim = Claim(tag=tag, attempt=attempt, machine=machine, slot=slot, nonce=uuid.uuid4().hex,
+                  instance_type=instance_type, command=command,
+                  retry_base=0 if current is None else current.claim.retry_base)
     key = protocol.claim_key(tag)
     try:
         if current is None:
@@ -74,12 +79,43 @@ def renew(storage: Storage, held: HeldClaim) -> HeldClaim:
     return HeldClaim(claim, etag, 0.0)
 
 
-def release(storage: Storage, held: HeldClaim, reason: str) -> bool:
-    """Give the attempt up so that the next one may be claimed; False when it was not ours any more."""
-    claim = dataclasses.replace(held.claim, state=protocol.RELEASED, reason=reason, heartbeat=utc_now())
+def release(storage: Storage, held: HeldClaim, reason: str, new_run: bool = False) -> bool:
+    """Give the attempt up so that the next one may be claimed; False when it was not ours any more.
+
+    ``new_run``: the row runs again from scratch (it changed, or --force), so its
+    --retries count starts afresh with the next attempt.
+    """
+    claim = dataclasses.replace(held.claim, state=protocol.RELEASED, reason=reason, heartbeat=utc_now(),
+                                retry_base=held.claim.attempt if new_run else held.claim.retry_base)
     try:
         storage.replace_if_match(protocol.claim_key(claim.tag), _text(claim), held.etag)
     except (PreconditionFailed, KeyNotFound):
         return False
     storage.write_text(protocol.released_key(claim.tag), f"attempt {claim.attempt}: {reason}\n")
     return True
+
+
+def reopen(storage: Storage, tag: str, attempt: int, reason: str) -> bool:
+    """Make a row that ended (or runs) as ``attempt`` run again as ``attempt + 1``: a changed row, or --force.
+
+    Releases its claim (a worker holding it finds its lease gone at its next renewal
+    and stops the command); the row is pending again and any worker of its type
+    claims the next attempt. False when the claim moved on since ``attempt`` was read
+    (someone else already reran it, or a later attempt runs).
+    """
+    key = protocol.claim_key(tag)
+    try:
+        text, etag = storage.read_versioned(key)
+    except KeyNotFound:  # a final status with no claim beside it: start the next run from the status's attempt
+        claim = Claim(tag=tag, attempt=attempt, machine="dispatcher", slot=-1, state=protocol.RELEASED,
+                      reason=reason, retry_base=attempt)
+        try:
+            storage.create_if_absent(key, _text(claim))
+        except PreconditionFailed:
+            return False
+        storage.write_text(protocol.released_key(tag), f"attempt {attempt}: {reason}\n")
+        return True
+    claim = Claim.from_dict(json.loads(text))
+    if claim.attempt != attempt or claim.state == protocol.RELEASED:
+        return False
+    return release(storage, HeldClaim(claim, etag, 0.0), reason, new_run=True)

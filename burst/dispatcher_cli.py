@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+import dataclasses
 from pathlib import Path
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from burst.campaign import Campaign
-from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, record_path
+from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, merge_rows, record_path
 from burst.console import console, report
 from burst.cost_plan import SPOT_MARKETS, CampaignPlan, confirm, make_plan, plan_summary, plan_table, quota_needs
 from burst.errors import UserError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--create", action="store_true", help="launch and set up the machines")
     parser.add_argument("-d", "--dispatch", action="store_true", help="start the commands on ready machines")
     parser.add_argument("--wait", action="store_true", help="with -d: wait until every job ends; exit 0 only if all succeeded")
+    parser.add_argument("--force", action="store_true", help="rerun every row that already ended (done, failed or interrupted), each as its next attempt")
     parser.add_argument("--tag-offset", type=int, default=0, help="number of the first tag (default 0)")
     parser.add_argument("--install", type=Path, default=TOP / "INSTALL.sh", help="setup script run on each machine (default: ./INSTALL.sh)")
     parser.add_argument("--code", type=Path, help="folder copied to each machine; commands run in it (default: JOBFILE's name without .csv, when it exists)")
@@ -113,8 +115,12 @@ def _results(args: argparse.Namespace) -> list[str]:
     return patterns
 
 
-def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
-    """Check every input before anything is created; raise UserError naming what to fix."""
+def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]]:
+    """Check every input before anything is created; raise UserError naming what to fix.
+
+    Returns the campaign record (a re-run's rows merged into the campaign's), the job
+    file's rows, and one line per row the re-run adds or removes.
+    """
     if not (args.create or args.dispatch):
         raise UserError("nothing to do: add -c to launch and set up machines, -d to start the commands, or both.")
     if args.wait and not args.dispatch:
@@ -126,7 +132,8 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
         raise UserError(f"--max-hours {args.max_hours} must be more than 0.")
     if args.ami == "local" and args.market != "on-demand":
         raise UserError(f"--{args.market} is for EC2 machines: local sandboxes have no market; leave it out with AMI 'local'.")
-    jobs = read_jobs(args.jobfile, args.job, args.tag_offset)
+    job_file = str(args.jobfile.resolve())
+    jobs = [dataclasses.replace(job, job_file=job_file) for job in read_jobs(args.jobfile, args.job, args.tag_offset)]
     if not args.install.is_file():
         raise UserError(f"install script {args.install} does not exist: give one with --install FILE (it may be just `#!/bin/bash`).")
     if args.ssh_config is not None and not args.ssh_config.is_file():
@@ -138,7 +145,7 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
-        job_file=str(args.jobfile.resolve()), code_dir=str(cd) if (cd := _code_dir(args)) else "",
+        job_file=job_file, code_dir=str(cd) if (cd := _code_dir(args)) else "",
         install_file=str(args.install.resolve()), results=_results(args),
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
                          retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience),
@@ -151,10 +158,8 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
                 f"`python -m burst cleanup {args.job}` first."
             )
         record.created = previous.created
-        # rows added later with --tag-offset join the campaign; earlier tags stay in its record
-        new_tags = set(record.tags)
-        record.jobs = [j for j in previous.jobs if j.tag not in new_tags] + record.jobs
-    return record, jobs
+        return record, jobs, merge_rows(previous, record)
+    return record, jobs, []
 
 
 class WaitProgress:
@@ -180,7 +185,7 @@ class WaitProgress:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    record, jobs = plan(args)
+    record, jobs, notes = plan(args)
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         with dispatcher_lock(record.job):
             remember_prices(quote.book, burst_home() / "prices")
-            return run(args, record, provider, quote.book)
+            return run(args, record, provider, quote.book, notes)
     finally:
         provider.close()
 
@@ -222,15 +227,20 @@ def show_plan(quote: CampaignPlan) -> None:
         report(line)
 
 
-def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, prices: PriceBook) -> int:
+def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, prices: PriceBook,
+        notes: list[str]) -> int:
     """Prepare (keys, firewall, role, bucket), save the record, and run the rounds."""
     try:
         provider.prepare()
         record.bucket_url = provider.bucket_url
         storage = record.storage(provider)
         record.save(storage)
+        for note in notes:
+            report(note)
         campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report,
                             prices=prices)
+        if args.force:
+            campaign.rerun_final_rows()
         if not args.wait:
             campaign.run(create=args.create, dispatch=args.dispatch, wait=False)
             if args.dispatch:

@@ -61,6 +61,10 @@ class Fleet:
         return World(rows=list(self.record.jobs), bucket=bucket, live=live)
 
     def apply(self, world: World, actions: Actions) -> None:
+        for rerun in actions.rerun:
+            if claims.reopen(self.storage, rerun.tag, rerun.attempt, rerun.reason):
+                stop = f"stopping attempt {rerun.attempt} and " if rerun.running else ""
+                self.report(f"{rerun.tag} {rerun.reason}: {stop}rerunning it as attempt {rerun.attempt + 1}")
         for requeue in actions.requeue:
             held = requeue.held
             if not requeue.final and not claims.release(self.storage, held, requeue.reason):
@@ -72,7 +76,9 @@ class Fleet:
         final_rows = [(tag, protocol.FAILED, why) for tag, why in actions.fail_rows.items()]
         final_rows += [(tag, protocol.INTERRUPTED, why) for tag, why in actions.interrupt_rows.items()]
         for tag, state, why in final_rows:
-            held = claims.try_claim(self.storage, tag, "dispatcher", -1, world.bucket.claims.get(tag))
+            row = self.record.job_of(tag)
+            held = claims.try_claim(self.storage, tag, "dispatcher", -1, world.bucket.claims.get(tag),
+                                    row.instance_type, row.command)
             if held is None:
                 continue
             status = self._status(tag, state, why)

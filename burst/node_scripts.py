@@ -23,6 +23,17 @@ PACKAGE_DIR = Path(burst.__file__).resolve().parent
 AGENT_ENTRY = PACKAGE_DIR.parent / "save_results.py"
 
 
+def write_file_command(name: str, value: str) -> str:
+    """Shell that writes a node file whole or not at all, as ``burst.atomic`` does in Python.
+
+    ``value`` is a shell word (quoted, or ``"$var"``): printed into ``.<name>.part``,
+    synced, renamed onto ``name``. A probe or a worker never reads half a ``node.json``
+    (the node may have no Python yet when it is written, hence shell).
+    """
+    temp = shlex.quote(f".{name}.part")
+    return f"printf %s {value} > {temp} && {{ sync {temp} 2>/dev/null; true; }} && mv -f {temp} {shlex.quote(name)}"
+
+
 def setup_script(bootstrap: bool, needs_boto3: bool) -> str:
     bootstrap_step = f"BURST_NEEDS_BOTO3={'1' if needs_boto3 else '0'} bash agent/burst/bootstrap.sh && " if bootstrap else ""
     return f"""#!/bin/bash
@@ -38,7 +49,7 @@ touch {protocol.INSTALL_STARTED}
 code=$?
 # READY before install.exit: a probe between the two must not see a finished, non-ready install
 [ "$code" -eq 0 ] && touch {protocol.READY_FILE}
-echo "$code" > {protocol.INSTALL_EXIT}
+{write_file_command(protocol.INSTALL_EXIT, '"$code"')}
 [ "$code" -eq 0 ] && [ -e start-worker ] && exec bash {protocol.WORKER_SCRIPT}
 exit "$code"
 """
@@ -98,8 +109,8 @@ def start_setup_command(node_dir: str, config: NodeConfig, start_worker: bool) -
     marker = "touch start-worker; " if start_worker else ""
     return (
         f"cd {folder} && tar -xzf {protocol.BUNDLE} && rm -f {protocol.BUNDLE} && "
-        f"printf %s {shlex.quote(config.to_json())} > {protocol.NODE_CONFIG} && "
-        f"printf %s {shlex.quote(node_env(config))} > node.env && {marker}"
+        f"{write_file_command(protocol.NODE_CONFIG, shlex.quote(config.to_json()))} && "
+        f"{write_file_command('node.env', shlex.quote(node_env(config)))} && {marker}"
         f"{{ nohup setsid bash {protocol.SETUP_SCRIPT} > logs/setup.out 2>&1 < /dev/null & }}"
     )
 

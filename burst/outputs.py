@@ -6,6 +6,54 @@ import glob
 from pathlib import Path
 
 
+def fixed_folder(pattern: str) -> str:
+    """The folder of a pattern before its first glob character, "" for the code folder itself.
+
+    ``results/**`` -> ``results``, ``out/*.csv`` -> ``out``, ``out/summary.json`` -> ``out``, ``*.csv`` -> "".
+    """
+    fixed = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    else:
+        fixed = fixed[:-1]  # a plain file name: its folder
+    return "/".join(fixed)
+
+
+def _matches(code: Path, pattern: str) -> list[Path]:
+    """What ``pattern`` matches in ``code`` (files, links, folders), relative to it.
+
+    A match ending in "/" names a folder: glob gives ``results/`` for ``results/**`` even
+    when ``results`` is a file, which no pattern means.
+    """
+    return [Path(m) for m in glob.glob(pattern, root_dir=code, recursive=True) if not m.endswith("/")]
+
+
+def prepare_results(code: Path, patterns: list[str]) -> list[str]:
+    """Before a row's command starts in its fresh copy: each pattern's fixed folder exists, and nothing matches.
+
+    So a command may write ``results/a.txt`` without ``mkdir -p results``, and every
+    file saved afterwards was written by the command, never one that came with the
+    code folder (a stale result of a test run would otherwise be saved as this row's).
+    Only files inside the copy are removed (a symlinked folder's files are not).
+    Returns warnings: a fixed folder that cannot be made because a file has its name.
+    """
+    root = code.resolve()
+    warnings = []
+    for pattern in patterns:
+        for match in _matches(code, pattern):
+            path = code / match
+            if (path.is_file() or path.is_symlink()) and path.parent.resolve().is_relative_to(root):
+                path.unlink()
+        folder = fixed_folder(pattern)
+        try:
+            (code / folder).mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            warnings.append(f"the folder {folder}/ of {pattern!r} could not be made: a file of the code folder has its name")
+    return warnings
+
+
 def find_outputs(code: Path, patterns: list[str]) -> tuple[dict[str, Path], list[str]]:
     """Files matching the result globs, keyed by their path below the pattern's fixed folder.
 
@@ -14,16 +62,8 @@ def find_outputs(code: Path, patterns: list[str]) -> tuple[dict[str, Path], list
     outputs: dict[str, Path] = {}
     warnings = []
     for pattern in patterns:
-        fixed = []
-        for part in Path(pattern).parts:
-            if glob.has_magic(part):
-                break
-            fixed.append(part)
-        base = code.joinpath(*fixed) if fixed else code
-        if base.is_file():  # a plain file name: keep its name
-            base = base.parent
-        matches = [Path(m) for m in glob.glob(pattern, root_dir=code, recursive=True)]
-        files = [code / m for m in matches if (code / m).is_file()]
+        base = code / fixed_folder(pattern)
+        files = [code / m for m in _matches(code, pattern) if (code / m).is_file()]
         if not files:
             warnings.append(f"no output matches {pattern!r} in the code folder")
         for path in sorted(files):

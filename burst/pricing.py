@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from burst.atomic import write_atomically
 from burst.retry import aws_config
 
 CACHE_SECONDS = 24 * 3600
@@ -119,9 +120,7 @@ def remember_prices(book: PriceBook, cache_dir: Path) -> None:
     now = time.time()
     cache.update({kind: {"usd": price, "at": now} for kind, price in book.fresh.items()})
     cache_dir.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    temp.replace(path)  # TODO(merge): the shared atomic writer
+    write_atomically(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
     book.fresh.clear()
 
 

@@ -28,6 +28,7 @@ class Policy:
     heartbeat: float
     retries: int  # attempts after lost machines
     may_launch: bool  # -c: the reconcile may start machines
+    installs_since: str = ""  # count failed installs of machines launched since (ISO time; the dispatcher's last run)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,16 @@ class Requeue:
     held: HeldClaim
     reason: str
     final: bool  # no retry left: the row ends interrupted
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """Run a row again as ``attempt + 1``: it changed since ``attempt`` ran (or runs), or --force asked."""
+
+    tag: str
+    attempt: int
+    reason: str  # "changed (command)", "forced (--force)"
+    running: bool = False  # attempt is still running: its worker stops it
 
 
 @dataclass(frozen=True)
@@ -48,13 +59,14 @@ class EndMachine:
 class Actions:
     launch: dict[str, int] = field(default_factory=dict)  # instance type -> how many
     requeue: list[Requeue] = field(default_factory=list)
+    rerun: list[Rerun] = field(default_factory=list)
     end: list[EndMachine] = field(default_factory=list)
     fail_rows: dict[str, str] = field(default_factory=dict)  # tag -> why (its type cannot install)
     interrupt_rows: dict[str, str] = field(default_factory=dict)  # tag -> why (interrupted, no retry left)
     stuck: dict[str, int] = field(default_factory=dict)  # type -> pending rows no machine will take
 
     def __bool__(self) -> bool:
-        return bool(self.launch or self.requeue or self.end or self.fail_rows or self.interrupt_rows)
+        return bool(self.launch or self.requeue or self.rerun or self.end or self.fail_rows or self.interrupt_rows)
 
 
 @dataclass
@@ -103,13 +115,18 @@ def decide(world: World, policy: Policy) -> Actions:
     lease = lease_seconds(policy.heartbeat)
     live_ids = {m.id for m in world.live}
 
-    # rows: requeue or end attempts whose machine is gone or silent
+    # rows: rerun changed rows; requeue or end attempts whose machine is gone or silent
     pending: Counter[str] = Counter()
     for row in world.rows:
         state = world.bucket.row_state(row.tag)
         held = world.bucket.claims.get(row.tag)
+        rerun = _changed(row, state, world)
+        if rerun is not None:
+            actions.rerun.append(rerun)
+            pending[row.instance_type] += 1
+            continue
         if state == protocol.PENDING:
-            if held is not None and held.claim.attempt > policy.retries:
+            if held is not None and held.claim.tries > policy.retries:
                 why = (f"attempt {held.claim.attempt} ended without a result "
                        f"({held.claim.reason}); no retry left (--retries {policy.retries})")
                 status = world.bucket.statuses.get(row.tag)
@@ -121,7 +138,7 @@ def decide(world: World, policy: Policy) -> Actions:
         elif state == protocol.RUNNING and held is not None:
             reason = _lost_reason(held, world, lease, live_ids)
             if reason is not None:
-                final = held.claim.attempt > policy.retries
+                final = held.claim.tries > policy.retries
                 if final:
                     reason += f"; no retry left (--retries {policy.retries})"
                 actions.requeue.append(Requeue(row.tag, held, reason, final))
@@ -137,7 +154,9 @@ def decide(world: World, policy: Policy) -> Actions:
             ending.add(instance.id)
 
     # launches: up to the pool's size, as many as the pending rows need
-    install_failures = Counter(r.instance_type for r in world.bucket.machines.values() if r.state == protocol.INSTALL_FAILED)
+    # a new dispatcher run (a fixed INSTALL.sh, --force) gives each type its --retries of installs afresh
+    install_failures = Counter(r.instance_type for r in world.bucket.machines.values()
+                               if r.state == protocol.INSTALL_FAILED and r.launched >= policy.installs_since)
     for instance_type, count in sorted(pending.items()):
         working = [m for m in world.live if m.instance_type == instance_type and m.id not in ending
                    and _still_taking_rows(m, world)]
@@ -163,6 +182,24 @@ def decide(world: World, policy: Policy) -> Actions:
             elif not working:
                 actions.stuck[instance_type] = count
     return actions
+
+
+def _changed(row: Job, state: str, world: World) -> Rerun | None:
+    """A row whose current attempt ran (or runs) another command or instance type than the campaign says.
+
+    Its result is not the row's: it runs again as a new attempt, never silently kept.
+    Compared with what the attempt recorded: its final status, or its claim while it runs.
+    """
+    if state == protocol.RUNNING:
+        claim = world.bucket.claims[row.tag].claim
+        ran, attempt, running = (claim.instance_type, claim.command), claim.attempt, True
+    elif state in protocol.TERMINAL_STATES:
+        status = world.bucket.statuses[row.tag]
+        ran, attempt, running = (status.instance_type, status.command), status.attempt, False
+    else:
+        return None  # pending: its next attempt runs the row as the campaign says now
+    changes = row.changes(*ran)
+    return Rerun(row.tag, attempt, f"changed ({', '.join(changes)})", running) if changes else None
 
 
 def _still_taking_rows(instance: InstanceInfo, world: World) -> bool:

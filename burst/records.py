@@ -54,6 +54,16 @@ class Job:
     instance_type: str
     command: str
     line: int  # line number in the CSV file, for messages
+    job_file: str = ""  # the file it came from (absolute), so a re-run of that file can tell a removed row
+
+    def changes(self, instance_type: str, command: str) -> list[str]:
+        """What differs between this row and what an attempt ran ("" = not recorded, e.g. an older claim)."""
+        found = []
+        if command and command != self.command:
+            found.append("command")
+        if instance_type and instance_type != self.instance_type:
+            found.append("instance type")
+        return found
 
 
 @dataclass
@@ -128,6 +138,14 @@ class Claim:
     heartbeat: str = field(default_factory=utc_now)
     nonce: str = ""  # tells the holder its own claim after an ambiguous retry
     reason: str = ""  # why it was released
+    instance_type: str = ""  # the row as this attempt runs it: a changed row is told by these two
+    command: str = ""
+    retry_base: int = 0  # attempts before this run of the row (a changed row or --force starts a new run)
+
+    @property
+    def tries(self) -> int:
+        """Attempts in the row's current run: what --retries bounds."""
+        return self.attempt - self.retry_base
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Claim":

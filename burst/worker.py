@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from burst import claims, protocol, spot_notice
+from burst.atomic import write_atomically
 from burst.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
 from burst.node_config import NodeConfig, lease_seconds, provenance
-from burst.outputs import find_outputs
+from burst.outputs import find_outputs, prepare_results
 from burst.processes import slot_cpus, stop_process_group
-from burst.records import JobStatus, WorkerRecord, iso_utc, row_cost, utc_now
+from burst.records import JobStatus, WorkerRecord, iso_utc, row_cost, seconds_since, utc_now
 from burst.retry import retry_call
 from burst.status_store import save_status
 from burst.storage import KeyNotFound, PreconditionFailed, Storage, open_storage
@@ -76,6 +77,7 @@ class Worker:
         self.keep_machine = False
         self.interruption: dict | None = None  # the spot interruption notice, once one came
         self.started = utc_now()
+        self.campaign_etag = ""
         self.rows = self._rows_of_my_type()
         self.queue: list[tuple[str, HeldClaim | None]] = []
         self.queue_lock = threading.Lock()
@@ -85,8 +87,15 @@ class Worker:
 
     # -- what there is to do ---------------------------------------------------
     def _rows_of_my_type(self) -> dict[str, str]:
-        """tag -> command, for this machine's instance type, from ``campaign.json``."""
-        record = json.loads(self._patiently(lambda: self.storage.read_text(protocol.CAMPAIGN_KEY), "reading campaign.json"))
+        """tag -> command, for this machine's instance type, from ``campaign.json`` (and its etag, kept).
+
+        Read again whenever a listing shows ``campaign.json`` changed: a dispatcher run
+        again with changed rows releases them, and they must run as the file says now.
+        """
+        self.rows_read = time.time()
+        text, self.campaign_etag = self._patiently(lambda: self.storage.read_versioned(protocol.CAMPAIGN_KEY),
+                                                   "reading campaign.json")
+        record = json.loads(text)
         return {row["tag"]: row["command"] for row in record["jobs"] if row["instance_type"] == self.config.instance_type}
 
     def _claim_next(self, slot: int) -> RowRun | None:
@@ -102,10 +111,16 @@ class Worker:
                     if not self.queue:
                         break
                     tag, held = self.queue.pop()
-                won = self._patiently(lambda: claims.try_claim(self.storage, tag, self.config.instance_id, slot, held),
-                                f"claiming {tag}")
+                if held is not None and held.claim.state == protocol.RELEASED and held.claim.tries == 0 \
+                        and time.time() - seconds_since(held.claim.heartbeat) > self.rows_read:
+                    self.rows = self._rows_of_my_type()  # rerun since we read the rows (it changed): as it is now
+                command = self.rows.get(tag)
+                if command is None:
+                    continue  # no longer a row of this type: the campaign changed since the listing
+                won = self._patiently(lambda: claims.try_claim(self.storage, tag, self.config.instance_id, slot, held,
+                                                               self.config.instance_type, command), f"claiming {tag}")
                 if won is not None:
-                    return RowRun(won, self.rows[tag])
+                    return RowRun(won, command)
                 losses += 1
             with self.queue_lock:  # not self.lock: the heartbeats must go on while this lists
                 self.queue = self._candidates()
@@ -114,16 +129,24 @@ class Worker:
 
     def _candidates(self) -> list[tuple[str, HeldClaim | None]]:
         lease = lease_seconds(self.config.heartbeat)
-        view, free = retry_call(lambda: read_rows_worth_a_look(self.storage, self.cache, set(self.rows), lease),
-                                seconds=self.patience,  # a bucket that cannot be listed is down, not empty
-                                on_retry=lambda error, delay: log(f"listing the bucket: {error}; retrying in {delay:.1f} s"))
+
+        def look():
+            return retry_call(lambda: read_rows_worth_a_look(self.storage, self.cache, set(self.rows), lease),
+                              seconds=self.patience,  # a bucket that cannot be listed is down, not empty
+                              on_retry=lambda error, delay: log(f"listing the bucket: {error}; retrying in {delay:.1f} s"))
+
+        view, free = look()
+        if view.campaign_etag and view.campaign_etag != self.campaign_etag:
+            log("campaign.json changed: reading this type's rows again")
+            self.rows = self._rows_of_my_type()
+            view, free = look()
         found: list[tuple[str, HeldClaim | None]] = [(tag, None) for tag in free]
         for tag, held in view.claims.items():
             state = view.row_state(tag)
-            if state == protocol.PENDING and held.claim.attempt <= self.config.retries:
+            if state == protocol.PENDING and held.claim.tries <= self.config.retries:
                 found.append((tag, held))  # released, with a retry left (else the reconcile ends it)
             elif (state == protocol.RUNNING and held is not None and view.now - held.modified > lease
-                  and held.claim.attempt <= self.config.retries and held.claim.machine != self.config.instance_id):
+                  and held.claim.tries <= self.config.retries and held.claim.machine != self.config.instance_id):
                 found.append((tag, held))  # its machine stopped renewing: the next attempt is ours
         random.shuffle(found)  # machines racing for the same rows spread over them
         return found
@@ -146,6 +169,7 @@ class Worker:
         shutil.rmtree(folder, ignore_errors=True)
         code = folder / "code"
         shutil.copytree(self.root / "code", code, symlinks=True)
+        prepared = prepare_results(code, self.config.results)  # results/ exists, empty, when the command starts
         logs = folder / "logs"
         logs.mkdir()
         started = time.time()
@@ -165,7 +189,7 @@ class Worker:
             job=self.config.job, tag=claim.tag, state=protocol.FAILED, instance_type=self.config.instance_type,
             command=run.command, instance_id=self.config.instance_id, attempt=claim.attempt, slot=slot, cpus=cpus,
             exit_code=exit_code, started=iso_utc(started), ended=iso_utc(ended), seconds=seconds,
-            provenance=provenance(), instance=dict(self.config.facts), lifecycle=self.config.lifecycle,
+            provenance=provenance(), instance=dict(self.config.facts), warnings=prepared, lifecycle=self.config.lifecycle,
             price_per_hour=self.config.price_per_hour, cost_usd=row_cost(seconds, self.config.price_per_hour, self.slots),
         )
         try:
@@ -189,7 +213,7 @@ class Worker:
         uploads.update({f"{protocol.results_prefix(claim.tag, claim.attempt)}{name}": path for name, path in outputs.items()})
         patience = 60 if run.interrupted else None  # AWS ends the machine two minutes after its notice
         failures = [f"{key}: {error}" for key, path in uploads.items() if (error := self._upload(key, path, patience))]
-        status.warnings = warnings
+        status.warnings = status.warnings + warnings
         if run.interrupted:
             self._give_back(run, status, failures)
             return
@@ -203,7 +227,7 @@ class Worker:
             last = tail((logs / "stderr.log").read_text(errors="replace"), 5)
             status.note = f"command exited with status {status.exit_code}" + (f": {last}" if last else "")
         retry = (status.state == protocol.FAILED and not failures and self.config.retry_failed
-                 and claim.attempt <= self.config.retries)
+                 and claim.tries <= self.config.retries)
         with run.lock:
             run.finished = True
             # Still ours? A taken-over attempt writes no status. Nobody may take a claim over
@@ -356,11 +380,11 @@ def work(root: Path) -> int:
         if (root / protocol.WORKER_STARTED).exists():
             log("a worker already ran on this machine; not starting another")
             return 0
-        (root / protocol.WORKER_STARTED).write_text(utc_now() + "\n")
+        write_atomically(root / protocol.WORKER_STARTED, utc_now() + "\n")
         config = NodeConfig.load(root)
         storage = open_storage(config.bucket_url, **config.storage_options())
         code = Worker(root, config, storage).run()
-        (root / protocol.WORKER_EXIT).write_text(f"{code}\n")  # before the lock is released
+        write_atomically(root / protocol.WORKER_EXIT, f"{code}\n")  # before the lock is released
         return code
 
 

@@ -27,3 +27,28 @@ def test_a_pattern_matching_nothing_is_a_warning(tmp_path):
     outputs, warnings = find_outputs(tmp_path, ["results/**"])
     assert outputs == {}
     assert warnings == ["no output matches 'results/**' in the code folder"]
+
+
+def test_each_patterns_fixed_folder_is_made_empty_of_matches_before_the_command(tmp_path):
+    from burst.outputs import fixed_folder, prepare_results
+
+    assert [fixed_folder(p) for p in ("results/**", "out/*.csv", "out/summary.json", "*.csv", "a/b/c*/d.txt")] == \
+        ["results", "out", "out", "", "a/b"]
+    code, elsewhere = tmp_path / "code", tmp_path / "elsewhere"
+    make(code, "data/input.txt", "data/stale.out", "results/old.csv", "keep.txt")
+    make(elsewhere, "linked.out")
+    (code / "linked").symlink_to(elsewhere)
+    assert prepare_results(code, ["results/**", "out/*.csv", "data/*.out", "linked/*.out"]) == []
+    assert (code / "results").is_dir() and list((code / "results").iterdir()) == [], "results/ exists, empty"
+    assert (code / "out").is_dir(), "out/ did not exist: it is made"
+    assert not (code / "data" / "stale.out").exists() and (code / "data" / "input.txt").exists(), \
+        "only files matching a pattern are removed, never the command's inputs"
+    assert (elsewhere / "linked.out").exists(), "nothing outside the row's copy is removed"
+
+
+def test_a_fixed_folder_that_is_a_file_is_a_warning(tmp_path):
+    from burst.outputs import prepare_results
+
+    make(tmp_path, "results")
+    assert prepare_results(tmp_path, ["results/**"]) == [
+        "the folder results/ of 'results/**' could not be made: a file of the code folder has its name"]

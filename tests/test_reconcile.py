@@ -122,3 +122,36 @@ def test_a_released_row_with_no_retry_left_is_failed_not_relaunched_forever():
     actions = decide(World(rows(1), BucketView(NOW, claims={"j0": released}), []), policy(retries=2))
     assert actions.launch == {} and "No space left on device" in actions.fail_rows["j0"]
     assert "no retry left (--retries 2)" in actions.fail_rows["j0"]
+
+
+def ran(tag: str, command: str, kind: str = "t3.micro", attempt: int = 1) -> JobStatus:
+    return JobStatus(job="j", tag=tag, state=protocol.DONE, instance_type=kind, command=command, attempt=attempt, exit_code=0)
+
+
+def test_a_row_that_changed_since_its_attempt_ran_is_rerun_and_counts_as_pending():
+    bucket = BucketView(NOW, statuses={"j0": ran("j0", "true"), "j1": ran("j1", "old", attempt=2),
+                                       "j2": ran("j2", "true", kind="c5.large"), "j3": ran("j3", "")})
+    actions = decide(World(rows(4), bucket, []), policy())
+    assert [(r.tag, r.attempt, r.reason, r.running) for r in actions.rerun] == [
+        ("j1", 2, "changed (command)", False), ("j2", 1, "changed (instance type)", False)], \
+        "j0 is unchanged; j3's status recorded no command (an older burst): not judged"
+    assert actions.launch == {"t3.micro": 2}, "machines for the rows to rerun, in the same round"
+
+
+def test_a_running_attempt_of_a_changed_row_is_stopped_and_rerun():
+    claim = Claim(tag="j0", attempt=1, machine="i-1", slot=0, instance_type="t3.micro", command="sleep 300")
+    bucket = BucketView(NOW, claims={"j0": HeldClaim(claim, "e", NOW)})
+    actions = decide(World(rows(1), bucket, [machine("i-1")]), policy())
+    assert [(r.tag, r.attempt, r.reason, r.running) for r in actions.rerun] == [("j0", 1, "changed (command)", True)]
+    assert actions.requeue == []
+
+
+def test_retries_count_from_the_start_of_a_rows_current_run():
+    """A row rerun as attempt 4 (changed, or --force) has its --retries afresh: it is not failed as out of retries."""
+    released = Claim(tag="j0", attempt=3, machine="dispatcher", slot=-1, state=protocol.RELEASED,
+                     reason="forced (--force)", retry_base=3)
+    actions = decide(World(rows(1), BucketView(NOW, claims={"j0": HeldClaim(released, "e", NOW)}), []), policy(retries=0))
+    assert actions.fail_rows == {} and actions.launch == {"t3.micro": 1}
+    lost = HeldClaim(Claim(tag="j0", attempt=5, machine="i-gone", slot=0, retry_base=3), "e", NOW)
+    actions = decide(World(rows(1), BucketView(NOW, claims={"j0": lost}), []), policy(retries=2))
+    assert [(r.tag, r.final) for r in actions.requeue] == [("j0", False)], "attempt 5 is the 2nd of its run: one retry left"

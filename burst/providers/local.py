@@ -15,13 +15,13 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from burst.atomic import write_atomically
 from burst.node_config import NodeConfig
 from burst.providers.base import LaunchSpec, Provider
 from burst.records import InstanceInfo, utc_now
@@ -49,10 +49,7 @@ class SandboxRegistry:
                 before = json.dumps(data, sort_keys=True)
                 yield data
                 if json.dumps(data, sort_keys=True) != before:
-                    fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".registry.")
-                    with os.fdopen(fd, "w") as handle:
-                        json.dump(data, handle, indent=1, sort_keys=True)
-                    os.replace(temp, self.path)
+                    write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlparse
 
+from burst.atomic import TEMP_SUFFIX, write_atomically
 from burst.storage.base import KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified, sha256_of
 
 
@@ -32,30 +32,15 @@ class LocalDirStorage(Storage):
             raise ValueError(f"key {key!r} leaves the bucket {self.url}")
         return path
 
-    def _write_atomically(self, target: Path, writer, exclusive: bool = False) -> str:
-        """Write beside the target and rename: readers never see half a file. Returns the etag.
+    def _write(self, target: Path, content, exclusive: bool = False) -> str:
+        """Whole or not at all (``burst.atomic``): readers never see half a file. Returns the etag.
 
-        ``exclusive``: link instead of rename, which fails if the target exists, so a
-        create-if-absent is atomic and complete at once (the claim of a row).
+        ``exclusive``: a create-if-absent, atomic and complete at once (the claim of a row).
         """
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                writer(handle)
-            if exclusive:
-                try:
-                    os.link(temp, target)
-                except FileExistsError:
-                    raise PreconditionFailed(f"{self.url}/{self._key_of(target)} exists already") from None
-                finally:
-                    Path(temp).unlink(missing_ok=True)
-            else:
-                os.replace(temp, target)
-            return _stamp(target.stat())
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+            return _stamp(write_atomically(target, content, exclusive=exclusive))
+        except FileExistsError:
+            raise PreconditionFailed(f"{self.url}/{self._key_of(target)} exists already") from None
 
     def _key_of(self, path: Path) -> str:
         return path.relative_to(self.root.resolve()).as_posix()
@@ -79,7 +64,7 @@ class LocalDirStorage(Storage):
             with open(local_path, "rb") as source:
                 shutil.copyfileobj(source, handle)
 
-        self._write_atomically(target, copy)
+        self._write(target, copy)
         if target.stat().st_size != local_path.stat().st_size or sha256_of(target) != sha256_of(local_path):
             raise UploadNotVerified(f"{self.url}/{key} differs from {local_path} after upload")
 
@@ -100,7 +85,7 @@ class LocalDirStorage(Storage):
             relative = os.path.relpath(folder, root).replace(os.sep, "/")
             base = "" if relative == "." else relative + "/"
             for name in files:
-                if name.startswith(".") and name.endswith((".part", ".lock")):
+                if name.startswith(".") and name.endswith((TEMP_SUFFIX, ".lock")):
                     continue  # a write in progress, or a key's lock
                 key = base + name
                 if not key.startswith(prefix):
@@ -121,7 +106,7 @@ class LocalDirStorage(Storage):
             raise KeyNotFound(f"{self.url}/{key} does not exist") from None
 
     def write_text(self, key: str, text: str) -> None:
-        self._write_atomically(self._path(key), lambda handle: handle.write(text.encode("utf-8")))
+        self._write(self._path(key), text)
 
     def read_versioned(self, key: str) -> tuple[str, str]:
         path = self._path(key)
@@ -133,7 +118,7 @@ class LocalDirStorage(Storage):
             raise KeyNotFound(f"{self.url}/{key} does not exist") from None
 
     def create_if_absent(self, key: str, text: str) -> str:
-        return self._write_atomically(self._path(key), lambda handle: handle.write(text.encode("utf-8")), exclusive=True)
+        return self._write(self._path(key), text, exclusive=True)
 
     def replace_if_match(self, key: str, text: str, etag: str) -> str:
         target = self._path(key)
@@ -144,7 +129,7 @@ class LocalDirStorage(Storage):
                 raise KeyNotFound(f"{self.url}/{key} does not exist") from None
             if current != etag:
                 raise PreconditionFailed(f"{self.url}/{key} changed since it was read")
-            return self._write_atomically(target, lambda handle: handle.write(text.encode("utf-8")))
+            return self._write(target, text)
 
     def delete_keys(self, keys: list[str]) -> None:
         for key in keys:
