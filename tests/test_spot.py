@@ -173,3 +173,33 @@ def test_the_ledger_line_adds_rows_and_overhead():
     assert ledger.overhead_usd == pytest.approx(0.24)  # an hour at $0.36, less its rows
     assert cost_line(ledger) == ("cost so far: rows $0.1200, overhead $0.2400, total $0.3600 "
                                  "(without 1 machine(s) of unknown price)")
+
+
+def test_a_spot_machine_that_vanishes_without_a_notice_is_found_by_its_lease(tmp_path, moto_ami, make_nodes):  # noqa: F811
+    job = "vanish"
+    command = "echo \"$TAG attempt $ATTEMPT\"; while [ $ATTEMPT -eq 1 ]; do sleep 0.1; done"
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", command)] * 2)
+    nodes = make_nodes(job, metadata_url=MetadataServer().url)  # a notice never comes
+    tags = [f"{job}{n}" for n in range(2)]
+    output = tmp_path / "dispatcher.out"
+    dispatcher = subprocess.Popen(
+        [sys.executable, DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--spot", "--machines", "2",
+         "--heartbeat", "1", "--retries", "3", "--install", str(install), *nodes.args()],
+        cwd=REPO, stdout=output.open("w"), stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: held_claims(job, tags) == 2, timeout=180, what="both rows running on spot machines")
+        gone = [m["InstanceId"] for m in instances_of(job)]
+        boto3.client("ec2").terminate_instances(InstanceIds=gone)  # AWS took them back, with no notice
+        assert nodes.power_off(job, gone) > 0
+        dispatcher.wait(timeout=240)
+    except BaseException:
+        print(output.read_text())
+        raise
+    finally:
+        if dispatcher.poll() is None:
+            dispatcher.kill()
+    out = output.read_text()
+    assert dispatcher.returncode == 0, out
+    rows = {row["tag"]: row for row in status_report(job)["rows"]}
+    assert {(row["state"], row["attempt"], row["lifecycle"]) for row in rows.values()} == {("done", 2, "spot")}
+    assert "lost its machine" in out or "stopped heartbeating" in out, out
