@@ -113,7 +113,8 @@ class Fleet:
         price = self.prices.price(instance.instance_type, lifecycle, zone) if self.prices is not None else None
         launched = str(instance.details.get("launch_time") or "") or utc_now()
         return MachineRecord(id=instance.id, instance_type=instance.instance_type, state=protocol.LAUNCHED,
-                             launched=launched, lifecycle=lifecycle, price_per_hour=price)
+                             launched=launched, lifecycle=lifecycle, price_per_hour=price,
+                             phases={protocol.LAUNCHED: launched})
 
     def _status(self, tag: str, state: str, note: str) -> JobStatus:
         job = self.record.job_of(tag)
@@ -130,7 +131,8 @@ class Fleet:
         if record is None:
             kind = instance.instance_type if instance else ""
             record = MachineRecord(id=instance_id, instance_type=kind, state=state)
-        record = dataclasses.replace(record, state=state, note=note or record.note)
+        record = dataclasses.replace(record, state=state, note=note or record.note, phases=dict(record.phases))
+        record.phases.setdefault(state, utc_now())  # the timeline: when it began installing, was ready, ...
         if state in (protocol.ENDED, protocol.INSTALL_FAILED) and not record.ended:
             record.ended = utc_now()  # the dispatcher terminates it now: the end of its cost
         if instance is not None and not record.facts:

@@ -166,6 +166,7 @@ class MachineRecord:
     lifecycle: str = ""  # "spot", "on-demand" or "local"
     price_per_hour: float | None = None  # USD at launch (spot: its zone's price then); None = unknown
     ended: str = ""  # when the dispatcher ended it ("" = it ended itself, or runs)
+    phases: dict[str, str] = field(default_factory=dict)  # machine state -> when the dispatcher first saw it
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MachineRecord":

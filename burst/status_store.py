@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from burst.protocol import status_key
+from burst.protocol import attempt_prefix, status_key
 from burst.records import JobStatus, utc_now
 from burst.storage.base import KeyNotFound, Storage
 
@@ -18,6 +18,10 @@ def load_status(storage: Storage, tag: str) -> JobStatus | None:
 
 
 def save_status(storage: Storage, status: JobStatus) -> None:
+    """The row's status, and a copy beside its attempt's logs: every attempt's times and end stay (the timeline)."""
     status.updated = utc_now()
     status.heartbeat_age = None  # shown in tables, never stored
-    storage.write_text(status_key(status.tag), json.dumps(status.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(status.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    if status.attempt > 0:
+        storage.write_text(attempt_prefix(status.tag, status.attempt) + "status.json", text)
+    storage.write_text(status_key(status.tag), text)
