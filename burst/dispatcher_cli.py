@@ -20,7 +20,7 @@ from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.ledger import cost_line
 from burst.pricing import PriceBook, remember_prices
 from burst.providers.base import Provider
-from burst.status import campaign_succeeded, count_states, status_table
+from burst.status import campaign_succeeded, count_states, print_status
 
 TOP = Path(__file__).resolve().parent.parent
 
@@ -249,7 +249,7 @@ def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, pr
         with WaitProgress(len(record.jobs)) as progress:
             rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=True, on_round=progress.update)
         tags = record.tags
-        console.print(status_table(record.job, tags, rows))
+        print_status(console, record.job, tags, rows)
         report(cost_line(campaign.ledger()))
         return 0 if campaign_succeeded(tags, rows) else 1
     finally:

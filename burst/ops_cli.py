@@ -16,7 +16,7 @@ from burst.console import console, errors, report
 from burst.errors import UserError
 from burst import protocol
 from burst.ledger import cost_by_machine, cost_by_type, cost_line
-from burst.status import machines_table, status_json, status_table
+from burst.status import exit_status, print_machines, print_status, status_json
 from burst.storage import KeyNotFound
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job")
     status.add_argument("--json", action="store_true", help="print the status records as JSON")
     status.add_argument("--cost", action="store_true", help="also print the cost per instance type and per machine")
+    status.add_argument("--wide", action="store_true", help="every column, notes unabridged (wider than the terminal)")
     cost = sub.add_parser("cost", help="what the campaign cost so far: per instance type and per machine")
     cost.add_argument("job")
     logs = sub.add_parser("logs", help="print a row's install, stdout and stderr logs")
@@ -52,22 +53,26 @@ def _campaign(job: str) -> Campaign:
     return Campaign(record, provider, record.storage(provider), report=_note)
 
 
-def cmd_status(job: str, as_json: bool, with_cost: bool = False) -> int:
-    """Reconcile (requeue lost rows, end stray machines; never launch), then show every row and machine."""
+def cmd_status(job: str, as_json: bool, with_cost: bool = False, wide: bool = False) -> int:
+    """Reconcile (requeue lost rows, end stray machines; never launch), then show every row and machine.
+
+    Exits 0 when every row is done, 1 when any failed or was interrupted, 3 while rows are still to run.
+    """
     campaign = _campaign(job)
     world, _ = campaign.reconcile(may_launch=False)
     rows = campaign.rows(world)
     machines = campaign.machines(world)
     ledger = campaign.ledger(world)
+    tags = campaign.record.tags
     if as_json:
-        print(status_json(job, campaign.record.tags, rows, machines))
-        return 0
-    console.print(status_table(job, campaign.record.tags, rows))
-    console.print(machines_table(machines))
+        print(status_json(job, tags, rows, machines))
+        return exit_status(tags, rows)
+    print_status(console, job, tags, rows, wide=wide)
+    print_machines(console, machines, wide=wide)
     if with_cost:
         _print_cost(ledger)
     report(cost_line(ledger))
-    return 0
+    return exit_status(tags, rows)
 
 
 def _print_cost(ledger) -> None:
@@ -155,7 +160,7 @@ def cmd_cleanup(job: str, yes: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "status":
-        return cmd_status(args.job, args.json, args.cost)
+        return cmd_status(args.job, args.json, args.cost, args.wide)
     if args.command == "cost":
         return cmd_cost(args.job)
     if args.command == "logs":

@@ -1,20 +1,36 @@
-"""Status tables for people (rich) and JSON for programs."""
+"""Status tables for people (rich) and JSON for programs.
+
+A table fits its console (80 columns when the output is not a terminal): one
+line per row — tag, state, exit, attempt, seconds, type, then the optional
+columns that still fit (machine, slot, heartbeat, command) and a note cut with
+"…". Full notes follow the table as ``tag: note``. ``wide`` shows every column.
+Colour only reaches a terminal (rich's own detection).
+"""
 
 from __future__ import annotations
 
 import json
 
+from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
 from burst.records import JobStatus
 
 STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow", RUNNING: "cyan"}
+WIDE = 400  # --wide: tables as wide as their cells, up to this (wider than a terminal, by request)
+NOTE_MIN = 16  # the note keeps at least this many characters before an optional column is shown
+OPTIONAL = ("command", "machine", "beat", "slot")  # in the order they get room
+SHOWN_ORDER = ("machine", "slot", "beat", "command")
+
+
+def _note(status: JobStatus) -> str:
+    note = status.note or ""
+    return "; ".join([note] + status.warnings) if note and status.warnings else (note or "; ".join(status.warnings))
 
 
 def _cell(status: JobStatus, column: str) -> str:
-    if column == "state":
-        return f"[{STATE_STYLE.get(status.state, 'cyan')}]{status.state}[/]"
     if column == "exit":
         return "" if status.exit_code is None else str(status.exit_code)
     if column == "try":
@@ -29,45 +45,134 @@ def _cell(status: JobStatus, column: str) -> str:
         return "" if status.heartbeat_age is None else f"{status.heartbeat_age:.0f}s"
     if column == "type":
         return status.instance_type
-    note = status.note.splitlines()[0] if status.note else ""
-    return "; ".join([note] + status.warnings if note else status.warnings) if status.warnings else note
+    if column == "command":
+        return status.command
+    if column == "state":
+        return status.state
+    return _note(status).splitlines()[0] if _note(status) else ""
 
 
-def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None]) -> Table:
-    """One line per row; the slot and heartbeat columns only when some row has one."""
+def _wanted(shown: list[JobStatus], column: str) -> bool:
+    if column == "slot":
+        return any(s.slot for s in shown)
+    if column == "beat":
+        return any(s.heartbeat_age is not None for s in shown)
+    return any(_cell(s, column) for s in shown)
+
+
+def _layout(shown: list[JobStatus], tags: list[str], width: int, wide: bool) -> tuple[dict[str, int], int]:
+    """The columns with their widths (base ones, then each optional one that leaves the note
+    ``NOTE_MIN`` characters), and the note's width."""
+    base = ["tag", "state", "exit", "try", "seconds", "type"]
+    needed = {c: max([len(c)] + [len(_cell(s, c)) for s in shown]) for c in base[1:] + list(OPTIONAL)}
+    needed["tag"] = max([3] + [len(t) for t in tags])
+    needed["command"] = min(needed["command"], 40)
+    columns = {c: needed[c] for c in base}
+    used = sum(w + 3 for w in columns.values()) + 4  # each cell's padding and border, the table's edges
+    for column in OPTIONAL:
+        if _wanted(shown, column) and (wide or used + needed[column] + 3 + NOTE_MIN <= width):
+            columns[column] = needed[column]
+            used += needed[column] + 3
+    ordered = {c: columns[c] for c in base + [c for c in SHOWN_ORDER if c in columns]}
+    return ordered, max(NOTE_MIN, width - used)
+
+
+def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None], width: int = 80,
+                 wide: bool = False) -> Table:
+    """One line per row, at most ``width`` wide (unless ``wide``)."""
     shown = [s for s in statuses.values() if s is not None]
-    columns = ["tag", "state", "exit", "try", "seconds", "type", "machine"]
-    if any(s.slot for s in shown):
-        columns.append("slot")
-    if any(s.heartbeat_age is not None for s in shown):
-        columns.append("beat")
+    columns, note_width = _layout(shown, tags, width, wide)
     table = Table(title=f"job {job}", title_justify="left")
-    for column in columns:
-        table.add_column(column, no_wrap=True)
-    table.add_column("note", overflow="fold", ratio=1, min_width=24)
+    for column, size in columns.items():
+        if wide:
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=size, max_width=size)
+    if wide:
+        table.add_column("note", overflow="fold")
+    else:
+        table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=note_width)
     for tag in tags:
         status = statuses.get(tag)
         if status is None:
             table.add_row(tag, "-", *[""] * (len(columns) - 2), "no status yet")
             continue
-        table.add_row(tag, *[_cell(status, c) for c in columns[1:]], _cell(status, "note"))
+        cells = [Text(_cell(status, c), style=STATE_STYLE.get(status.state, "cyan") if c == "state" else "")
+                 for c in list(columns)[1:]]
+        table.add_row(tag, *cells, _cell(status, "note"))
     return table
 
 
-def machines_table(machines: list[dict]) -> Table:
+def notes_below(tags: list[str], statuses: dict[str, JobStatus | None]) -> list[str]:
+    """Every row's whole note, as ``tag: note`` (continuation lines indented)."""
+    lines = []
+    for tag in tags:
+        status = statuses.get(tag)
+        note = _note(status) if status is not None else ""
+        if note:
+            first, *rest = note.splitlines()
+            lines.append(f"{tag}: {first}")
+            lines += [f"  {line}" for line in rest]
+    return lines
+
+
+def _out(console: Console, wide: bool) -> Console:
+    """The console, or for ``--wide`` one as wide as the cells need (rich never prints wider than its console)."""
+    if not wide:
+        return console
+    return Console(file=console.file, width=WIDE, force_terminal=console.is_terminal, highlight=False,
+                   color_system=console.color_system)
+
+
+def print_status(console: Console, job: str, tags: list[str], statuses: dict[str, JobStatus | None],
+                 wide: bool = False) -> None:
+    """The table at the console's width, then the full notes."""
+    _out(console, wide).print(status_table(job, tags, statuses, width=console.width, wide=wide))
+    for line in notes_below(tags, statuses):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def machines_table(machines: list[dict], width: int = 80, wide: bool = False) -> Table:
+    """One line per machine; its rows and note cut to what the width leaves (all of them with ``wide``)."""
     table = Table(title="machines", title_justify="left")
-    for column in ("machine", "type", "state", "rows"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("note", overflow="fold", ratio=1)
+    sizes = {c: max([len(c)] + [len(m[k]) for m in machines]) for c, k in (("machine", "id"), ("type", "instance_type"), ("state", "state"))}
+    for column, size in sizes.items():
+        table.add_column(column, no_wrap=True, min_width=size)
+    room = max(16, width - sum(size + 3 for size in sizes.values()) - 4 - 6)
+    if wide:
+        table.add_column("rows", overflow="fold")
+        table.add_column("note", overflow="fold")
+    else:
+        table.add_column("rows", no_wrap=True, overflow="ellipsis", max_width=room // 2)
+        table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=room - room // 2)
     for machine in machines:
         table.add_row(machine["id"], machine["instance_type"], machine["state"], " ".join(machine["rows"]),
                       machine["note"].splitlines()[0] if machine["note"] else "")
     return table
 
 
+def print_machines(console: Console, machines: list[dict], wide: bool = False) -> None:
+    _out(console, wide).print(machines_table(machines, width=console.width, wide=wide))
+    for machine in machines:
+        if machine["note"]:
+            first, *rest = machine["note"].splitlines()
+            console.print(f"{machine['id']}: {first}", markup=False, highlight=False, soft_wrap=True)
+            for line in rest:
+                console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+
+
 def status_json(job: str, tags: list[str], statuses: dict[str, JobStatus | None], machines: list[dict]) -> str:
     rows = [statuses[t].to_dict() for t in tags if statuses.get(t) is not None]
     return json.dumps({"job": job, "rows": rows, "machines": machines}, indent=2, ensure_ascii=False)
+
+
+def exit_status(tags: list[str], statuses: dict[str, JobStatus | None]) -> int:
+    """``status``'s exit: 3 while rows are still to run (a script polls until it is not 3); then 0 when
+    every row is done, 1 when any failed or was interrupted."""
+    states = [s.state if s is not None else "pending" for s in (statuses.get(t) for t in tags)]
+    if any(state not in (DONE, FAILED, INTERRUPTED) for state in states):
+        return 3
+    return 0 if all(state == DONE for state in states) else 1
 
 
 def campaign_succeeded(tags: list[str], statuses: dict[str, JobStatus | None]) -> bool:

@@ -69,10 +69,16 @@ def wait_until(predicate, timeout: float = 60, what: str = "condition"):
 
 
 def status_report(job: str) -> dict:
-    """``python -m burst status JOB --json``: {"job", "rows", "machines"}."""
+    """``python -m burst status JOB --json``: {"job", "rows", "machines"}; its exit code says done (0),
+    failed or interrupted (1), or still to run (3)."""
     result = run_script("-m", "burst", "status", job, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    assert result.stdout.startswith("{"), (result.returncode, result.stderr)
+    report = json.loads(result.stdout)
+    states = {row["state"] for row in report["rows"]}
+    expected = 0 if states <= {"done"} and len(report["rows"]) else (
+        3 if states - {"done", "failed", "interrupted"} or not report["rows"] else 1)
+    assert result.returncode == expected, (result.returncode, states, result.stderr)
+    return report
 
 
 def statuses(job: str) -> dict[str, dict]:

@@ -39,7 +39,7 @@ def test_demo_campaign_end_to_end(tmp_path, burst_home):
     assert live_instances(burst_home, "demo") == [], "every machine ends itself"
 
     table = run_script("-m", "burst", "status", "demo")
-    assert table.returncode == 0 and "demo4" in table.stdout and "failed" in table.stdout
+    assert table.returncode == 1 and "demo4" in table.stdout and "failed" in table.stdout  # 1: a row failed
 
     out = tmp_path / "out"
     fetched = run_script(GET_FILES, "demo", str(out), "--merge")
