@@ -7,6 +7,7 @@ cleanup) work from the job name alone.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fcntl
 import json
 import os
@@ -162,6 +163,9 @@ def load_record(job: str) -> CampaignRecord:
     path = record_path(job)
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        close = difflib.get_close_matches(job, known, n=1)
+        if close:
+            raise UserError(f"no job {job!r}; did you mean {close[0]!r}? (known jobs: {', '.join(known)})")
         hint = f" Known jobs: {', '.join(known)}." if known else ""
         raise UserError(
             f"no campaign named {job!r} on this machine ({path} is missing): start it with "

@@ -76,8 +76,11 @@ def test_status_through_a_pipe_at_80_columns_and_its_exit_codes(tmp_path, monkey
     assert os.environ["COLUMNS"] == "80"
 
 
-def test_status_exits_0_when_every_row_is_done(tmp_path):
+def test_status_exits_0_when_every_row_is_done_and_a_misspelt_job_gets_a_suggestion_first(tmp_path):
     jobfile, install = write_campaign(tmp_path, [("t3.micro", "true")])
     assert run_script(str(REPO / "dispatcher.py"), "local", "alldone", str(jobfile), "-c", "-d", "--wait",
                       "--install", str(install)).returncode == 0
     assert run_script("-m", "burst", "status", "alldone").returncode == 0
+    typo = run_script("-m", "burst", "status", "aldone")
+    assert typo.returncode == 2
+    assert typo.stderr.startswith("error: no job 'aldone'; did you mean 'alldone'?"), typo.stderr
