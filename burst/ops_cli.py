@@ -15,6 +15,7 @@ from burst.campaign_record import load_record, record_path
 from burst.console import console, errors, report
 from burst.errors import UserError
 from burst import protocol
+from burst.remote_access import STREAMS, follow, shell
 from burst.ledger import cost_by_machine, cost_by_type, cost_line
 from burst.status import exit_status, print_machines, print_status, status_json
 from burst.storage import KeyNotFound
@@ -34,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("job")
     logs.add_argument("tag")
     logs.add_argument("--attempt", type=int, help="which attempt (default: the last one)")
+    logs.add_argument("-f", "--follow", action="store_true", help="follow the running row's output until it ends")
+    logs.add_argument("--stream", choices=STREAMS, default="stdout", help="with -f: which log to follow (default stdout)")
+    ssh = sub.add_parser("ssh", help="a shell on a row's machine (in its code folder while it runs); a sandbox shell locally")
+    ssh.add_argument("job", help="the job name")
+    ssh.add_argument("tag", help="the row's tag (JOB0, JOB1, ...)")
+    ssh.add_argument("remote", nargs="*", metavar="COMMAND",
+                     help="run this instead of a shell (one argument: a shell line; put -- before a command with options)")
+    ssh.add_argument("--print", dest="print_only", action="store_true", help="only print the command")
     terminate = sub.add_parser("terminate", help="end every live machine of the job")
     terminate.add_argument("job")
     cleanup = sub.add_parser("cleanup", help="delete the job's bucket data and its local records")
@@ -164,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cost":
         return cmd_cost(args.job)
     if args.command == "logs":
+        if args.follow:
+            return follow(_campaign(args.job), args.tag, args.stream)
         return cmd_logs(args.job, args.tag, args.attempt)
+    if args.command == "ssh":
+        remote = (args.remote[0] if len(args.remote) == 1 else shlex.join(args.remote)) if args.remote else None
+        return shell(_campaign(args.job), args.tag, remote, args.print_only)
     if args.command == "terminate":
         return cmd_terminate(args.job)
     return cmd_cleanup(args.job, args.yes)

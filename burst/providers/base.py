@@ -17,6 +17,15 @@ from burst.transport.base import Transport
 
 
 @dataclass(frozen=True)
+class ShellCommand:
+    """How a person gets a shell (or runs a command) on a machine: what to exec, where, with what environment."""
+
+    argv: list[str]
+    cwd: str | None = None
+    env: dict[str, str] | None = None  # None: the caller's own
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """What every machine of one ``launch`` call has in common."""
 
@@ -90,6 +99,10 @@ class Provider(ABC):
     @abstractmethod
     def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> Transport:
         """A connected Transport to this machine, retrying for up to ``connect_timeout`` while it boots."""
+
+    def shell_command(self, instance: InstanceInfo, workdir: str, command: str | None = None) -> ShellCommand:
+        """An interactive shell in ``workdir`` on the machine, or ``command`` run there (``burst ssh``)."""
+        raise NotImplementedError(f"{self.name} machines have no shell access")
 
     def node_dir(self, instance: InstanceInfo) -> str:
         """The machine's folder on it (``~/burst/<job>/<instance id>`` by default)."""

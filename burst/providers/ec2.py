@@ -22,6 +22,7 @@ paramiko comes in with ``transport()``.
 
 from __future__ import annotations
 
+import shlex
 import time
 import uuid
 from pathlib import Path
@@ -35,7 +36,7 @@ from burst.providers import aws_setup, ec2_checks, ec2_spot
 from burst.providers.ec2_spot import SpotRefused
 from burst.providers.ec2_userdata import user_data
 from burst.node_config import NodeConfig
-from burst.providers.base import LaunchSpec, Provider
+from burst.providers.base import LaunchSpec, Provider, ShellCommand
 from burst.providers.ec2_checks import _chunks, _code, _message
 from burst.pricing import PriceBook, read_prices
 from burst.quotas import QuotaNeed, read_quotas
@@ -342,19 +343,27 @@ class EC2Provider(Provider):
                 known.update(instance["InstanceId"] for instance in reservation.get("Instances", []))
         return [i for i in ids if i in known]
 
-    def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> "Transport":
-        from burst.transport.ssh import SSHTransport, resolve_target
+    def _target(self, instance: InstanceInfo):
+        from burst.transport.ssh_target import resolve_target
 
         details = instance.details or {}
         names = [details.get("public_ip"), details.get("public_dns"), details.get("private_ip"), instance.id]
         if instance.host and instance.host not in names:
             names.insert(0, instance.host)
-        target = resolve_target(
-            [name for name in names if name],
-            user=self.options.user,
-            key_file=str(self.key_file),
-            ssh_config=self.options.ssh_config,
-        )
+        return resolve_target([name for name in names if name], user=self.options.user,
+                              key_file=str(self.key_file), ssh_config=self.options.ssh_config)
+
+    def shell_command(self, instance: InstanceInfo, workdir: str, command: str | None = None) -> ShellCommand:
+        from burst.transport.ssh_target import ssh_argv
+
+        remote = f"cd {shlex.quote(workdir)} && " + (command or 'exec "$SHELL" -l')
+        return ShellCommand(ssh_argv(self._target(instance), known_hosts=str(self.known_hosts),
+                                     ssh_config=self.options.ssh_config, remote=remote))
+
+    def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> "Transport":
+        from burst.transport.ssh import SSHTransport
+
+        target = self._target(instance)
         return SSHTransport(target, known_hosts=self.known_hosts, where=f"machine {instance.id} ({instance.host})",
                             connect_timeout=connect_timeout)
 

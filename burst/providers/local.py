@@ -23,7 +23,7 @@ from typing import Iterator
 
 from burst.atomic import write_atomically
 from burst.node_config import NodeConfig
-from burst.providers.base import LaunchSpec, Provider
+from burst.providers.base import LaunchSpec, Provider, ShellCommand
 from burst.records import InstanceInfo, utc_now
 from burst.transport.local import INSTANCE_MARKER, LocalTransport
 
@@ -185,6 +185,13 @@ class LocalProvider(Provider):
                     registry[instance_id]["terminated"] = utc_now()
         for instance_id in ids:
             kill_sandbox_processes(instance_id)
+
+    def shell_command(self, instance: InstanceInfo, workdir: str, command: str | None = None) -> ShellCommand:
+        """bash in the sandbox (its HOME, its marker, so ``terminate`` ends what it starts)."""
+        transport = self.transport(instance)
+        cwd = transport.home / workdir  # a relative folder is in the sandbox's home, as on a machine
+        return ShellCommand(["bash", "-c", command] if command else ["bash", "-i"], cwd=str(cwd),
+                            env=transport.environment())
 
     def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> LocalTransport:
         return LocalTransport(self.registry.home_of(instance.id), instance.id, where=f"sandbox {instance.id}")

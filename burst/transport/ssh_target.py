@@ -71,6 +71,25 @@ def resolve_target(names: list[str], *, user: str, key_file: str | None, ssh_con
     return SSHTarget(hostname, port, options.get("user") or user, identity or default_keys)
 
 
+def ssh_argv(target: SSHTarget, *, known_hosts: str, ssh_config: str | None, remote: str | None,
+             host_key_alias: str | None = None) -> list[str]:
+    """The system ``ssh`` command for a person at a terminal: the job's key and known hosts, the user's config.
+
+    Host keys recorded by burst are trusted; an unknown one is added and a changed one refused
+    (``accept-new``). ``remote`` runs instead of a login shell; a terminal is asked for either way.
+    """
+    argv = ["ssh", "-t", "-p", str(target.port), "-l", target.user,
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "IdentitiesOnly=yes"]
+    for key in target.key_files:
+        argv += ["-i", key]
+    if host_key_alias:
+        argv += ["-o", f"HostKeyAlias={host_key_alias}"]
+    if ssh_config:
+        argv += ["-F", os.path.expanduser(ssh_config)]
+    return argv + [target.hostname] + ([remote] if remote else [])
+
+
 def _matches_any(name: str, patterns: list[str]) -> bool:
     """OpenSSH's Host matching: any positive pattern matches and no negated one does."""
     positive = [p for p in patterns if not p.startswith("!")]
