@@ -77,7 +77,7 @@ class Campaign:
         return len(reruns)
 
     def run(self, create: bool, dispatch: bool, wait: bool,
-            on_round: Callable[[dict[str, JobStatus]], None] | None = None) -> dict[str, JobStatus]:
+            on_round: Callable[[dict[str, JobStatus], list[dict]], None] | None = None) -> dict[str, JobStatus]:
         """Rounds until the machines are set up (and, with ``wait``, every row is final)."""
         delays = backoff(first=0.2, factor=1.4, cap=3.0)
         failing_since: float | None = None
@@ -102,7 +102,7 @@ class Campaign:
                     continue
                 rows = self.rows(world)
                 if on_round is not None:
-                    on_round(rows)
+                    on_round(rows, self.machines(world))
                 progress = sorted((tag, s.state, s.attempt) for tag, s in rows.items())
                 if progress != last_progress and not any(s.state == protocol.PENDING for s in rows.values()):
                     # the last rows are running and one just moved: look again soon, the end is near
@@ -183,6 +183,7 @@ class Campaign:
                 "state": state, "live": instance_id in live,
                 "rows": (worker[0].rows + worker[0].running) if worker else [], "note": note,
                 "heartbeat_age": round(world.bucket.now - worker[1], 1) if worker else None,
+                "launched": record.launched if record else "",
             })
         return found
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import time
 from collections import Counter
 import dataclasses
 from pathlib import Path
-
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from burst.campaign import Campaign
 from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, merge_rows, record_path
@@ -17,10 +16,11 @@ from burst.errors import UserError
 from burst.jobs import read_jobs, validate_job_name
 from burst.records import Job
 from burst.providers import ProviderOptions, burst_home, make_provider
-from burst.ledger import cost_line
+from burst.ledger import money
 from burst.pricing import PriceBook, remember_prices
 from burst.providers.base import Provider
-from burst.status import campaign_succeeded, count_states, print_status
+from burst.progress import LiveProgress, summary
+from burst.status import campaign_succeeded, print_status
 
 TOP = Path(__file__).resolve().parent.parent
 
@@ -162,27 +162,6 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]
     return record, jobs, []
 
 
-class WaitProgress:
-    """A live line while --wait runs: how many rows are final, and the state counts."""
-
-    def __init__(self, total: int):
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                                 console=console, transient=True)
-        self.task = self.progress.add_task("waiting", total=total)
-
-    def __enter__(self) -> "WaitProgress":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def update(self, rows: dict) -> None:
-        final = sum(1 for s in rows.values() if s.terminal)
-        self.progress.update(self.task, completed=final, description=count_states(rows))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     record, jobs, notes = plan(args)
@@ -241,16 +220,18 @@ def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, pr
                             prices=prices)
         if args.force:
             campaign.rerun_final_rows()
+        began = time.monotonic()
+        with LiveProgress(console, record.job, local=provider.name == "local") as progress:
+            rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=args.wait, on_round=progress.update)
         if not args.wait:
-            campaign.run(create=args.create, dispatch=args.dispatch, wait=False)
             if args.dispatch:
                 report(f"follow with: python -m burst status {record.job}")
             return 0
-        with WaitProgress(len(record.jobs)) as progress:
-            rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=True, on_round=progress.update)
         tags = record.tags
         print_status(console, record.job, tags, rows)
-        report(cost_line(campaign.ledger()))
+        ledger = campaign.ledger()
+        for line in summary(record.job, tags, rows, time.monotonic() - began, f"cost {money(ledger.total_usd)}"):
+            report(line)
         return 0 if campaign_succeeded(tags, rows) else 1
     finally:
         provider.close()

@@ -43,6 +43,7 @@ class Fleet:
                  prices: PriceBook | None = None):
         self.record = record
         self.prices = prices  # None when this run may not launch (status): no new machine records
+        self.noun = "sandbox" if provider.name == "local" else "machine"  # what a person is told it is
         self.provider = provider
         self.storage = storage
         self.report = report
@@ -90,7 +91,7 @@ class Fleet:
             for end in actions.end:
                 self._set_machine(end.id, protocol.ENDED, end.reason, world)
                 self._close(end.id)
-                self.report(f"machine {end.id}: {end.reason}")
+                self.report(f"{self.noun} {end.id}: {end.reason}")
         for instance_type, count in actions.launch.items():
             ids = self.provider.launch(LaunchSpec(self.record.job, instance_type, self.record.image), count)
             if not ids:
@@ -167,7 +168,7 @@ class Fleet:
             self._close(instance.id)
             self._set_machine(instance.id, protocol.INSTALL_FAILED, f"setup failed: {error}", world, instance)
             self.provider.terminate([instance.id])
-            self.report(f"machine {instance.id}: setup failed: {error}")
+            self.report(f"{self.noun} {instance.id}: setup failed: {error}")
             return protocol.P_FAILED
 
     def _transport(self, instance: InstanceInfo) -> Transport:
@@ -222,16 +223,16 @@ class Fleet:
             if start_workers:
                 transport.run(start_worker_command(node_dir))
                 self._set_machine(instance.id, protocol.WORKING, "", world, instance)
-                self.report(f"machine {instance.id} ({instance.instance_type}) is ready; its worker started")
+                self.report(f"{self.noun} {instance.id} ({instance.instance_type}) is ready; its worker started")
                 self._close(instance.id)
             elif record is None or record.state != protocol.READY:
                 self._set_machine(instance.id, protocol.READY, "", world, instance)
-                self.report(f"machine {instance.id} ({instance.instance_type}) is ready")
+                self.report(f"{self.noun} {instance.id} ({instance.instance_type}) is ready")
         else:  # WORKING, FINISHED, DEAD: the worker's own record and the reconcile take it from here
             if record is None or record.state != protocol.WORKING:
                 self._set_machine(instance.id, protocol.WORKING, "", world, instance)
                 if start_workers:
-                    self.report(f"machine {instance.id} ({instance.instance_type}) is ready; its worker started")
+                    self.report(f"{self.noun} {instance.id} ({instance.instance_type}) is ready; its worker started")
             self._close(instance.id)
         return word
 
@@ -256,7 +257,7 @@ class Fleet:
         self._set_machine(instance.id, protocol.INSTALL_FAILED, note, world, instance)
         self._close(instance.id)
         self.provider.terminate([instance.id])
-        self.report(f"machine {instance.id} ({instance.instance_type}): {note}")
+        self.report(f"{self.noun} {instance.id} ({instance.instance_type}): {note}")
         return protocol.P_FAILED
 
     def node_config(self, instance: InstanceInfo, record: MachineRecord | None = None) -> NodeConfig:

@@ -38,6 +38,7 @@ class LocalTransport(Transport):
             cwd=self.home,
             env=self.environment(),
             capture_output=True,
+            stdin=subprocess.DEVNULL,  # as over SSH: no terminal; a dispatcher's own terminal must not reach a sandbox
             timeout=timeout,
             start_new_session=True,  # its own process group, like a separate machine
         )
