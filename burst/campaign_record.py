@@ -56,6 +56,7 @@ class CampaignRecord:
     install_file: str = ""
     results: list[str] = field(default_factory=lambda: ["results/**"])
     pool: PoolOptions = field(default_factory=PoolOptions)
+    env: dict[str, str] = field(default_factory=dict)  # --env: exported before INSTALL.sh and every command
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
     version: str = __version__

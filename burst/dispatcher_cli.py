@@ -10,11 +10,13 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from burst.campaign import Campaign
 from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, record_path
 from burst.console import console, report
-from burst.errors import UserError
+from burst.errors import BurstError, UserError
+from burst.failures import aws_failure, is_aws_error
 from burst.jobs import read_jobs, validate_job_name
 from burst.records import Job
 from burst.providers import ProviderOptions, make_provider
 from burst.status import campaign_succeeded, count_states, status_table
+from burst import validate
 
 TOP = Path(__file__).resolve().parent.parent
 
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--code", type=Path, help="folder copied to each machine; commands run in it (default: JOBFILE's name without .csv, when it exists)")
     parser.add_argument("--results", action="append", metavar="GLOB", help="outputs to save, relative to the code folder (repeatable; default results/**)")
     parser.add_argument("--install-timeout", type=float, default=3600, metavar="SECONDS", help="give up on an INSTALL.sh after this long (default 3600)")
+    parser.add_argument("--env", action="append", metavar="NAME[=VALUE]", help="a variable for INSTALL.sh and the commands (repeatable; NAME alone: its value here); nothing else of this environment reaches a machine")
     pool = parser.add_argument_group("pool")
     pool.add_argument("--machines", type=_positive_int, metavar="N", help="at most N machines per instance type (default: one per row on EC2, the CPU count locally)")
     pool.add_argument("--slots", type=_slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own CPUs (default 1, right for timings; 'auto' = its vCPUs)")
@@ -46,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     aws = parser.add_argument_group("EC2")
     aws.add_argument("--region", help="AWS region (default: from your AWS config, else us-east-1)")
     aws.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
-    aws.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32)")
+    aws.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32; at most a /16, or /48 for IPv6)")
+    aws.add_argument("--allow-wide-ssh", action="store_true", help="accept an --ssh-cidr wider than /16 (IPv4) or /48 (IPv6)")
     aws.add_argument("--max-hours", type=float, default=24.0, help="a machine ends itself after this many hours, whatever happens (default 24)")
     aws.add_argument("--user", default="ubuntu", help="SSH user on the AMI (default ubuntu; ec2-user on Amazon Linux)")
     aws.add_argument("--ssh-config", type=Path, help="OpenSSH client config consulted per instance (bastions, ports)")
@@ -94,11 +98,7 @@ def _code_dir(args: argparse.Namespace) -> Path | None:
 
 
 def _results(args: argparse.Namespace) -> list[str]:
-    patterns = args.results or ["results/**"]
-    for pattern in patterns:
-        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-            raise UserError(f"--results {pattern!r} must be a pattern relative to the code folder, such as results/** or out/*.csv.")
-    return patterns
+    return validate.check_results(args.results if args.results is not None else ["results/**"])
 
 
 def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
@@ -108,24 +108,30 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job]]:
     if args.wait and not args.dispatch:
         raise UserError("--wait waits for the commands to finish: use it with -d.")
     validate_job_name(args.job)
-    if args.bucket:
+    if args.bucket is not None:
         validate_job_name(args.bucket)
-    if args.max_hours <= 0:
-        raise UserError(f"--max-hours {args.max_hours} must be more than 0.")
+    validate.check_ami(args.ami)
+    validate.check_numbers(args)
+    validate.check_node_root(args.node_root)
+    if args.ami != "local":
+        validate.check_region(args.region)
+        validate.check_ssh_cidr(args.ssh_cidr, args.allow_wide_ssh)
+    env = validate.parse_env(args.env)
     jobs = read_jobs(args.jobfile, args.job, args.tag_offset)
     if not args.install.is_file():
         raise UserError(f"install script {args.install} does not exist: give one with --install FILE (it may be just `#!/bin/bash`).")
     if args.ssh_config is not None and not args.ssh_config.is_file():
         raise UserError(f"--ssh-config {args.ssh_config} does not exist.")
     options = ProviderOptions(
-        region=args.region, profile=args.profile, ssh_cidr=args.ssh_cidr, max_hours=args.max_hours,
+        region=args.region, profile=args.profile, ssh_cidr=args.ssh_cidr, allow_wide_ssh=args.allow_wide_ssh,
+        max_hours=args.max_hours,
         user=args.user, ssh_config=str(args.ssh_config.resolve()) if args.ssh_config else None,
         bucket=args.bucket, node_root=args.node_root,
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
         job_file=str(args.jobfile.resolve()), code_dir=str(cd) if (cd := _code_dir(args)) else "",
-        install_file=str(args.install.resolve()), results=_results(args),
+        install_file=str(args.install.resolve()), results=_results(args), env=env,
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
                          retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience),
     )
@@ -167,14 +173,22 @@ class WaitProgress:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     record, jobs = plan(args)
-    with dispatcher_lock(record.job):
-        return run(args, record, jobs)
+    return run(args, record, jobs)
 
 
 def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> int:
+    """Check with the provider (AMI, types), then, holding the job's lock, set up and run."""
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)
+        with dispatcher_lock(record.job):  # only once every check passed: a refusal leaves nothing behind
+            return _run_locked(args, record, jobs, provider)
+    finally:
+        provider.close()
+
+
+def _run_locked(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job], provider) -> int:
+    try:
         provider.prepare()
         record.bucket_url = provider.bucket_url
         storage = record.storage(provider)
@@ -190,5 +204,7 @@ def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> in
         tags = record.tags
         console.print(status_table(record.job, tags, rows))
         return 0 if campaign_succeeded(tags, rows) else 1
-    finally:
-        provider.close()
+    except Exception as error:
+        if not is_aws_error(error):
+            raise
+        raise BurstError(aws_failure(record.job, error, provider.live_ids())) from None
