@@ -15,7 +15,7 @@ import pytest
 
 from burst.errors import UserError
 from burst.providers import ProviderOptions, make_provider
-from burst.providers import aws_setup
+from burst.providers import aws_firewall, aws_setup
 from burst.providers import ec2 as ec2_module
 from burst.node_config import NodeConfig
 from burst.providers.base import LaunchSpec
@@ -267,6 +267,12 @@ def test_ssh_cidr_is_validated():
         aws_setup.validate_cidr("0.0.0.0/0")
     with pytest.raises(UserError, match="not an IP address"):
         aws_setup.validate_cidr("my-laptop")
+    for wide in ("0.0.0.0/1", "128.0.0.0/1", "10.0.0.0/15", "::/1", "2001:db8::/47"):
+        with pytest.raises(UserError, match="every peer opens 0.0.0.0/0, burst does not.*--allow-wide-ssh"):
+            aws_setup.validate_cidr(wide)
+        assert aws_setup.validate_cidr(wide, allow_wide=True)
+    with pytest.raises(UserError, match="whole internet"):
+        aws_setup.validate_cidr("::/0", allow_wide=True)
 
 
 class _CheckIp(http.server.BaseHTTPRequestHandler):
@@ -292,7 +298,7 @@ def checkip_url():
 
 
 def test_callers_address_from_checkip_when_no_ssh_cidr(provider, options, checkip_url, monkeypatch):
-    monkeypatch.setattr(aws_setup, "CHECKIP_URL", checkip_url)
+    monkeypatch.setattr(aws_firewall, "CHECKIP_URL", checkip_url)
     options.ssh_cidr = None
     provider.prepare()
     (group,) = group_named("burst-paj17")
@@ -303,7 +309,7 @@ def test_unknown_callers_address_asks_for_ssh_cidr(provider, options, monkeypatc
     # Port 9 of 127.0.0.1: nothing listens, the connection is refused at once.
     with pytest.raises(UserError, match="--ssh-cidr"):
         aws_setup.caller_cidr(None, url="http://127.0.0.1:9/", timeout=2)
-    monkeypatch.setattr(aws_setup, "CHECKIP_URL", "http://127.0.0.1:9/")
+    monkeypatch.setattr(aws_firewall, "CHECKIP_URL", "http://127.0.0.1:9/")
     options.ssh_cidr = None
     with pytest.raises(UserError, match="--ssh-cidr"):
         provider.prepare()
@@ -540,7 +546,7 @@ def test_transport_logs_in_with_the_job_key(provider, options, moto_ami, home, t
     finally:
         transport.close()
     known = home / "campaigns" / "paj17.known_hosts"
-    assert server.host_public_key.split()[1] in known.read_text()
+    assert known.read_text().splitlines() == [f"{instance_id} {server.host_public_key}"]  # by machine, not address
 
 
 def test_teardown_removes_all_but_the_bucket(provider, moto_ami, home):
@@ -567,7 +573,8 @@ def test_teardown_removes_all_but_the_bucket(provider, moto_ami, home):
 
 def test_nothing_here_reads_instance_metadata_or_shuts_down():
     root = Path(ec2_module.__file__).parent
-    for name in ("ec2.py", "aws_setup.py"):
+    for name in ("ec2.py", "aws_setup.py", "aws_names.py", "aws_credentials.py", "aws_firewall.py", "aws_iam.py",
+                 "aws_bucket.py", "aws_teardown.py"):
         text = (root / name).read_text()
         assert "169.254.169.254" not in text
     text = (root / "ec2.py").read_text()

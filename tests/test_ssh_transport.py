@@ -346,3 +346,32 @@ def test_bootstrap_fails_clearly_when_installing_does_not_provide_boto3(node, tm
     recorded = calls.read_text().splitlines()
     assert recorded[0].endswith("update")
     assert recorded[1].endswith("install -y --no-install-recommends python3 python3-boto3")
+
+
+# ---------------------------------------------------------------- host keys by machine
+
+
+def test_host_keys_are_known_by_machine_so_a_reused_address_is_a_new_machine(sshd_factory, ssh_keypair, known_hosts):
+    def connect_as(server: SSHServer, machine: str) -> SSHTransport:
+        return SSHTransport(target_for(server, ssh_keypair.private_path), known_hosts=known_hosts,
+                            where=f"machine {machine}", connect_timeout=20, host_key_alias=machine)
+
+    first = sshd_factory(env=node_env())
+    first.authorize(ssh_keypair.public_text)
+    connect_as(first, "i-0000000000000aaaa").close()
+    first.stop()
+
+    later = sshd_factory(env=node_env(), port=first.port)  # AWS gave the address to another machine
+    later.authorize(ssh_keypair.public_text)
+    transport = connect_as(later, "i-0000000000000bbbb")
+    assert transport.run("echo reached").out == "reached\n"
+    transport.close()
+    assert sorted(known_hosts.read_text().splitlines()) == [
+        f"i-0000000000000aaaa {first.host_public_key}", f"i-0000000000000bbbb {later.host_public_key}"]
+
+    with pytest.raises(SSHHostKeyChanged) as caught:  # the first machine's key changed: refused
+        connect_as(later, "i-0000000000000aaaa")
+    assert "i-0000000000000aaaa" in str(caught.value) and str(known_hosts) in str(caught.value)
+    again = connect_as(later, "i-0000000000000bbbb")  # and the known one still connects
+    assert again.run("true").ok
+    again.close()

@@ -356,7 +356,7 @@ class EC2Provider(Provider):
             ssh_config=self.options.ssh_config,
         )
         return SSHTransport(target, known_hosts=self.known_hosts, where=f"machine {instance.id} ({instance.host})",
-                            connect_timeout=connect_timeout)
+                            connect_timeout=connect_timeout, host_key_alias=instance.id)
 
     # -- clean-up ------------------------------------------------------------
 
