@@ -368,8 +368,8 @@ class EC2Provider(Provider):
             removed.append(f"known hosts {self.known_hosts}")
         return removed
 
-    def cleanup(self) -> None:
-        self.teardown()
+    def cleanup(self) -> list[str]:
+        return self.teardown()
 
     def close(self) -> None:
         self.ec2.close()

@@ -142,13 +142,21 @@ class LocalProvider(Provider):
     def prepare(self) -> None:
         (self.burst_home / "buckets" / self.job).mkdir(parents=True, exist_ok=True)
 
-    def cleanup(self) -> None:
-        """Drop the job's ended sandboxes and its bucket folder."""
+    def cleanup(self) -> list[str]:
+        """Drop the job's ended sandboxes and its bucket folder; say which."""
+        removed = []
         with self.registry.locked() as registry:
-            for instance_id in [i for i, r in registry.items() if r["job"] == self.job and r["state"] != LIVE]:
+            ended = [i for i, r in registry.items() if r["job"] == self.job and r["state"] != LIVE]
+            for instance_id in ended:
                 shutil.rmtree(self.registry.home_of(instance_id), ignore_errors=True)
                 del registry[instance_id]
-        shutil.rmtree(self.burst_home / "buckets" / self.job, ignore_errors=True)
+        if ended:
+            removed.append(f"{len(ended)} ended sandbox(es) under {self.registry.folder}")
+        bucket = self.burst_home / "buckets" / self.job
+        if bucket.exists():
+            shutil.rmtree(bucket, ignore_errors=True)
+            removed.append(f"bucket folder {bucket}")
+        return removed
 
     def launch(self, spec: LaunchSpec, count: int) -> list[str]:
         ids = [f"i-local-{uuid.uuid4().hex[:12]}" for _ in range(count)]
