@@ -110,27 +110,43 @@ class CampaignRecord:
 
 @contextmanager
 def dispatcher_lock(job: str) -> Iterator[None]:
-    """One dispatcher per job on this machine: two at once could launch twice for a tag."""
+    """One dispatcher per job on this machine: two at once could launch twice for a tag.
+
+    The lock file exists only while it is held (it is removed on every exit). A
+    dispatcher that locked a file another one had just removed sees that the
+    path names another file now (or none), and tries again.
+    """
     path = burst_home() / "campaigns" / f"{job}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    while True:
+        handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            handle.close()
             raise UserError(
                 f"job {job!r} is being dispatched right now by {holder}: let it finish (follow it with "
                 f"`python -m burst status {job}`), or stop it, then run this again."
             ) from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()  # removed by the holder that just ended: lock the new one
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still locked: nobody can hold the file being removed
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def record_path(job: str) -> Path:

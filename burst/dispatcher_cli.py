@@ -182,29 +182,28 @@ def run(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job]) -> in
     try:
         provider.validate(jobs)
         with dispatcher_lock(record.job):  # only once every check passed: a refusal leaves nothing behind
-            return _run_locked(args, record, jobs, provider)
+            return _run_locked(args, record, provider)
+    except Exception as error:  # AWS still failing after botocore's retries: one true message, no traceback
+        if not is_aws_error(error):
+            raise
+        raise BurstError(aws_failure(record.job, error, provider.live_ids())) from None
     finally:
         provider.close()
 
 
-def _run_locked(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job], provider) -> int:
-    try:
-        provider.prepare()
-        record.bucket_url = provider.bucket_url
-        storage = record.storage(provider)
-        record.save(storage)
-        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report)
-        if not args.wait:
-            campaign.run(create=args.create, dispatch=args.dispatch, wait=False)
-            if args.dispatch:
-                report(f"follow with: python -m burst status {record.job}")
-            return 0
-        with WaitProgress(len(record.jobs)) as progress:
-            rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=True, on_round=progress.update)
-        tags = record.tags
-        console.print(status_table(record.job, tags, rows))
-        return 0 if campaign_succeeded(tags, rows) else 1
-    except Exception as error:
-        if not is_aws_error(error):
-            raise
-        raise BurstError(aws_failure(record.job, error, provider.live_ids())) from None
+def _run_locked(args: argparse.Namespace, record: CampaignRecord, provider) -> int:
+    provider.prepare()
+    record.bucket_url = provider.bucket_url
+    storage = record.storage(provider)
+    record.save(storage)
+    campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report)
+    if not args.wait:
+        campaign.run(create=args.create, dispatch=args.dispatch, wait=False)
+        if args.dispatch:
+            report(f"follow with: python -m burst status {record.job}")
+        return 0
+    with WaitProgress(len(record.jobs)) as progress:
+        rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=True, on_round=progress.update)
+    tags = record.tags
+    console.print(status_table(record.job, tags, rows))
+    return 0 if campaign_succeeded(tags, rows) else 1

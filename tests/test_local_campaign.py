@@ -281,3 +281,4 @@ def test_a_second_dispatcher_for_the_same_job_is_refused_while_one_runs(tmp_path
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0
+    assert not (burst_home / "campaigns" / "busy.lock").exists(), "the lock is released and removed on exit"

@@ -25,7 +25,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 
-from burst.errors import BurstError, UserError
+from burst.errors import UserError
 from burst.providers.aws_bucket import ensure_bucket
 from burst.providers.aws_credentials import check_credentials, credentials_help, make_session
 from burst.providers.aws_firewall import (
@@ -109,7 +109,7 @@ def prepare(
                 "profiles, PassRole) and S3 (buckets) permissions; ask your administrator, or use "
                 "another --profile."
             ) from None
-        raise BurstError(f"setting up AWS for job {job} failed: {error}") from error
+        raise  # throttling, 5xx after botocore's retries: the entry point says what failed and how to resume
     finally:
         for client in (ec2, iam, s3):
             client.close()

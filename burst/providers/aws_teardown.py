@@ -10,6 +10,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from burst.errors import BurstError
+from burst.retry import backoff
 from burst.providers.aws_credentials import check_credentials, make_session
 from burst.providers.aws_firewall import find_security_group
 from burst.providers.aws_names import CLIENT_CONFIG, _code, key_file_path, key_pair_name, node_role_name, security_group_name
@@ -40,7 +41,7 @@ def teardown(
         group = find_security_group(ec2, job)
         if group is not None:
             deadline = time.monotonic() + wait_seconds
-            delay = 5.0
+            delays = backoff(first=5.0, factor=2.0, cap=30.0, jitter=0)  # the one policy (burst.retry)
             while True:
                 try:
                     ec2.delete_security_group(GroupId=group["GroupId"])
@@ -52,6 +53,7 @@ def teardown(
                         break
                     if code != "DependencyViolation":
                         raise
+                    delay = next(delays)
                     if time.monotonic() + delay > deadline:
                         raise BurstError(
                             f"the security group {group['GroupId']} of job {job} is still used by "
@@ -59,7 +61,6 @@ def teardown(
                             f"gone, and clean up again."
                         ) from None
                     sleep(delay)
-                    delay = min(delay * 2, 30.0)
 
         name = node_role_name(job)
         try:

@@ -37,7 +37,7 @@ from burst.node_config import NodeConfig
 from burst.providers.base import LaunchSpec, Provider
 from burst.providers.ec2_checks import _chunks, _code, _message
 from burst.records import InstanceInfo, Job
-from burst.retry import aws_config
+from burst.retry import REPORT_EVERY, aws_config, backoff, wait_saying
 
 if TYPE_CHECKING:
     from burst.providers import ProviderOptions
@@ -50,8 +50,8 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 QUOTA_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"})
 CAPACITY_CODES = frozenset({"InsufficientInstanceCapacity"})
-CAPACITY_DELAYS = (15.0, 30.0, 60.0, 120.0)  # then give up: about 4 minutes
-PROFILE_DELAYS = (2.0, 4.0, 8.0, 8.0, 10.0, 10.0, 10.0)  # a new instance profile: about 50 s
+CAPACITY_TRIES = 8  # RunInstances tries while EC2 has no capacity: waits of 15, 30, then 60 s (about 6 minutes)
+PROFILE_TRIES = 8  # a new instance profile: waits of 2, 4, 8, then 10 s (about 50 s)
 
 EC2_CONFIG = aws_config(connect_timeout=20, read_timeout=120)
 
@@ -125,6 +125,7 @@ class EC2Provider(Provider):
         self.resources: aws_setup.JobResources | None = None
         self.launched: list[str] = []  # every id this provider object launched
         self.sleep: Callable[[float], None] = time.sleep
+        self.report_every = REPORT_EVERY  # seconds between messages while waiting for capacity
         self.poll_seconds = 5.0  # waiter delay
         self.ready_timeout = 900.0  # waiter gives up after this long
         self._identity: dict[str, str] | None = None
@@ -210,8 +211,10 @@ class EC2Provider(Provider):
         return ids
 
     def _run_instances(self, params: dict[str, Any], count: int) -> list[dict[str, Any]]:
-        what = f"{count} x {params['InstanceType']}"
+        what = f"{count} × {params['InstanceType']}"
         capacity_tries = profile_tries = 0
+        capacity_waits = backoff(first=15.0, factor=2.0, cap=60.0, jitter=0)  # the one policy (burst.retry)
+        profile_waits = backoff(first=2.0, factor=2.0, cap=10.0, jitter=0)
         while True:
             try:
                 # A fresh ClientToken per attempt; botocore's own retries reuse it (no double launch).
@@ -228,21 +231,25 @@ class EC2Provider(Provider):
                         f"account's EC2 quota is too small for this campaign: request an increase "
                         f"in the Service Quotas console (Amazon EC2, e.g. 'Running On-Demand "
                         f"Standard instances', counted in vCPUs) or run fewer rows or smaller "
-                        f"types at a time. {ended}"
+                        f"types at a time. {ended} Once the quota is raised, run the same command again: "
+                        f"the rows not done wait for machines."
                     ) from None
                 if code in CAPACITY_CODES:
-                    if capacity_tries < len(CAPACITY_DELAYS):
-                        self.sleep(CAPACITY_DELAYS[capacity_tries])
-                        capacity_tries += 1
+                    capacity_tries += 1
+                    if capacity_tries < CAPACITY_TRIES:
+                        next_try = capacity_tries + 1
+                        wait_saying(next(capacity_waits), sleep=self.sleep, every=self.report_every, say=lambda left: self.report(
+                            f"waiting for capacity for {what} (try {next_try} of {CAPACITY_TRIES}) in {self.region}: "
+                            f"{code}; next try in {left:.0f} s"))
                         continue
                     raise BurstError(
-                        f"AWS has no capacity for {what} in {self.region} now ({message}); "
-                        f"nothing was started for these tags. Retry later with -c (machines "
-                        f"already running are kept and reused), or use another instance type "
-                        f"or region."
+                        f"AWS has no capacity for {what} in {self.region} now ({message.rstrip('.')}; "
+                        f"{CAPACITY_TRIES} tries): none of these {count} was started. {self._live_sentence()} "
+                        f"Run the same command later to start machines for the rows still waiting, or use "
+                        f"another instance type or region."
                     ) from None
-                if _is_profile_not_ready(code, message) and profile_tries < len(PROFILE_DELAYS):
-                    self.sleep(PROFILE_DELAYS[profile_tries])  # IAM is eventually consistent
+                if _is_profile_not_ready(code, message) and profile_tries < PROFILE_TRIES:
+                    self.sleep(next(profile_waits))  # IAM is eventually consistent
                     profile_tries += 1
                     continue
                 if code == "OptInRequired":
@@ -255,6 +262,16 @@ class EC2Provider(Provider):
                         f"another --profile."
                     ) from None
                 raise BurstError(f"RunInstances of {what} in {self.region} failed: {code}: {message}") from error
+
+    def _live_sentence(self) -> str:
+        """What of the job still runs, as AWS says now (a message must be true, not remembered)."""
+        live = self.live_ids()
+        if live is None:
+            return f"`python -m burst status {self.job}` shows which of the job's machines run."
+        if not live:
+            return "No machine of the job is running."
+        return (f"{len(live)} machine(s) of the job keep running and working on rows: `python -m burst status "
+                f"{self.job}` shows them, `python -m burst terminate {self.job}` ends them.")
 
     def _end_launched(self) -> str:
         """Terminate what this provider launched (after a quota error); a sentence saying so."""
