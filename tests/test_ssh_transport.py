@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import shutil
+import shlex
 import stat
 import threading
 import time
@@ -375,3 +376,22 @@ def test_host_keys_are_known_by_machine_so_a_reused_address_is_a_new_machine(ssh
     again = connect_as(later, "i-0000000000000bbbb")  # and the known one still connects
     assert again.run("true").ok
     again.close()
+
+
+# ---------------------------------------------------------------- hostile values stay text
+
+
+def test_the_dispatchers_shell_lines_quote_hostile_values(node, sshd_server):
+    from burst.node_scripts import probe_command, start_worker_command
+
+    folder = f"burst-test-quoting-{uuid.uuid4().hex[:8]}"  # in the login home: only this folder is ours
+    hostile = f"{folder}/x$(touch PWNED1)`touch PWNED2`;touch PWNED3 'q\"/job/i-1"
+    try:
+        assert node.run(probe_command(hostile)).out.split() == ["NEW"]
+        node.run(f"mkdir -p {shlex.quote(hostile)}")
+        node.run(start_worker_command(hostile))  # no worker.sh there: the detached start fails, harmlessly
+        assert node.run(f"ls {shlex.quote(hostile)}").out.split() == ["start-worker"]
+        made = list(sshd_server.home.glob("PWNED*")) + list((sshd_server.home / folder).rglob("PWNED*"))
+        assert made == [], "a value was run as shell code"
+    finally:
+        shutil.rmtree(sshd_server.home / folder, ignore_errors=True)
