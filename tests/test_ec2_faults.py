@@ -26,7 +26,7 @@ def campaign(tmp_path, isolated_home, aws_faults, moto_ami, sshd_factory):
     made: list = []
     yield make
     for nodes, job in made:  # what terminating them would do on EC2: no process outlives its test
-        nodes.power_off(job, [p.name for p in (nodes.node_root / job).iterdir()] if (nodes.node_root / job).is_dir() else [])
+        nodes.power_off_all()
 
 
 def test_a_worker_whose_terminate_is_throttled_is_ended_by_the_reconcile(campaign, aws_faults):
