@@ -24,11 +24,14 @@ def aws_failure(job: str | None, error: BaseException, live: list[str] | None = 
     text = f"AWS answered {operation} with {code}{tried}: {detail.rstrip('.')}."
     if job is None:
         return text + " Nothing was changed by the failed call; run the command again."
+    return f"{text} {live_sentence(job, live)} Run the same command again to resume where it stopped."
+
+
+def live_sentence(job: str, live: list[str] | None) -> str:
+    """What of the job still runs, from a fresh listing (a message must be true, not remembered)."""
     if live is None:
-        machines = f"Machines the job had started keep running: `python -m burst status {job}` shows them."
-    elif live:
-        machines = (f"{len(live)} machine(s) of the job keep running and working on rows ({', '.join(live[:5])}"
-                    f"{', ...' if len(live) > 5 else ''}); `python -m burst terminate {job}` ends them.")
-    else:
-        machines = "No machine of the job is running."
-    return f"{text} {machines} Run the same command again to resume where it stopped."
+        return f"Machines the job had started may keep running: `python -m burst status {job}` shows them."
+    if not live:
+        return "No machine of the job is running."
+    return (f"{len(live)} machine(s) of the job keep running and working on rows ({', '.join(live[:5])}"
+            f"{', ...' if len(live) > 5 else ''}): `python -m burst terminate {job}` ends them.")

@@ -203,3 +203,21 @@ def test_an_aws_call_that_keeps_failing_is_one_true_message(aws_faults, tmp_path
     assert not (burst_home / "campaigns" / "flaky.lock").exists()
     aws_faults.remove(rule)  # and it resumes: the same command sets everything up
     assert dispatch(tmp_path, moto_ami, "flaky", capsys)[0] == 0
+
+
+def test_describe_instances_throttled_12_times_is_a_round_retried(aws_faults, tmp_path, moto_ami, capsys, backoffs):  # noqa: F811
+    rule = aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("DescribeInstances", times=12))
+    code, err = dispatch(tmp_path, moto_ami, "busy", capsys)
+    assert code == 0 and aws_faults.fired(rule) == 12
+    assert "Traceback" not in err
+
+
+def test_status_while_ec2_keeps_throttling_is_one_message(aws_faults, tmp_path, moto_ami, capsys, backoffs):  # noqa: F811
+    from burst.ops_cli import main as ops_main
+
+    assert dispatch(tmp_path, moto_ami, "seen", capsys)[0] == 0
+    aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("DescribeInstances"))
+    code = run_entry(ops_main, ["status", "seen"])
+    err = capsys.readouterr().err
+    assert code == 1 and "AWS answered DescribeInstances with RequestLimitExceeded after" in err
+    assert "run the command again" in err and "Traceback" not in err

@@ -32,6 +32,7 @@ import boto3
 from botocore.exceptions import ClientError, WaiterError
 
 from burst.errors import BurstError, UserError
+from burst.failures import live_sentence
 from burst.providers import aws_setup, ec2_checks
 from burst.node_config import NodeConfig
 from burst.providers.base import LaunchSpec, Provider
@@ -244,7 +245,7 @@ class EC2Provider(Provider):
                         continue
                     raise BurstError(
                         f"AWS has no capacity for {what} in {self.region} now ({message.rstrip('.')}; "
-                        f"{CAPACITY_TRIES} tries): none of these {count} was started. {self._live_sentence()} "
+                        f"{CAPACITY_TRIES} tries): none of these {count} was started. {live_sentence(self.job, self.live_ids())} "
                         f"Run the same command later to start machines for the rows still waiting, or use "
                         f"another instance type or region."
                     ) from None
@@ -262,16 +263,6 @@ class EC2Provider(Provider):
                         f"another --profile."
                     ) from None
                 raise BurstError(f"RunInstances of {what} in {self.region} failed: {code}: {message}") from error
-
-    def _live_sentence(self) -> str:
-        """What of the job still runs, as AWS says now (a message must be true, not remembered)."""
-        live = self.live_ids()
-        if live is None:
-            return f"`python -m burst status {self.job}` shows which of the job's machines run."
-        if not live:
-            return "No machine of the job is running."
-        return (f"{len(live)} machine(s) of the job keep running and working on rows: `python -m burst status "
-                f"{self.job}` shows them, `python -m burst terminate {self.job}` ends them.")
 
     def _end_launched(self) -> str:
         """Terminate what this provider launched (after a quota error); a sentence saying so."""
