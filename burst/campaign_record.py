@@ -98,14 +98,19 @@ class CampaignRecord:
         return open_storage(self.bucket_url, **provider.storage_options())
 
     def save(self, storage: Storage) -> None:
-        """Here (atomically: a temp file and a rename) and in the bucket, where the workers read the rows."""
+        """Here (atomically: a temp file and a rename) and in the bucket, where the workers read the rows.
+
+        The bucket's copy names the ``--env`` variables but not their values (a token
+        passed to the machines has no business in the bucket).
+        """
         self.updated = utc_now()
         path = record_path(self.job)
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.{os.getpid()}.part")
         temp.write_text(self.to_json(), encoding="utf-8")
         os.replace(temp, path)
-        storage.write_text(CAMPAIGN_KEY, self.to_json())
+        shared = dataclasses.replace(self, env={name: "(not kept in the bucket)" for name in self.env})
+        storage.write_text(CAMPAIGN_KEY, shared.to_json())
 
 
 @contextmanager

@@ -25,7 +25,7 @@ BURST_VARIABLES = frozenset({"JOB", "TAG", "ATTEMPT", "SLOT", "INSTANCE_ID", "IN
 
 
 def check_ami(ami: str) -> None:
-    """An AMI is ``local`` or an EC2 image id (``ami-`` and 8 or 17 hex digits)."""
+    """An AMI is ``local`` or an EC2 image id (``ami-`` and 8 to 17 hex digits)."""
     if ami == "local" or _AMI.fullmatch(ami):
         return
     hint = " (did you mean 'local'?)" if ami.strip().lower() == "local" else ""

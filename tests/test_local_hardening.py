@@ -10,6 +10,7 @@ from tests.conftest import REPO, run_script, statuses, wait_until, write_campaig
 
 DISPATCHER = str(REPO / "dispatcher.py")
 SECRET = "burst-test-secret-0d6f1a9c"
+GIVEN = "burst-test-given-token-7e21"  # passed on purpose with --env
 
 
 def sandbox_ids(burst_home: Path, job: str) -> list[str]:
@@ -38,22 +39,27 @@ def test_no_secret_of_the_dispatcher_reaches_a_sandbox_and_env_does(tmp_path, bu
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("GITHUB_TOKEN", SECRET)
     monkeypatch.setenv("FROM_HERE", "passed by name")
+    monkeypatch.setenv("TOKEN", GIVEN)
     jobfile, install = write_campaign(
         tmp_path, [("t3.micro", "mkdir -p results; env > results/env.txt; echo \"$FOO|$FROM_HERE|$TAG\" > results/foo.txt")] * 2,
         install="#!/bin/bash\nenv > ../install-env.txt\necho \"install sees $FOO\"\n")
     result = run_script(DISPATCHER, "local", "clean", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
-                        "--env", "FOO=bar baz", "--env", "FROM_HERE", "--machines", "1")
+                        "--env", "FOO=bar baz", "--env", "FROM_HERE", "--env", "TOKEN", "--machines", "1")
     assert result.returncode == 0, result.stdout + result.stderr
     bucket = burst_home / "buckets" / "clean"
     for tag in ("clean0", "clean1"):
         assert (bucket / tag / "attempts/1/results/foo.txt").read_text() == f"bar baz|passed by name|{tag}\n"
         names = {line.split("=", 1)[0] for line in (bucket / tag / "attempts/1/results/env.txt").read_text().splitlines()}
         assert not {n for n in names if n.startswith("AWS_")} and "GITHUB_TOKEN" not in names
-        assert {"PATH", "HOME", "TAG", "JOB", "FOO"} <= names
+        assert {"PATH", "HOME", "TAG", "JOB", "FOO", "TOKEN"} <= names
     (install_log,) = bucket.glob("machines/*/install.log")
     assert "install sees bar baz" in install_log.read_text()
     (install_env,) = (burst_home / "instances").glob("*/burst/clean/*/install-env.txt")
     assert "FOO=bar baz" in install_env.read_text()
+    given = [path for path in burst_home.rglob("*") if path.is_file() and GIVEN.encode() in path.read_bytes()]
+    assert '"TOKEN": "(not kept in the bucket)"' in (bucket / "campaign.json").read_text(), "--env values stay out of the bucket"
+    for path in given:  # a value given with --env is in the results (env.txt), node.env and the local record only
+        assert path.name in ("env.txt", "install-env.txt", "node.env", "clean.json"), path
     leaks = [path for path in burst_home.rglob("*") if path.is_file() and SECRET.encode() in path.read_bytes()]
     assert leaks == [], "the dispatcher's secret reached these files"
 
