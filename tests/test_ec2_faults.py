@@ -221,3 +221,14 @@ def test_status_while_ec2_keeps_throttling_is_one_message(aws_faults, tmp_path, 
     err = capsys.readouterr().err
     assert code == 1 and "AWS answered DescribeInstances with RequestLimitExceeded after" in err
     assert "run the command again" in err and "Traceback" not in err
+
+
+def test_run_instances_throttled_to_the_end_says_what_runs_and_how_to_resume(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    rule = aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("RunInstances"))
+    with pytest.raises(BurstError) as raised:
+        provider.launch(LaunchSpec("prof", "t3.micro", moto_ami), 2)
+    assert aws_faults.fired(rule) > 1, "botocore retried it"
+    message = str(raised.value)
+    assert "RunInstances of 2 × t3.micro in us-east-1 failed: RequestLimitExceeded" in message
+    assert "No machine of the job is running." in message and "Run the same command again to resume." in message

@@ -262,7 +262,8 @@ class EC2Provider(Provider):
                         f"{aws_setup.node_role_name(self.job)}; ask your administrator or use "
                         f"another --profile."
                     ) from None
-                raise BurstError(f"RunInstances of {what} in {self.region} failed: {code}: {message}") from error
+                raise BurstError(f"RunInstances of {what} in {self.region} failed: {code}: {message.rstrip('.')}. "
+                                 f"{live_sentence(self.job, self.live_ids())} Run the same command again to resume.") from None
 
     def _end_launched(self) -> str:
         """Terminate what this provider launched (after a quota error); a sentence saying so."""
