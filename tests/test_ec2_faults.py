@@ -1,4 +1,4 @@
-"""AWS faults that moto cannot produce, answered by a loopback proxy in front of it, during a campaign.
+"""AWS faults that moto cannot produce, answered by a loopback proxy in front of it: during a campaign, at set-up, at launch.
 
 The workers on the sshd "nodes" reach AWS through the same proxy (``SetEnv``), so
 a rule can fail their calls alone (by their ``burst-worker`` user agent).
@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.awsfaults import INTERNAL_ERROR, REQUEST_LIMIT_EXCEEDED, SERVICE_UNAVAILABLE, SLOW_DOWN, FaultRule, aws_faults  # noqa: F401  (fixture)
+from burst.console import run_entry
+from burst.dispatcher_cli import main as dispatcher_main
+from burst.errors import BurstError, UserError
+from burst.providers import ProviderOptions
+from burst.providers.base import LaunchSpec
+from burst.providers.ec2 import CAPACITY_TRIES, EC2Provider
+from tests.awsfaults import (  # noqa: F401  (aws_faults: fixture)
+    INSUFFICIENT_INSTANCE_CAPACITY, INTERNAL_ERROR, REQUEST_LIMIT_EXCEEDED, SERVICE_UNAVAILABLE, SLOW_DOWN, THROTTLING,
+    VCPU_LIMIT_EXCEEDED, Fault, FaultRule, aws_faults,
+)
 from tests.conftest import run_script, status_report, write_campaign
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
@@ -63,13 +72,6 @@ def test_s3_errors_mid_run_lose_nothing(campaign, aws_faults):
 
 # -- faults before and during the launch, in one process: botocore's backoff is not waited (``backoffs``) ----------
 
-from burst.console import run_entry  # noqa: E402
-from burst.dispatcher_cli import main as dispatcher_main  # noqa: E402
-from burst.errors import BurstError, UserError  # noqa: E402
-from burst.providers import ProviderOptions  # noqa: E402
-from burst.providers.base import LaunchSpec  # noqa: E402
-from burst.providers.ec2 import CAPACITY_TRIES, EC2Provider  # noqa: E402
-from tests.awsfaults import INSUFFICIENT_INSTANCE_CAPACITY, THROTTLING, VCPU_LIMIT_EXCEEDED, Fault  # noqa: E402
 
 BUCKET_TAKEN = Fault(409, "BucketAlreadyExists", "The requested bucket name is not available.", "s3")
 PROFILE_NOT_YET = Fault(400, "InvalidParameterValue", "Value (burst-prof-node) for parameter iamInstanceProfile.name "
