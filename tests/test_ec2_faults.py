@@ -234,3 +234,10 @@ def test_run_instances_throttled_to_the_end_says_what_runs_and_how_to_resume(aws
     message = str(raised.value)
     assert "RunInstances of 2 × t3.micro in us-east-1 failed: RequestLimitExceeded" in message
     assert "No machine of the job is running." in message and "Run the same command again to resume." in message
+
+
+def test_the_bucket_listing_throttled_12_times_is_a_round_retried(aws_faults, tmp_path, moto_ami, capsys, backoffs):  # noqa: F811
+    rule = aws_faults.add(SLOW_DOWN.on("ListObjectsV2", times=12))
+    code, err = dispatch(tmp_path, moto_ami, "listing", capsys)
+    assert code == 0 and aws_faults.fired(rule) == 12
+    assert "Traceback" not in err
