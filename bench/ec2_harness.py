@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def run_campaign(moto: Moto, rows: list[tuple[str, str]], *, job: str, install: 
     dispatcher_endpoint = dispatcher_endpoint or moto.url
     node_endpoint = node_endpoint or dispatcher_endpoint
     temp = Path(tempfile.mkdtemp(prefix=f"burst-bench-{job}-"))
-    sshd = None
+    sshd = nodes = None
     try:
         home = temp / "home"
         (home / ".ssh").mkdir(parents=True)
@@ -131,6 +132,7 @@ def run_campaign(moto: Moto, rows: list[tuple[str, str]], *, job: str, install: 
             AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true"))
         config = write_ssh_config(temp / "ssh_config", {"*": {"HostName": "127.0.0.1", "Port": sshd.port, "User": sshd.user}})
         pem = home / ".ssh" / f"{job}.pem"
+        nodes = sshd.home / f".burst-bench-nodes-{uuid.uuid4().hex[:12]}"  # --node-root: inside the login home
         failure: list[BaseException] = []
 
         def start_when_key_exists():
@@ -151,7 +153,7 @@ def run_campaign(moto: Moto, rows: list[tuple[str, str]], *, job: str, install: 
                    COLUMNS="200")
         args = [sys.executable, str(REPO / "dispatcher.py"), moto.ami, job, str(jobfile), "-c", "-d", "--wait",
                 "--install", str(install_file), "--ssh-config", str(config), "--ssh-cidr", "127.0.0.1/32",
-                "--node-root", str(temp / "nodes"), "--yes", *extra]
+                "--node-root", nodes.name, "--yes", *extra]
         proctree.become_subreaper()  # detached node processes are re-parented here: their CPU is counted
         children, own = proctree.children_cpu(), proctree.self_cpu()
         others = proctree.Others().start()
@@ -162,9 +164,9 @@ def run_campaign(moto: Moto, rows: list[tuple[str, str]], *, job: str, install: 
         output = result.output
         if failure:
             output += f"\nsshd could not be started: {failure[0]}\n{sshd.log()}"
-        outcome = Outcome(result.wall, result.returncode, output, _node_times(temp / "nodes" / job), started,
+        outcome = Outcome(result.wall, result.returncode, output, _node_times(nodes / job), started,
                           cpu_dispatcher=result.cpu)
-        _wait_for_agents(temp / "nodes")
+        _wait_for_agents(nodes)
         sshd.stop()
         proctree.reap(30)
         outcome.cpu_aws = proctree.self_cpu() - own
@@ -175,6 +177,8 @@ def run_campaign(moto: Moto, rows: list[tuple[str, str]], *, job: str, install: 
         if sshd is not None:
             sshd.stop()
         shutil.rmtree(temp, ignore_errors=True)
+        if nodes is not None:
+            shutil.rmtree(nodes, ignore_errors=True)
 
 
 def _wait_for_agents(nodes: Path, seconds: float = 30.0) -> None:

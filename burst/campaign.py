@@ -96,7 +96,9 @@ class Campaign:
                 except Exception as error:  # a storage or cloud hiccup: the next round reads afresh
                     failing_since = failing_since or time.monotonic()
                     if time.monotonic() - failing_since > STORAGE_PATIENCE:
-                        raise BurstError(f"the campaign could not be read or changed for {STORAGE_PATIENCE:.0f} s: {error}") from error
+                        raise BurstError(f"the campaign could not be read or changed for {STORAGE_PATIENCE:.0f} s: {error}. "
+                                         f"Nothing is lost: run the same command again to resume (machines keep "
+                                         f"working; `python -m burst status {self.record.job}`).") from error
                     self.report(f"round failed ({type(error).__name__}: {error}); trying again")
                     time.sleep(next(delays))
                     continue

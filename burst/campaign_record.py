@@ -58,6 +58,7 @@ class CampaignRecord:
     install_file: str = ""
     results: list[str] = field(default_factory=lambda: ["results/**"])
     pool: PoolOptions = field(default_factory=PoolOptions)
+    env: dict[str, str] = field(default_factory=dict)  # --env: exported before INSTALL.sh and every command
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
     version: str = __version__
@@ -99,10 +100,15 @@ class CampaignRecord:
         return open_storage(self.bucket_url, **provider.storage_options())
 
     def save(self, storage: Storage) -> None:
-        """Here (``burst.atomic``: never half a file) and in the bucket, where the workers read the rows."""
+        """Here (``burst.atomic``: never half a file) and in the bucket, where the workers read the rows.
+
+        The bucket's copy names the ``--env`` variables but not their values (a token
+        passed to the machines has no business in the bucket).
+        """
         self.updated = utc_now()
         write_atomically(record_path(self.job), self.to_json())
-        storage.write_text(CAMPAIGN_KEY, self.to_json())
+        shared = dataclasses.replace(self, env={name: "(not kept in the bucket)" for name in self.env})
+        storage.write_text(CAMPAIGN_KEY, shared.to_json())
 
 
 def merge_rows(previous: "CampaignRecord", record: "CampaignRecord") -> list[str]:
@@ -132,27 +138,43 @@ def merge_rows(previous: "CampaignRecord", record: "CampaignRecord") -> list[str
 
 @contextmanager
 def dispatcher_lock(job: str) -> Iterator[None]:
-    """One dispatcher per job on this machine: two at once could launch twice for a tag."""
+    """One dispatcher per job on this machine: two at once could launch twice for a tag.
+
+    The lock file exists only while it is held (it is removed on every exit). A
+    dispatcher that locked a file another one had just removed sees that the
+    path names another file now (or none), and tries again.
+    """
     path = burst_home() / "campaigns" / f"{job}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    while True:
+        handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            handle.close()
             raise UserError(
                 f"job {job!r} is being dispatched right now by {holder}: let it finish (follow it with "
                 f"`python -m burst status {job}`), or stop it, then run this again."
             ) from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()  # removed by the holder that just ended: lock the new one
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still locked: nobody can hold the file being removed
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def record_path(job: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from burst import validate
 from burst.console import report
 from burst.jobs import validate_job_name
 from burst.providers import ProviderOptions
@@ -21,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("job", metavar="JOB", help="job name (names the bucket, key pair, security group and role)")
     parser.add_argument("--region", help="AWS region (default: from your AWS config, else us-east-1)")
     parser.add_argument("--profile", help="AWS profile")
-    parser.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32)")
+    parser.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32; at most a /16, or /48 for IPv6)")
+    parser.add_argument("--allow-wide-ssh", action="store_true", help="accept an --ssh-cidr wider than /16 (IPv4) or /48 (IPv6)")
     parser.add_argument("--bucket", help="bucket name (default: the job name)")
     parser.add_argument("--key-dir", type=Path, default=Path.home() / ".ssh", help="where the job's private key is kept (default ~/.ssh)")
     parser.add_argument("--teardown", action="store_true", help="remove key pair, security group, role and profile (not the bucket)")
@@ -33,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     validate_job_name(args.job)
     if args.bucket:
         validate_job_name(args.bucket)
+    validate.check_region(args.region)
+    validate.check_ssh_cidr(args.ssh_cidr, args.allow_wide_ssh)
     options = ProviderOptions(region=args.region, profile=args.profile, ssh_cidr=args.ssh_cidr,
-                              bucket=args.bucket, key_dir=str(args.key_dir))
+                              allow_wide_ssh=args.allow_wide_ssh, bucket=args.bucket, key_dir=str(args.key_dir))
     session = aws_setup.make_session(options.region, options.profile)
     if args.teardown:
         removed = aws_setup.teardown(args.job, options, session)

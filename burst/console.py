@@ -28,6 +28,13 @@ def run_entry(main: Callable[[list[str] | None], int], argv: list[str] | None = 
     except BurstError as error:
         errors.print(f"failed: {error}", markup=False, soft_wrap=True)
         return error.exit_status
+    except Exception as error:
+        from burst.failures import aws_failure, is_aws_error
+
+        if not is_aws_error(error):
+            raise
+        errors.print(f"failed: {aws_failure(None, error)}", markup=False, soft_wrap=True)
+        return BurstError.exit_status
     except KeyboardInterrupt:
         errors.print(
             "interrupted: machines keep running and the campaign can be resumed with the same command; "

@@ -12,7 +12,8 @@ from burst.campaign import Campaign
 from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, merge_rows, record_path
 from burst.console import console, report
 from burst.cost_plan import SPOT_MARKETS, CampaignPlan, confirm, make_plan, plan_summary, plan_table, quota_needs
-from burst.errors import UserError
+from burst.errors import BurstError, UserError
+from burst.failures import aws_failure, is_aws_error
 from burst.jobs import read_jobs, validate_job_name
 from burst.records import Job
 from burst.providers import ProviderOptions, burst_home, make_provider
@@ -21,6 +22,7 @@ from burst.pricing import PriceBook, remember_prices
 from burst.providers.base import Provider
 from burst.progress import LiveProgress, summary
 from burst.status import campaign_succeeded, print_status
+from burst import validate
 
 TOP = Path(__file__).resolve().parent.parent
 
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--install-timeout", type=float, default=3600, metavar="SECONDS", help="give up on an INSTALL.sh after this long (default 3600)")
     parser.add_argument("--dry-run", action="store_true", help="check everything and print the plan with prices; create nothing")
     parser.add_argument("-y", "--yes", action="store_true", help="on EC2, start without asking 'Proceed? [y/N]' (needed without a terminal)")
+    parser.add_argument("--env", action="append", metavar="NAME[=VALUE]", help="a variable for INSTALL.sh and the commands (repeatable; NAME alone: its value here); nothing else of this environment reaches a machine")
     pool = parser.add_argument_group("pool")
     pool.add_argument("--machines", type=_positive_int, metavar="N", help="at most N machines per instance type (default: one per row on EC2, the CPU count locally)")
     pool.add_argument("--slots", type=_slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own CPUs (default 1, right for timings; 'auto' = its vCPUs)")
@@ -55,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     aws = parser.add_argument_group("EC2")
     aws.add_argument("--region", help="AWS region (default: from your AWS config, else us-east-1)")
     aws.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
-    aws.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32)")
+    aws.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32; at most a /16, or /48 for IPv6)")
+    aws.add_argument("--allow-wide-ssh", action="store_true", help="accept an --ssh-cidr wider than /16 (IPv4) or /48 (IPv6)")
     aws.add_argument("--max-hours", type=float, default=24.0, help="a machine ends itself after this many hours, whatever happens (default 24)")
     market = aws.add_mutually_exclusive_group()
     market.add_argument("--spot", action="store_const", dest="market", const="spot", default="on-demand",
@@ -108,11 +112,7 @@ def _code_dir(args: argparse.Namespace) -> Path | None:
 
 
 def _results(args: argparse.Namespace) -> list[str]:
-    patterns = args.results or ["results/**"]
-    for pattern in patterns:
-        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-            raise UserError(f"--results {pattern!r} must be a pattern relative to the code folder, such as results/** or out/*.csv.")
-    return patterns
+    return validate.check_results(args.results if args.results is not None else ["results/**"])
 
 
 def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]]:
@@ -126,12 +126,17 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]
     if args.wait and not args.dispatch:
         raise UserError("--wait waits for the commands to finish: use it with -d.")
     validate_job_name(args.job)
-    if args.bucket:
+    if args.bucket is not None:
         validate_job_name(args.bucket)
-    if args.max_hours <= 0:
-        raise UserError(f"--max-hours {args.max_hours} must be more than 0.")
+    validate.check_ami(args.ami)
+    validate.check_numbers(args)
+    validate.check_node_root(args.node_root)
+    if args.ami != "local":
+        validate.check_region(args.region)
+        validate.check_ssh_cidr(args.ssh_cidr, args.allow_wide_ssh)
     if args.ami == "local" and args.market != "on-demand":
         raise UserError(f"--{args.market} is for EC2 machines: local sandboxes have no market; leave it out with AMI 'local'.")
+    env = validate.parse_env(args.env)
     job_file = str(args.jobfile.resolve())
     jobs = [dataclasses.replace(job, job_file=job_file) for job in read_jobs(args.jobfile, args.job, args.tag_offset)]
     if not args.install.is_file():
@@ -139,14 +144,15 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]
     if args.ssh_config is not None and not args.ssh_config.is_file():
         raise UserError(f"--ssh-config {args.ssh_config} does not exist.")
     options = ProviderOptions(
-        region=args.region, profile=args.profile, ssh_cidr=args.ssh_cidr, max_hours=args.max_hours,
+        region=args.region, profile=args.profile, ssh_cidr=args.ssh_cidr, allow_wide_ssh=args.allow_wide_ssh,
+        max_hours=args.max_hours,
         user=args.user, ssh_config=str(args.ssh_config.resolve()) if args.ssh_config else None,
         bucket=args.bucket, node_root=args.node_root, market=args.market,
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
         job_file=job_file, code_dir=str(cd) if (cd := _code_dir(args)) else "",
-        install_file=str(args.install.resolve()), results=_results(args),
+        install_file=str(args.install.resolve()), results=_results(args), env=env,
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
                          retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience),
     )
@@ -177,9 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         if not confirm(quote, args.yes):
             report("not started: nothing was created")
             return 1
-        with dispatcher_lock(record.job):
+        with dispatcher_lock(record.job):  # only once every check passed: a refusal leaves nothing behind
             remember_prices(quote.book, burst_home() / "prices")
             return run(args, record, provider, quote.book, notes)
+    except Exception as error:  # AWS still failing after botocore's retries: one true message, no traceback
+        if not is_aws_error(error):
+            raise
+        raise BurstError(aws_failure(record.job, error, provider.live_ids())) from None
     finally:
         provider.close()
 
@@ -208,30 +218,26 @@ def show_plan(quote: CampaignPlan) -> None:
 
 def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, prices: PriceBook,
         notes: list[str]) -> int:
-    """Prepare (keys, firewall, role, bucket), save the record, and run the rounds."""
-    try:
-        provider.prepare()
-        record.bucket_url = provider.bucket_url
-        storage = record.storage(provider)
-        record.save(storage)
-        for note in notes:
-            report(note)
-        campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report,
-                            prices=prices)
-        if args.force:
-            campaign.rerun_final_rows()
-        began = time.monotonic()
-        with LiveProgress(console, record.job, local=provider.name == "local") as progress:
-            rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=args.wait, on_round=progress.update)
-        if not args.wait:
-            if args.dispatch:
-                report(f"follow with: python -m burst status {record.job}")
-            return 0
-        tags = record.tags
-        print_status(console, record.job, tags, rows)
-        ledger = campaign.ledger()
-        for line in summary(record.job, tags, rows, time.monotonic() - began, f"cost {money(ledger.total_usd)}"):
-            report(line)
-        return 0 if campaign_succeeded(tags, rows) else 1
-    finally:
-        provider.close()
+    """Prepare (keys, firewall, role, bucket), save the record, and run the rounds (under the job's lock)."""
+    provider.prepare()
+    record.bucket_url = provider.bucket_url
+    storage = record.storage(provider)
+    record.save(storage)
+    for note in notes:
+        report(note)
+    campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report, prices=prices)
+    if args.force:
+        campaign.rerun_final_rows()
+    began = time.monotonic()
+    with LiveProgress(console, record.job, local=provider.name == "local") as progress:
+        rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=args.wait, on_round=progress.update)
+    if not args.wait:
+        if args.dispatch:
+            report(f"follow with: python -m burst status {record.job}")
+        return 0
+    tags = record.tags
+    print_status(console, record.job, tags, rows)
+    ledger = campaign.ledger()
+    for line in summary(record.job, tags, rows, time.monotonic() - began, f"cost {money(ledger.total_usd)}"):
+        report(line)
+    return 0 if campaign_succeeded(tags, rows) else 1

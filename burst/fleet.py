@@ -47,6 +47,7 @@ class Fleet:
         self.provider = provider
         self.storage = storage
         self.report = report
+        provider.report = report  # e.g. "waiting for capacity for 4 × c5.large (try 3 of 8)"
         self.install_timeout = install_timeout
         self.cache = RecordCache()
         self._transports: dict[str, Transport] = {}
@@ -208,7 +209,7 @@ class Fleet:
         if word == protocol.P_NEW:
             transport.run(f"mkdir -p {shlex.quote(node_dir)}/logs")
             transport.put(self.bundle(), f"{node_dir}/{protocol.BUNDLE}")
-            transport.run(start_setup_command(node_dir, self.node_config(instance, record), start_workers))
+            transport.run(start_setup_command(node_dir, self.node_config(instance, record), start_workers, self.record.env))
             self._set_machine(instance.id, protocol.INSTALLING, "", world, instance)
         elif word == protocol.P_INSTALLING:
             if record is None or record.state != protocol.INSTALLING:

@@ -15,8 +15,8 @@ from burst.errors import UserError
 from burst.records import Job
 
 HEADER = ("instance_type", "command")
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_INSTANCE_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]*$")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")  # fullmatch: "$" would let "abc\n" through
+_INSTANCE_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*")
 
 
 def suggest_job_name(name: str) -> str:
@@ -27,7 +27,7 @@ def suggest_job_name(name: str) -> str:
 
 def validate_job_name(name: str) -> None:
     """The job names the bucket, the key pair and every tag: S3's bucket rules apply."""
-    if _BUCKET_NAME.match(name) and "--" not in name and not name.startswith(("xn-", "sthree-")):
+    if _BUCKET_NAME.fullmatch(name) and "--" not in name and not name.startswith(("xn-", "sthree-")):
         return
     raise UserError(
         f"job name {name!r} cannot be a bucket name: use 3 to 63 lowercase letters, digits "
@@ -93,8 +93,10 @@ def read_jobs(path: Path, job: str, tag_offset: int = 0) -> list[Job]:
         instance_type, command = row[0].strip(), row[1].strip()
         if not instance_type:
             raise UserError(f"{path} line {line}: empty instance_type: name a machine type such as t3.micro (any label works with AMI=local).")
-        if not _INSTANCE_TYPE.match(instance_type):
+        if not _INSTANCE_TYPE.fullmatch(instance_type):
             raise UserError(f"{path} line {line}: instance_type {instance_type!r} is not a machine type name (letters, digits, dots, hyphens), e.g. c5.large.")
+        if "\0" in command:
+            raise UserError(f"{path} line {line}: the command holds a NUL byte, which no shell command can carry: remove it (a binary file saved as CSV?).")
         if not command:
             raise UserError(f"{path} line {line}: empty command: write the shell command this job runs.")
         jobs.append(Job(tag=make_tag(job, tag_offset + len(jobs)), instance_type=instance_type, command=command, line=line))

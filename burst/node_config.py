@@ -87,5 +87,5 @@ def terminate_self(config: NodeConfig) -> None:
     if config.provider == "local":
         from burst.providers.local import terminate_self as end
     else:
-        from burst.providers.ec2 import terminate_self as end
+        from burst.providers.ec2_node import terminate_self as end
     end(config)

@@ -59,15 +59,22 @@ def worker_script(python: str) -> str:
     return f"""#!/bin/bash
 # Written by burst: the machine's one worker (it refuses to start twice).
 cd "$(dirname "$0")" || exit 1
+. ./node.env
 export BURST_NODE_DIR="$PWD"
 exec {shlex.quote(python)} agent/save_results.py work --node-dir "$PWD" >> logs/worker.log 2>&1 < /dev/null
 """
 
 
-def node_env(config: NodeConfig) -> str:
+def node_env(config: NodeConfig, env: dict[str, str] | None = None) -> str:
+    """``node.env``: the burst variables, then the user's ``--env`` ones, all exported, every value quoted.
+
+    setup.sh and worker.sh source it, so INSTALL.sh, the worker and every command
+    see the same variables (the user's are not in node.json).
+    """
     values = {"JOB": config.job, "INSTANCE_ID": config.instance_id, "INSTANCE_TYPE": config.instance_type,
               "BURST_PROVIDER": config.provider}
-    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+    values = {**(env or {}), **values}  # parse_env refuses these names; the burst variables win regardless
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
 
 
 def _add_text(archive: tarfile.TarFile, name: str, text: str, mode: int = 0o755) -> None:
@@ -99,7 +106,7 @@ def build_bundle(install_file: Path, code_dir: Path | None, python: str, bootstr
     return buffer.getvalue()
 
 
-def start_setup_command(node_dir: str, config: NodeConfig, start_worker: bool) -> str:
+def start_setup_command(node_dir: str, config: NodeConfig, start_worker: bool, env: dict[str, str] | None = None) -> str:
     """One remote command: unpack the bundle, write node.json, start setup.sh detached.
 
     With ``start_worker`` setup.sh starts the worker itself once INSTALL.sh succeeds:
@@ -110,7 +117,7 @@ def start_setup_command(node_dir: str, config: NodeConfig, start_worker: bool) -
     return (
         f"cd {folder} && tar -xzf {protocol.BUNDLE} && rm -f {protocol.BUNDLE} && "
         f"{write_file_command(protocol.NODE_CONFIG, shlex.quote(config.to_json()))} && "
-        f"{write_file_command('node.env', shlex.quote(node_env(config)))} && {marker}"
+        f"(umask 077 && {write_file_command('node.env', shlex.quote(node_env(config, env)))}) && {marker}"
         f"{{ nohup setsid bash {protocol.SETUP_SCRIPT} > logs/setup.out 2>&1 < /dev/null & }}"
     )
 

@@ -160,9 +160,14 @@ def cmd_cleanup(job: str, yes: bool) -> int:
             report("nothing deleted")
             return 1
     campaign.storage.delete_keys(keys)
-    campaign.provider.cleanup()
-    record_path(job).unlink(missing_ok=True)
-    report(f"deleted {len(keys)} file(s) and the records of job {job}")
+    removed = [f"{len(keys)} file(s) of {campaign.record.bucket_url}"] + campaign.provider.cleanup()
+    path = record_path(job)
+    if path.exists():
+        path.unlink()
+        removed.append(f"the campaign record {path}")
+    report(f"removed for job {job}:")
+    for item in removed:
+        report(f"  {item}")
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, TypeVar
 T = TypeVar("T")
 
 RETRY_MODE = "standard"  # botocore's: exponential backoff with jitter, throttling and 5xx retried
+REPORT_EVERY = 30.0  # seconds between the messages of a long wait (e.g. for EC2 capacity)
 
 
 def backoff(first: float = 0.2, factor: float = 1.5, cap: float = 5.0, jitter: float = 0.1) -> Iterator[float]:
@@ -45,6 +46,20 @@ def retry_call(function: Callable[[], T], *, seconds: float, retry_on: tuple[typ
                 on_retry(error, delay)
             sleep(delay)
     raise AssertionError("unreachable")
+
+
+def wait_saying(seconds: float, say: Callable[[float], None], *, sleep: Callable[[float], None] = time.sleep,
+                every: float = REPORT_EVERY) -> None:
+    """Wait ``seconds`` in steps of at most ``every``, calling ``say(seconds left)`` before each step.
+
+    A long wait is never silent: the user hears from it every ``every`` seconds.
+    """
+    left = seconds
+    while left > 0:
+        say(left)
+        step = min(every, left)
+        sleep(step)
+        left -= step
 
 
 def aws_config(max_attempts: int = 10, **options):

@@ -12,9 +12,11 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
+import uuid
 from pathlib import Path
 
 import boto3
@@ -45,7 +47,8 @@ class Nodes:
             "HostName": "127.0.0.1", "Port": self.server.port, "User": self.server.user,
         }})
         self.pem = home / ".ssh" / f"{job}.pem"
-        self.node_root = tmp_path / "nodes"
+        # --node-root is a folder inside the login home (burst refuses any other): one of the test's own there
+        self.node_root = self.server.home / f".burst-test-nodes-{uuid.uuid4().hex[:12]}"
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._start_when_the_key_exists, daemon=True)
         self.thread.start()
@@ -60,7 +63,7 @@ class Nodes:
             self.error = error
 
     def args(self) -> list[str]:
-        return ["--ssh-config", str(self.ssh_config), "--ssh-cidr", "127.0.0.1/32", "--node-root", str(self.node_root), "--yes"]
+        return ["--ssh-config", str(self.ssh_config), "--ssh-cidr", "127.0.0.1/32", "--node-root", self.node_root.name, "--yes"]
 
     def power_off(self, job: str, instance_ids: list[str]) -> int:
         """What terminating these instances does to their processes, which moto cannot do: SIGKILL them.
@@ -70,8 +73,10 @@ class Nodes:
         return self._kill([self.node_root / job / instance_id for instance_id in instance_ids])
 
     def power_off_all(self) -> int:
-        """End every process any machine of the test started (teardown: nothing outlives the test)."""
-        return self._kill([self.node_root])
+        """End every process any machine of the test started, and remove their folders (nothing outlives the test)."""
+        count = self._kill([self.node_root])
+        shutil.rmtree(self.node_root, ignore_errors=True)
+        return count
 
     def _kill(self, folders: list[Path]) -> int:
         """SIGKILL, by pid, the processes of these machine folders (setup, worker, commands).
@@ -135,7 +140,7 @@ def write_jobs(tmp_path, rows, install="#!/bin/bash\necho \"install on $TAG ($BU
     code.mkdir()
     (code / "bench.sh").write_text(
         "#!/bin/bash\nmkdir -p results\nprintf 'param,value\\n%s,%s\\n' \"$1\" \"$(( $1 * $1 ))\" > results/out.csv\n"
-        "echo \"squared $1 on $TAG\"\n"
+        "echo \"squared $1 on $TAG\"\n[ -z \"${FOO+set}\" ] || echo \"FOO=$FOO\" >&2\n"
     )
     install_file = tmp_path / "INSTALL.sh"
     install_file.write_text(install)
@@ -148,10 +153,11 @@ INSTALL_ECHO = '#!/bin/bash\necho "install on $INSTANCE_ID ($INSTANCE_TYPE, $BUR
 def test_campaign_on_ec2_end_to_end(tmp_path, moto_ami, make_nodes):  # noqa: F811
     job = "ec2e2e"
     rows = [("t3.micro", f"bash bench.sh {n}") for n in range(3)] + [("c5.large", f"bash bench.sh {n}") for n in range(3, 6)]
-    jobfile, install = write_jobs(tmp_path, rows, install=INSTALL_ECHO)
+    jobfile, install = write_jobs(tmp_path, rows, install=INSTALL_ECHO + 'echo "env FOO=[$FOO]"\n')
     nodes = make_nodes(job)
 
-    result = run_script(DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--install", str(install), *nodes.args())
+    result = run_script(DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                        "--env", "FOO=bar baz", *nodes.args())
     assert nodes.error is None, nodes.error
     assert result.returncode == 0, result.stdout + result.stderr
     assert "started 3 machine(s) of type t3.micro" in result.stdout, result.stdout
@@ -201,10 +207,11 @@ def test_campaign_on_ec2_end_to_end(tmp_path, moto_ami, make_nodes):  # noqa: F8
     )
     assert {r["instance_availability_zone"][:9] for r in merged} == {"us-east-1"}
     assert (out / f"{job}4" / "attempts" / "1" / "logs" / "stdout.log").read_text() == f"squared 4 on {job}4\n"
-    assert (out / f"{job}4" / "attempts" / "1" / "logs" / "stderr.log").read_text() == ""
+    assert (out / f"{job}4" / "attempts" / "1" / "logs" / "stderr.log").read_text() == "FOO=bar baz\n", "--env reaches the command"
     for instance_id, instance_type in types.items():
         log = (out / "machines" / instance_id / "install.log").read_text()
         assert f"install on {instance_id} ({instance_type}, ec2) for {job} tag=[]" in log, log
+        assert "env FOO=[bar baz]" in log, "--env reaches INSTALL.sh"
         assert (out / "machines" / f"{instance_id}.json").is_file()
         assert json.loads((out / "machines" / instance_id / "worker.json").read_text())["state"] == "finished"
 

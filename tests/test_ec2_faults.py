@@ -1,4 +1,4 @@
-"""AWS faults that moto cannot produce, answered by a loopback proxy in front of it, during a campaign.
+"""AWS faults that moto cannot produce, answered by a loopback proxy in front of it: during a campaign, at set-up, at launch.
 
 The workers on the sshd "nodes" reach AWS through the same proxy (``SetEnv``), so
 a rule can fail their calls alone (by their ``burst-worker`` user agent).
@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.awsfaults import INTERNAL_ERROR, REQUEST_LIMIT_EXCEEDED, SLOW_DOWN, aws_faults  # noqa: F401  (fixture)
+from burst.console import run_entry
+from burst.dispatcher_cli import main as dispatcher_main
+from burst.errors import BurstError, UserError
+from burst.providers import ProviderOptions
+from burst.providers.base import LaunchSpec
+from burst.providers.ec2 import CAPACITY_TRIES, EC2Provider
+from tests.awsfaults import (  # noqa: F401  (aws_faults: fixture)
+    INSUFFICIENT_INSTANCE_CAPACITY, INTERNAL_ERROR, REQUEST_LIMIT_EXCEEDED, SERVICE_UNAVAILABLE, SLOW_DOWN, THROTTLING,
+    VCPU_LIMIT_EXCEEDED, Fault, FaultRule, aws_faults,
+)
 from tests.conftest import run_script, status_report, write_campaign
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
@@ -26,7 +35,7 @@ def campaign(tmp_path, isolated_home, aws_faults, moto_ami, sshd_factory):
     made: list = []
     yield make
     for nodes, job in made:  # what terminating them would do on EC2: no process outlives its test
-        nodes.power_off(job, [p.name for p in (nodes.node_root / job).iterdir()] if (nodes.node_root / job).is_dir() else [])
+        nodes.power_off_all()
 
 
 def test_a_worker_whose_terminate_is_throttled_is_ended_by_the_reconcile(campaign, aws_faults):
@@ -59,3 +68,176 @@ def test_s3_errors_mid_run_lose_nothing(campaign, aws_faults):
         body = s3.get_object(Bucket="flaky", Key=f"{row['tag']}/attempts/{row['attempt']}/results/r.txt")["Body"].read().decode()
         assert body == f"{row['tag']}\n"
     assert {m["State"]["Name"] for m in instances_of("flaky")} == {"terminated"}
+
+
+# -- faults before and during the launch, in one process: botocore's backoff is not waited (``backoffs``) ----------
+
+
+BUCKET_TAKEN = Fault(409, "BucketAlreadyExists", "The requested bucket name is not available.", "s3")
+PROFILE_NOT_YET = Fault(400, "InvalidParameterValue", "Value (burst-prof-node) for parameter iamInstanceProfile.name "
+                        "is invalid. Invalid IAM Instance Profile name", "ec2")
+
+
+@pytest.fixture
+def launcher(tmp_path, moto_ami, burst_home):  # noqa: F811
+    """An EC2 provider on moto whose waits are recorded, not slept, and whose messages are kept."""
+    made = []
+
+    def make(job: str = "prof") -> EC2Provider:
+        provider = EC2Provider(job, moto_ami, ProviderOptions(ssh_cidr="127.0.0.1/32", key_dir=str(tmp_path / "keys")), burst_home)
+        provider.said, provider.slept = [], []
+        provider.report = provider.said.append
+        provider.sleep = provider.slept.append
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+def states(ids: list[str]) -> set[str]:
+    import boto3
+
+    found = boto3.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    return {i["State"]["Name"] for r in found for i in r["Instances"]}
+
+
+def test_waiting_for_capacity_says_so_every_30_s_and_then_launches(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances"))
+
+    def sleep(seconds: float) -> None:  # the 4th try finds capacity: after waits of 15, 30 and 60 s
+        provider.slept.append(seconds)
+        if sum(provider.slept) >= 105:
+            aws_faults.remove(rule)
+
+    provider.sleep = sleep
+    ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 4)
+    assert len(ids) == 4 and states(ids) == {"running"}
+    assert provider.slept == [15, 30, 30, 30]  # never more than 30 s without a word
+    assert provider.said == [
+        f"waiting for capacity for 4 × c5.large (try 2 of {CAPACITY_TRIES}) in us-east-1: InsufficientInstanceCapacity; next try in 15 s",
+        f"waiting for capacity for 4 × c5.large (try 3 of {CAPACITY_TRIES}) in us-east-1: InsufficientInstanceCapacity; next try in 30 s",
+        f"waiting for capacity for 4 × c5.large (try 4 of {CAPACITY_TRIES}) in us-east-1: InsufficientInstanceCapacity; next try in 60 s",
+        f"waiting for capacity for 4 × c5.large (try 4 of {CAPACITY_TRIES}) in us-east-1: InsufficientInstanceCapacity; next try in 30 s",
+    ]
+
+
+def test_no_capacity_at_last_says_what_runs_and_how_to_go_on(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    (running,) = provider.launch(LaunchSpec("prof", "t3.micro", moto_ami), 1)
+    aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances"))
+    with pytest.raises(BurstError) as raised:
+        provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 4)
+    message = str(raised.value)
+    assert "AWS has no capacity for 4 × c5.large in us-east-1 now" in message and f"{CAPACITY_TRIES} tries" in message
+    assert "none of these 4 was started" in message
+    assert "1 machine(s) of the job keep running" in message and "python -m burst terminate prof" in message
+    assert "Run the same command later" in message
+    assert len(provider.said) == len(provider.slept) and len(provider.said) >= CAPACITY_TRIES - 1
+    assert states([running]) == {"running"}, "what runs is said to run, and does"
+
+
+def test_a_quota_error_ends_what_this_run_started_and_says_so(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    first = provider.launch(LaunchSpec("prof", "t3.micro", moto_ami), 2)
+    aws_faults.add(VCPU_LIMIT_EXCEEDED.on("RunInstances", times=1))
+    with pytest.raises(UserError) as raised:
+        provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 4)
+    message = str(raised.value)
+    assert "VcpuLimitExceeded" in message and "Service Quotas" in message
+    assert "The 2 machines this run had started were terminated." in message
+    assert "run the same command again" in message
+    assert states(first) <= {"shutting-down", "terminated"}
+
+
+def test_a_new_instance_profile_is_waited_for(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    rule = aws_faults.add(PROFILE_NOT_YET.on("RunInstances", times=3))
+    (instance_id,) = provider.launch(LaunchSpec("prof", "t3.micro", moto_ami), 1)
+    assert aws_faults.fired(rule) == 3 and provider.slept == [2, 4, 8]
+    assert states([instance_id]) == {"running"}
+
+
+def dispatch(tmp_path, moto_ami, job: str, capsys) -> tuple[int, str]:  # noqa: F811
+    jobfile, install = write_campaign(tmp_path / job, [("t3.micro", "true")])
+    code = run_entry(dispatcher_main, [moto_ami, job, str(jobfile), "-d", "--install", str(install),
+                                       "--ssh-cidr", "203.0.113.7/32", "--machines", "1"])
+    return code, capsys.readouterr().err
+
+
+def test_bucket_already_exists_is_a_clear_refusal_before_anything_is_made(aws_faults, tmp_path, moto_ami, capsys, backoffs, burst_home):  # noqa: F811
+    aws_faults.add(BUCKET_TAKEN.on("CreateBucket"))
+    code, err = dispatch(tmp_path, moto_ami, "taken", capsys)
+    assert code == 2 and "The bucket name 'taken' is taken by another AWS account" in err and "--bucket" in err
+    assert "Traceback" not in err
+    import boto3
+
+    assert boto3.client("ec2").describe_key_pairs()["KeyPairs"] == []
+    assert boto3.client("iam").list_roles()["Roles"] == []
+    assert not (burst_home / "campaigns" / "taken.lock").exists() and not (burst_home / "campaigns" / "taken.json").exists()
+
+
+SET_UP_CALLS = [  # every AWS call of the dispatcher before its first launch, answered with its service's throttling/5xx
+    ("sts", "GetCallerIdentity", Fault(400, "Throttling", "Rate exceeded", "sts")),
+    ("ec2", "DescribeImages", REQUEST_LIMIT_EXCEEDED), ("ec2", "DescribeInstanceTypes", REQUEST_LIMIT_EXCEEDED),
+    ("ec2", "DescribeKeyPairs", REQUEST_LIMIT_EXCEEDED), ("ec2", "DescribeVpcs", REQUEST_LIMIT_EXCEEDED),
+    ("ec2", "CreateKeyPair", REQUEST_LIMIT_EXCEEDED), ("ec2", "CreateSecurityGroup", REQUEST_LIMIT_EXCEEDED),
+    ("ec2", "AuthorizeSecurityGroupIngress", REQUEST_LIMIT_EXCEEDED),
+    ("iam", "GetRole", THROTTLING), ("iam", "CreateRole", THROTTLING), ("iam", "PutRolePolicy", THROTTLING),
+    ("iam", "CreateInstanceProfile", THROTTLING), ("iam", "AddRoleToInstanceProfile", THROTTLING),
+    ("s3", "CreateBucket", SLOW_DOWN), ("s3", "PutBucketTagging", INTERNAL_ERROR),
+    ("s3", "PutObject", INTERNAL_ERROR), ("s3", "PutObject", SERVICE_UNAVAILABLE),
+]
+
+
+@pytest.mark.parametrize("service,action,fault", SET_UP_CALLS, ids=[f"{a}-{f.code}" for _, a, f in SET_UP_CALLS])
+def test_an_aws_call_that_keeps_failing_is_one_true_message(aws_faults, tmp_path, moto_ami, capsys, backoffs, burst_home,  # noqa: F811
+                                                            service, action, fault):
+    rule = aws_faults.add(FaultRule(action=action, status=fault.status, code=fault.code, message=fault.message, service=service))
+    code, err = dispatch(tmp_path, moto_ami, "flaky", capsys)
+    assert aws_faults.fired(rule) > 1, "botocore retried it"
+    assert code == 1, err
+    assert f"AWS answered {action} with {fault.code} after {aws_faults.fired(rule)} attempts" in err
+    assert "No machine of the job is running." in err and "Run the same command again to resume" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3
+    assert not (burst_home / "campaigns" / "flaky.lock").exists()
+    aws_faults.remove(rule)  # and it resumes: the same command sets everything up
+    assert dispatch(tmp_path, moto_ami, "flaky", capsys)[0] == 0
+
+
+def test_describe_instances_throttled_12_times_is_a_round_retried(aws_faults, tmp_path, moto_ami, capsys, backoffs):  # noqa: F811
+    rule = aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("DescribeInstances", times=12))
+    code, err = dispatch(tmp_path, moto_ami, "busy", capsys)
+    assert code == 0 and aws_faults.fired(rule) == 12
+    assert "Traceback" not in err
+
+
+def test_status_while_ec2_keeps_throttling_is_one_message(aws_faults, tmp_path, moto_ami, capsys, backoffs):  # noqa: F811
+    from burst.ops_cli import main as ops_main
+
+    assert dispatch(tmp_path, moto_ami, "seen", capsys)[0] == 0
+    aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("DescribeInstances"))
+    code = run_entry(ops_main, ["status", "seen"])
+    err = capsys.readouterr().err
+    assert code == 1 and "AWS answered DescribeInstances with RequestLimitExceeded after" in err
+    assert "run the command again" in err and "Traceback" not in err
+
+
+def test_run_instances_throttled_to_the_end_says_what_runs_and_how_to_resume(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    rule = aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("RunInstances"))
+    with pytest.raises(BurstError) as raised:
+        provider.launch(LaunchSpec("prof", "t3.micro", moto_ami), 2)
+    assert aws_faults.fired(rule) > 1, "botocore retried it"
+    message = str(raised.value)
+    assert "RunInstances of 2 × t3.micro in us-east-1 failed: RequestLimitExceeded" in message
+    assert "No machine of the job is running." in message and "Run the same command again to resume." in message
+
+
+def test_the_bucket_listing_throttled_12_times_is_a_round_retried(aws_faults, tmp_path, moto_ami, capsys, backoffs):  # noqa: F811
+    rule = aws_faults.add(SLOW_DOWN.on("ListObjectsV2", times=12))
+    code, err = dispatch(tmp_path, moto_ami, "listing", capsys)
+    assert code == 0 and aws_faults.fired(rule) == 12
+    assert "Traceback" not in err

@@ -16,11 +16,12 @@ import pytest
 
 from burst.errors import UserError
 from burst.providers import ProviderOptions, make_provider
-from burst.providers import aws_setup
+from burst.providers import aws_firewall, aws_setup
 from burst.providers import ec2 as ec2_module
 from burst.node_config import NodeConfig
 from burst.providers.base import LaunchSpec
-from burst.providers.ec2 import EC2Provider, terminate_self, user_data
+from burst.providers.ec2 import EC2Provider, user_data
+from burst.providers.ec2_node import terminate_self
 from burst.records import Job
 from tests.awsfaults import REQUEST_LIMIT_EXCEEDED, aws_faults  # noqa: F401  (fixture)
 from tests.motoserver import find_ami, moto_ami, moto_server  # noqa: F401  (fixtures)
@@ -268,6 +269,12 @@ def test_ssh_cidr_is_validated():
         aws_setup.validate_cidr("0.0.0.0/0")
     with pytest.raises(UserError, match="not an IP address"):
         aws_setup.validate_cidr("my-laptop")
+    for wide in ("0.0.0.0/1", "128.0.0.0/1", "10.0.0.0/15", "::/1", "2001:db8::/47"):
+        with pytest.raises(UserError, match="every peer opens 0.0.0.0/0, burst does not.*--allow-wide-ssh"):
+            aws_setup.validate_cidr(wide)
+        assert aws_setup.validate_cidr(wide, allow_wide=True)
+    with pytest.raises(UserError, match="whole internet"):
+        aws_setup.validate_cidr("::/0", allow_wide=True)
 
 
 class _CheckIp(http.server.BaseHTTPRequestHandler):
@@ -293,7 +300,7 @@ def checkip_url():
 
 
 def test_callers_address_from_checkip_when_no_ssh_cidr(provider, options, checkip_url, monkeypatch):
-    monkeypatch.setattr(aws_setup, "CHECKIP_URL", checkip_url)
+    monkeypatch.setattr(aws_firewall, "CHECKIP_URL", checkip_url)
     options.ssh_cidr = None
     provider.prepare()
     (group,) = group_named("burst-paj17")
@@ -304,7 +311,7 @@ def test_unknown_callers_address_asks_for_ssh_cidr(provider, options, monkeypatc
     # Port 9 of 127.0.0.1: nothing listens, the connection is refused at once.
     with pytest.raises(UserError, match="--ssh-cidr"):
         aws_setup.caller_cidr(None, url="http://127.0.0.1:9/", timeout=2)
-    monkeypatch.setattr(aws_setup, "CHECKIP_URL", "http://127.0.0.1:9/")
+    monkeypatch.setattr(aws_firewall, "CHECKIP_URL", "http://127.0.0.1:9/")
     options.ssh_cidr = None
     with pytest.raises(UserError, match="--ssh-cidr"):
         provider.prepare()
@@ -541,7 +548,7 @@ def test_transport_logs_in_with_the_job_key(provider, options, moto_ami, home, t
     finally:
         transport.close()
     known = home / "campaigns" / "paj17.known_hosts"
-    assert server.host_public_key.split()[1] in known.read_text()
+    assert known.read_text().splitlines() == [f"{instance_id} {server.host_public_key}"]  # by machine, not address
 
 
 def test_teardown_removes_all_but_the_bucket(provider, moto_ami, home):

@@ -215,6 +215,9 @@ def test_cleanup_asks_refuses_while_machines_live_and_deletes_with_yes(tmp_path,
     done = run_script("-m", "burst", "cleanup", "tidy", "--yes")
     assert done.returncode == 0, done.stderr
     assert not (burst_home / "buckets" / "tidy").exists()
+    said = done.stdout.replace("\n", " ")  # cleanup says what it removed
+    for item in ("removed for job tidy:", "file(s) of file://", "1 ended sandbox(es)", "bucket folder", "the campaign record"):
+        assert item in said, done.stdout
     gone = run_script("-m", "burst", "status", "tidy")
     assert gone.returncode == 2 and "no campaign named 'tidy'" in gone.stderr
 
@@ -278,3 +281,4 @@ def test_a_second_dispatcher_for_the_same_job_is_refused_while_one_runs(tmp_path
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0
+    assert not (burst_home / "campaigns" / "busy.lock").exists(), "the lock is released and removed on exit"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import shutil
+import shlex
 import stat
 import threading
 import time
@@ -346,3 +347,51 @@ def test_bootstrap_fails_clearly_when_installing_does_not_provide_boto3(node, tm
     recorded = calls.read_text().splitlines()
     assert recorded[0].endswith("update")
     assert recorded[1].endswith("install -y --no-install-recommends python3 python3-boto3")
+
+
+# ---------------------------------------------------------------- host keys by machine
+
+
+def test_host_keys_are_known_by_machine_so_a_reused_address_is_a_new_machine(sshd_factory, ssh_keypair, known_hosts):
+    def connect_as(server: SSHServer, machine: str) -> SSHTransport:
+        return SSHTransport(target_for(server, ssh_keypair.private_path), known_hosts=known_hosts,
+                            where=f"machine {machine}", connect_timeout=20, host_key_alias=machine)
+
+    first = sshd_factory(env=node_env())
+    first.authorize(ssh_keypair.public_text)
+    connect_as(first, "i-0000000000000aaaa").close()
+    first.stop()
+
+    later = sshd_factory(env=node_env(), port=first.port)  # AWS gave the address to another machine
+    later.authorize(ssh_keypair.public_text)
+    transport = connect_as(later, "i-0000000000000bbbb")
+    assert transport.run("echo reached").out == "reached\n"
+    transport.close()
+    assert sorted(known_hosts.read_text().splitlines()) == [
+        f"i-0000000000000aaaa {first.host_public_key}", f"i-0000000000000bbbb {later.host_public_key}"]
+
+    with pytest.raises(SSHHostKeyChanged) as caught:  # the first machine's key changed: refused
+        connect_as(later, "i-0000000000000aaaa")
+    assert "i-0000000000000aaaa" in str(caught.value) and str(known_hosts) in str(caught.value)
+    again = connect_as(later, "i-0000000000000bbbb")  # and the known one still connects
+    assert again.run("true").ok
+    again.close()
+
+
+# ---------------------------------------------------------------- hostile values stay text
+
+
+def test_the_dispatchers_shell_lines_quote_hostile_values(node, sshd_server):
+    from burst.node_scripts import probe_command, start_worker_command
+
+    folder = f"burst-test-quoting-{uuid.uuid4().hex[:8]}"  # in the login home: only this folder is ours
+    hostile = f"{folder}/x$(touch PWNED1)`touch PWNED2`;touch PWNED3 'q\"/job/i-1"
+    try:
+        assert node.run(probe_command(hostile)).out.split() == ["NEW"]
+        node.run(f"mkdir -p {shlex.quote(hostile)}")
+        node.run(start_worker_command(hostile))  # no worker.sh there: the detached start fails, harmlessly
+        assert node.run(f"ls {shlex.quote(hostile)}").out.split() == ["start-worker"]
+        made = list(sshd_server.home.glob("PWNED*")) + list((sshd_server.home / folder).rglob("PWNED*"))
+        assert made == [], "a value was run as shell code"
+    finally:
+        shutil.rmtree(sshd_server.home / folder, ignore_errors=True)

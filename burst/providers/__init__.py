@@ -27,6 +27,7 @@ class ProviderOptions:
     region: str | None = None
     profile: str | None = None
     ssh_cidr: str | None = None
+    allow_wide_ssh: bool = False  # --allow-wide-ssh: an --ssh-cidr wider than /16 (/48) is meant
     max_hours: float = 24.0
     user: str = "ubuntu"
     ssh_config: str | None = None

@@ -36,15 +36,13 @@ class LaunchSpec:
 
 class Provider(ABC):
     name: str
+    job: str
     # Where tag folders live on a node: relative to the node user's home, or absolute.
     node_root: str = "burst"
     # Whether nodes need burst/bootstrap.sh (python3 + boto3) before INSTALL.sh.
     needs_bootstrap: bool = False
     # vCPUs per instance type, as ``validate`` found them (for slots=auto and the quota check)
     vcpus: dict[str, int] = {}
-    # Where the provider says what it decided on its own (a spot request fell back to on-demand ...);
-    # the campaign sets it to its report.
-    report: Callable[[str], None] = staticmethod(lambda message: None)
 
     def node_python(self) -> str:
         """Python interpreter that runs the agent on a node."""
@@ -108,8 +106,23 @@ class Provider(ABC):
         """The machine's folder on it (``~/burst/<job>/<instance id>`` by default)."""
         return f"{self.node_root.rstrip('/')}/{instance.job}/{instance.id}"
 
-    def cleanup(self) -> None:
-        """Remove what ``prepare`` made for the job, once its machines are gone and its data deleted."""
+    def live_ids(self) -> list[str] | None:
+        """Ids of the job's live machines, for a message after a failure; None when that cannot be known now."""
+        try:
+            return [info.id for info in self.list({"job": self.job})]
+        except Exception:  # the failure being reported may be this very call's: say "unknown", not more
+            return None
+
+    def cleanup(self) -> list[str]:
+        """Remove what ``prepare`` made for the job, once its machines are gone and its data deleted.
+
+        Returns what was removed, as short phrases (``cleanup`` prints them).
+        """
+        return []
+
+    def report(self, message: str) -> None:
+        """What a user should see that the provider decided or waits for (EC2 capacity, a spot request that fell
+        back to on-demand); the campaign sets where it goes."""
 
     def close(self) -> None:
         """Release clients and connections."""

@@ -16,7 +16,7 @@ quota errors end the machines this provider launched and raise ``UserError``.
 The checks before a launch (AMI, instance types and their architectures,
 Marketplace subscription) are in ``burst.providers.ec2_checks``.
 
-The module imports boto3 only: the node agent uses ``terminate_self``;
+The module imports boto3 only (the worker's own call is in ``ec2_node``);
 paramiko comes in with ``transport()``.
 """
 
@@ -28,20 +28,19 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import boto3
 from botocore.exceptions import ClientError, WaiterError
 
 from burst.errors import BurstError, UserError
+from burst.failures import live_sentence
 from burst.providers import aws_setup, ec2_checks, ec2_spot
 from burst.providers.ec2_spot import SpotRefused
 from burst.providers.ec2_userdata import user_data
-from burst.node_config import NodeConfig
 from burst.providers.base import LaunchSpec, Provider, ShellCommand
 from burst.providers.ec2_checks import _chunks, _code, _message
 from burst.pricing import PriceBook, read_prices
 from burst.quotas import QuotaNeed, read_quotas
 from burst.records import InstanceInfo, Job
-from burst.retry import aws_config
+from burst.retry import REPORT_EVERY, aws_config, backoff, wait_saying
 
 if TYPE_CHECKING:
     from burst.providers import ProviderOptions
@@ -54,8 +53,8 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 QUOTA_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"})
 CAPACITY_CODES = frozenset({"InsufficientInstanceCapacity"})
-CAPACITY_DELAYS = (15.0, 30.0, 60.0, 120.0)  # then give up: about 4 minutes
-PROFILE_DELAYS = (2.0, 4.0, 8.0, 8.0, 10.0, 10.0, 10.0)  # a new instance profile: about 50 s
+CAPACITY_TRIES = 8  # RunInstances tries while EC2 has no capacity: waits of 15, 30, then 60 s (about 6 minutes)
+PROFILE_TRIES = 8  # a new instance profile: waits of 2, 4, 8, then 10 s (about 50 s)
 
 EC2_CONFIG = aws_config(connect_timeout=20, read_timeout=120)
 
@@ -106,6 +105,7 @@ class EC2Provider(Provider):
         self.resources: aws_setup.JobResources | None = None
         self.launched: list[str] = []  # every id this provider object launched
         self.sleep: Callable[[float], None] = time.sleep
+        self.report_every = REPORT_EVERY  # seconds between messages while waiting for capacity
         self.poll_seconds = 5.0  # waiter delay
         self.ready_timeout = 900.0  # waiter gives up after this long
         self._identity: dict[str, str] | None = None
@@ -209,8 +209,10 @@ class EC2Provider(Provider):
         return ids
 
     def _run_instances(self, params: dict[str, Any], count: int, spot_refusals: bool = False) -> list[dict[str, Any]]:
-        what = f"{count} x {params['InstanceType']}"
+        what = f"{count} × {params['InstanceType']}"
         capacity_tries = profile_tries = 0
+        capacity_waits = backoff(first=15.0, factor=2.0, cap=60.0, jitter=0)  # the one policy (burst.retry)
+        profile_waits = backoff(first=2.0, factor=2.0, cap=10.0, jitter=0)
         while True:
             try:
                 # A fresh ClientToken per attempt; botocore's own retries reuse it (no double launch).
@@ -229,21 +231,25 @@ class EC2Provider(Provider):
                         f"account's EC2 quota is too small for this campaign: request an increase "
                         f"in the Service Quotas console (Amazon EC2, e.g. 'Running On-Demand "
                         f"Standard instances', counted in vCPUs) or run fewer rows or smaller "
-                        f"types at a time. {ended}"
+                        f"types at a time. {ended} Once the quota is raised, run the same command again: "
+                        f"the rows not done wait for machines."
                     ) from None
                 if code in CAPACITY_CODES:
-                    if capacity_tries < len(CAPACITY_DELAYS):
-                        self.sleep(CAPACITY_DELAYS[capacity_tries])
-                        capacity_tries += 1
+                    capacity_tries += 1
+                    if capacity_tries < CAPACITY_TRIES:
+                        next_try = capacity_tries + 1
+                        wait_saying(next(capacity_waits), sleep=self.sleep, every=self.report_every, say=lambda left: self.report(
+                            f"waiting for capacity for {what} (try {next_try} of {CAPACITY_TRIES}) in {self.region}: "
+                            f"{code}; next try in {left:.0f} s"))
                         continue
                     raise BurstError(
-                        f"AWS has no capacity for {what} in {self.region} now ({message}); "
-                        f"nothing was started for these tags. Retry later with -c (machines "
-                        f"already running are kept and reused), or use another instance type "
-                        f"or region."
+                        f"AWS has no capacity for {what} in {self.region} now ({message.rstrip('.')}; "
+                        f"{CAPACITY_TRIES} tries): none of these {count} was started. {live_sentence(self.job, self.live_ids())} "
+                        f"Run the same command later to start machines for the rows still waiting, or use "
+                        f"another instance type or region."
                     ) from None
-                if _is_profile_not_ready(code, message) and profile_tries < len(PROFILE_DELAYS):
-                    self.sleep(PROFILE_DELAYS[profile_tries])  # IAM is eventually consistent
+                if _is_profile_not_ready(code, message) and profile_tries < PROFILE_TRIES:
+                    self.sleep(next(profile_waits))  # IAM is eventually consistent
                     profile_tries += 1
                     continue
                 if code == "OptInRequired":
@@ -255,7 +261,8 @@ class EC2Provider(Provider):
                         f"{aws_setup.node_role_name(self.job)}; ask your administrator or use "
                         f"another --profile."
                     ) from None
-                raise BurstError(f"RunInstances of {what} in {self.region} failed: {code}: {message}") from error
+                raise BurstError(f"RunInstances of {what} in {self.region} failed: {code}: {message.rstrip('.')}. "
+                                 f"{live_sentence(self.job, self.live_ids())} Run the same command again to resume.") from None
 
     def _end_launched(self) -> str:
         """Terminate what this provider launched (after a quota error); a sentence saying so."""
@@ -358,14 +365,14 @@ class EC2Provider(Provider):
 
         remote = f"cd {shlex.quote(workdir)} && " + (command or 'exec "$SHELL" -l')
         return ShellCommand(ssh_argv(self._target(instance), known_hosts=str(self.known_hosts),
-                                     ssh_config=self.options.ssh_config, remote=remote))
+                                     ssh_config=self.options.ssh_config, remote=remote, host_key_alias=instance.id))
 
     def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> "Transport":
         from burst.transport.ssh import SSHTransport
 
         target = self._target(instance)
         return SSHTransport(target, known_hosts=self.known_hosts, where=f"machine {instance.id} ({instance.host})",
-                            connect_timeout=connect_timeout)
+                            connect_timeout=connect_timeout, host_key_alias=instance.id)
 
     # -- clean-up ------------------------------------------------------------
 
@@ -377,22 +384,8 @@ class EC2Provider(Provider):
             removed.append(f"known hosts {self.known_hosts}")
         return removed
 
-    def cleanup(self) -> None:
-        self.teardown()
+    def cleanup(self) -> list[str]:
+        return self.teardown()
 
     def close(self) -> None:
         self.ec2.close()
-
-
-def terminate_self(config: NodeConfig) -> None:
-    """The node agent ends its own machine through the instance profile's permission.
-
-    No instance metadata lookup (the dispatcher wrote ``instance_id`` into
-    node.json) and no OS shutdown: the TerminateInstances call is all.
-    """
-    session = boto3.session.Session(region_name=config.provider_options.get("region") or None)
-    client = session.client("ec2", config=aws_config(max_attempts=3, user_agent_extra="burst-worker"))
-    try:
-        client.terminate_instances(InstanceIds=[config.instance_id])
-    finally:
-        client.close()

@@ -73,28 +73,34 @@ def _processes_of(instance_id: str) -> list[int]:
 
 
 def kill_sandbox_processes(instance_id: str, grace_seconds: float = 3.0) -> None:
-    """SIGTERM the process groups of the sandbox, then SIGKILL what is left after the grace time.
+    """End every process of the sandbox: SIGTERM, then SIGKILL what is left after the grace time.
 
-    The calling process's own group is spared: the agent ends its own sandbox and
-    its runner exits by itself right after.
+    Whole process groups are signalled, so background and ``nohup`` children of a
+    command go with it (they keep the marker even after ``setsid``). The caller is
+    spared when it is of the sandbox itself (the worker ending its own machine):
+    the rest of its group is signalled process by process, and the worker exits
+    by itself right after.
     """
+    me = os.getpid()
     own_group = os.getpgrp()
 
-    def groups() -> set[int]:
-        result = set()
+    def targets() -> tuple[set[int], set[int]]:
+        groups, own = set(), set()
         for pid in _processes_of(instance_id):
+            if pid == me:
+                continue
             try:
-                result.add(os.getpgid(pid))
+                group = os.getpgid(pid)
             except ProcessLookupError:
-                pass
-        result.discard(own_group)
-        return result
+                continue
+            (own if group == own_group else groups).add(pid if group == own_group else group)
+        return groups, own
 
     deadline = time.monotonic() + grace_seconds
     sent_kill = False
     while True:
-        remaining = groups()
-        if not remaining:
+        groups, own = targets()
+        if not groups and not own:
             return
         if time.monotonic() >= deadline:
             if sent_kill:
@@ -102,11 +108,12 @@ def kill_sandbox_processes(instance_id: str, grace_seconds: float = 3.0) -> None
             sig, sent_kill = signal.SIGKILL, True
         else:
             sig = signal.SIGTERM
-        for group in remaining:
-            try:
-                os.killpg(group, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
+        for send, ids in ((os.killpg, groups), (os.kill, own)):
+            for target in ids:
+                try:
+                    send(target, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
         time.sleep(0.1)
 
 
@@ -132,13 +139,21 @@ class LocalProvider(Provider):
     def prepare(self) -> None:
         (self.burst_home / "buckets" / self.job).mkdir(parents=True, exist_ok=True)
 
-    def cleanup(self) -> None:
-        """Drop the job's ended sandboxes and its bucket folder."""
+    def cleanup(self) -> list[str]:
+        """Drop the job's ended sandboxes and its bucket folder; say which."""
+        removed = []
         with self.registry.locked() as registry:
-            for instance_id in [i for i, r in registry.items() if r["job"] == self.job and r["state"] != LIVE]:
+            ended = [i for i, r in registry.items() if r["job"] == self.job and r["state"] != LIVE]
+            for instance_id in ended:
                 shutil.rmtree(self.registry.home_of(instance_id), ignore_errors=True)
                 del registry[instance_id]
-        shutil.rmtree(self.burst_home / "buckets" / self.job, ignore_errors=True)
+        if ended:
+            removed.append(f"{len(ended)} ended sandbox(es) under {self.registry.folder}")
+        bucket = self.burst_home / "buckets" / self.job
+        if bucket.exists():
+            shutil.rmtree(bucket, ignore_errors=True)
+            removed.append(f"bucket folder {bucket}")
+        return removed
 
     def launch(self, spec: LaunchSpec, count: int) -> list[str]:
         ids = [f"i-local-{uuid.uuid4().hex[:12]}" for _ in range(count)]

@@ -29,10 +29,10 @@ from urllib.parse import urlparse
 
 import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
+from burst.retry import aws_config
 from burst.storage.base import KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
 
 MiB = 1024 * 1024
@@ -115,8 +115,7 @@ class S3Storage(Storage):
         session = boto3.session.Session(profile_name=profile, region_name=region)
         self.client = session.client(
             "s3",
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 10},
+            config=aws_config(  # the one retry policy (burst.retry)
                 connect_timeout=20,
                 read_timeout=120,
                 max_pool_connections=max(10, max_concurrency + 2),

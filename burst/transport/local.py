@@ -11,6 +11,9 @@ from burst.transport.base import Result, Transport
 
 # Every process of a sandbox carries this variable: terminate finds them by it.
 INSTANCE_MARKER = "BURST_INSTANCE_ID"
+# All a sandbox gets of the dispatcher's environment, as an EC2 machine gets none of it:
+# never AWS_* or any other credential. The burst variables come from node.env, with --env.
+PASSED_THROUGH = ("PATH", "LANG", "TERM", "USER")
 
 
 class LocalTransport(Transport):
@@ -20,7 +23,8 @@ class LocalTransport(Transport):
         self.where = where
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+        env.setdefault("PATH", os.defpath)
         env["HOME"] = str(self.home)
         env[INSTANCE_MARKER] = self.instance_id
         return env

@@ -27,7 +27,8 @@ import paramiko
 
 from burst.transport.base import SKIPPED_NAMES, Result, Transport
 from burst.transport.ssh_target import SSHError, SSHTarget, resolve_target
-from burst.transport.ssh_trust import _ensure_known_hosts, _KeyFiles, _known_hosts_lock, _TrustOnFirstUse
+from burst.retry import backoff
+from burst.transport.ssh_trust import _ensure_known_hosts, _load_host_keys, _KeyFiles, _known_hosts_lock, _TrustOnFirstUse
 
 __all__ = [
     "SSHAuthenticationFailed",
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 # configure logging still receive them through propagation.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-BACKOFF_START = 0.5
-BACKOFF_CAP = 10.0
 AUTH_GRACE = 60.0  # how long authentication failures are retried (cloud-init installing the key)
 CHUNK = 1 << 16
 
@@ -77,8 +76,10 @@ class SSHTransport(Transport):
         where: str,
         connect_timeout: float = 600.0,
         auth_grace: float = AUTH_GRACE,
+        host_key_alias: str | None = None,
     ):
         self.target = target
+        self.host_key_alias = host_key_alias  # the instance id: host keys are known by machine, not by address
         self.known_hosts = Path(known_hosts).expanduser()
         self.where = where
         self.connect_timeout = connect_timeout
@@ -112,16 +113,18 @@ class SSHTransport(Transport):
 
     def _new_client(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
+        port = self.target.port
+        name = self.target.hostname if port == 22 else f"[{self.target.hostname}]:{port}"  # paramiko's lookup name
         with _known_hosts_lock(self.known_hosts):
-            client.get_host_keys().load(str(self.known_hosts))
-        client.set_missing_host_key_policy(_TrustOnFirstUse(self.known_hosts))
+            _load_host_keys(self.known_hosts, name, self.host_key_alias, client.get_host_keys())
+        client.set_missing_host_key_policy(_TrustOnFirstUse(self.known_hosts, self.host_key_alias))
         return client
 
     def _connect(self, timeout: float) -> None:
         target = self.target
         start = time.monotonic()
         deadline = start + timeout
-        delay = BACKOFF_START
+        delays = backoff(first=0.5, factor=2.0, cap=10.0)  # the one policy (burst.retry)
         first_auth_failure: float | None = None
         attempts = 0
         last_error: BaseException | None = None
@@ -145,10 +148,11 @@ class SSHTransport(Transport):
                 client.close()
                 raise SSHHostKeyChanged(
                     f"the host key of {self.where} ({target.hostname} port {target.port}) is not the one recorded "
+                    f"{'for ' + self.host_key_alias + ' ' if self.host_key_alias else ''}"
                     f"in {self.known_hosts}: recorded {exc.expected_key.get_name()} "
                     f"{exc.expected_key.fingerprint}, offered {exc.key.get_name()} {exc.key.fingerprint}. "
                     "Another machine may now answer at this address. If you know why the key changed, "
-                    f"delete the line for this host from {self.known_hosts} and retry."
+                    f"delete the line for {self.host_key_alias or 'this host'} from {self.known_hosts} and retry."
                 ) from None
             except paramiko.AuthenticationException as exc:
                 client.close()
@@ -180,9 +184,9 @@ class SSHTransport(Transport):
                     f"could not connect to {self.where} by SSH ({target.user}@{target.hostname} port {target.port}) "
                     f"within {timeout:g} s ({attempts} attempts); last error: {_describe(last_error)}"
                 )
+            delay = next(delays)
             log.debug("SSH to %s not ready (%s); retrying in %.1f s", self.where, _describe(last_error), delay)
             time.sleep(min(delay, deadline - now))
-            delay = min(delay * 2, BACKOFF_CAP)
 
     def _active_client(self) -> paramiko.SSHClient:
         with self._lock:

@@ -58,13 +58,28 @@ def _read_known_hosts(path: Path) -> paramiko.HostKeys:
     return keys
 
 
+def _load_host_keys(path: Path, name: str, alias: str | None, into: paramiko.HostKeys) -> None:
+    """The recorded keys of one machine, filed under ``name`` (what paramiko looks up for this connection).
+
+    With an ``alias`` (the instance id, as OpenSSH's ``HostKeyAlias``) a machine is
+    known by it, not by its address: a public IP that AWS gives to a later machine
+    is then a new machine with its own entry, and only a changed key of the same
+    machine is refused.
+    """
+    recorded = _read_known_hosts(path).lookup(alias or name)
+    for key in (recorded or {}).values():
+        into.add(name, key.get_name(), key)
+
+
 class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Record an unknown host's key in the campaign's known_hosts (appending, locked)."""
+    """Record an unknown host's key in the campaign's known_hosts (appending, locked), under its alias if any."""
 
-    def __init__(self, known_hosts: Path):
+    def __init__(self, known_hosts: Path, alias: str | None = None):
         self.known_hosts = known_hosts
+        self.alias = alias
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    def missing_host_key(self, client: paramiko.SSHClient, server_name: str, key: paramiko.PKey) -> None:
+        hostname = self.alias or server_name
         with _known_hosts_lock(self.known_hosts):
             # another connection may have recorded this host since we read the file
             recorded = _read_known_hosts(self.known_hosts).lookup(hostname)
@@ -75,7 +90,7 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
             else:
                 with open(self.known_hosts, "a") as handle:
                     handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        client.get_host_keys().add(hostname, key.get_name(), key)
+        client.get_host_keys().add(server_name, key.get_name(), key)
         log.info("recorded the host key of %s (%s) in %s", hostname, key.get_name(), self.known_hosts)
 
 

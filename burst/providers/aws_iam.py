@@ -1,0 +1,95 @@
+"""The nodes' IAM role and instance profile ``burst-<job>-node``: the job's bucket, and ending its own machines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from burst.providers.aws_names import _code, node_role_name
+
+def trust_policy() -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
+def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]:
+    """What a node may do: its job's bucket, and terminate machines tagged with its job."""
+    bucket_arn = f"arn:{partition}:s3:::{bucket}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ListJobBucket", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket_arn},
+            {
+                "Sid": "ReadWriteJobObjects",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ],
+                "Resource": f"{bucket_arn}/*",
+            },
+            {
+                "Sid": "TerminateJobMachines",
+                "Effect": "Allow",
+                "Action": "ec2:TerminateInstances",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"ec2:ResourceTag/job": job}},
+            },
+        ],
+    }
+
+
+NODE_POLICY_NAME = "burst-node"
+
+
+def ensure_instance_profile(iam, job: str, bucket: str, partition: str, tags: list[dict[str, str]]) -> tuple[str, str, bool]:
+    """Role and instance profile ``burst-<job>-node``; returns (name, profile ARN, created now)."""
+    name = node_role_name(job)
+    created = False
+    try:
+        iam.get_role(RoleName=name)
+    except ClientError as error:
+        if _code(error) != "NoSuchEntity":
+            raise
+        try:
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(trust_policy()),
+                Description=f"burst job {job}: nodes save to their bucket and end their machines",
+                Tags=tags,
+            )
+            created = True
+        except ClientError as create_error:
+            if _code(create_error) != "EntityAlreadyExists":
+                raise
+    # Always (re)write the inline policy: it follows the current bucket.
+    iam.put_role_policy(RoleName=name, PolicyName=NODE_POLICY_NAME, PolicyDocument=json.dumps(node_policy(job, bucket, partition)))
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    except ClientError as error:
+        if _code(error) != "NoSuchEntity":
+            raise
+        try:
+            profile = iam.create_instance_profile(InstanceProfileName=name, Tags=tags)["InstanceProfile"]
+            created = True
+        except ClientError as create_error:
+            if _code(create_error) != "EntityAlreadyExists":
+                raise
+            profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    if name not in [role["RoleName"] for role in profile.get("Roles", [])]:
+        try:
+            iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+            created = True
+        except ClientError as error:
+            if _code(error) != "LimitExceeded":  # the profile already has a role: ours
+                raise
+    return name, profile["Arn"], created
+
