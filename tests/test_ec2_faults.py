@@ -163,7 +163,7 @@ def test_a_new_instance_profile_is_waited_for(aws_faults, launcher, moto_ami, ba
 def dispatch(tmp_path, moto_ami, job: str, capsys) -> tuple[int, str]:  # noqa: F811
     jobfile, install = write_campaign(tmp_path / job, [("t3.micro", "true")])
     code = run_entry(dispatcher_main, [moto_ami, job, str(jobfile), "-d", "--install", str(install),
-                                       "--ssh-cidr", "203.0.113.7/32", "--machines", "1"])
+                                       "--ssh-cidr", "203.0.113.7/32", "--machines", "1", "--yes"])
     return code, capsys.readouterr().err
 
 
