@@ -33,10 +33,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
-from burst.storage.base import KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
+from s3transfer.subscribers import BaseSubscriber
+
+from burst.storage.base import DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
 
 MiB = 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+POOL_WORKERS = 32  # the most threads that share the client in one transfer; its connection pool is larger
 _NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 # 412 PreconditionFailed: the condition is false. 409 ConditionalRequestConflict: real S3's
@@ -119,7 +122,8 @@ class S3Storage(Storage):
                 retries={"mode": "standard", "max_attempts": 10},
                 connect_timeout=20,
                 read_timeout=120,
-                max_pool_connections=max(10, max_concurrency + 2),
+                # one connection per transfer thread, never a thread waiting for a pooled connection
+                max_pool_connections=max(max_concurrency, POOL_WORKERS) + 2,
             ),
         )
 
@@ -236,6 +240,33 @@ class S3Storage(Storage):
                 raise missing from None
             raise
 
+    def download_many(self, items: list[tuple[StoredObject, Path]], on_done: DownloadDone, workers: int) -> None:
+        """One s3transfer manager on the shared client for all objects; the listing's size and ETag spare the HeadObject.
+
+        s3transfer looks an object up (HeadObject) only when it does not know its
+        size and ETag; ``_Listed`` hands it both, so a small object is one
+        GetObject, a large one ranged GETs pinned to the listed ETag (``If-Match``).
+        Each file is written under a temporary name and renamed when complete.
+        """
+        from boto3.s3.transfer import create_transfer_manager
+
+        if not items:
+            return
+        workers = max(1, min(workers, POOL_WORKERS))
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold, multipart_chunksize=self.multipart_chunksize,
+            max_concurrency=workers, preferred_transfer_client="classic",
+        )
+        made: set[Path] = set()
+        with create_transfer_manager(self.client, config) as manager:
+            for obj, target in items:
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                # the listed key as it is: _full_key would strip a leading "/" and name another object
+                full_key = f"{self.prefix}/{obj.key}" if self.prefix else obj.key
+                manager.download(self.bucket, full_key, str(target), subscribers=[_Listed(obj, on_done, self)])
+
     def list_objects(self, prefix: str = "") -> list[StoredObject]:
         """Objects under ``prefix`` (relative to the URL's prefix), sorted by key."""
         prefix = prefix.lstrip("/")
@@ -342,3 +373,24 @@ class S3Storage(Storage):
 
     def close(self) -> None:
         self.client.close()
+
+
+class _Listed(BaseSubscriber):
+    """Tells s3transfer the listed size and ETag of one object (so it sends no HeadObject) and reports its end."""
+
+    def __init__(self, obj: StoredObject, on_done: DownloadDone, storage: S3Storage):
+        self.obj, self.report, self.storage = obj, on_done, storage
+
+    def on_queued(self, future, **kwargs) -> None:
+        future.meta.provide_transfer_size(self.obj.size)
+        future.meta.provide_object_etag(f'"{self.obj.etag}"' if self.obj.etag else None)
+
+    def on_done(self, future, **kwargs) -> None:
+        error: BaseException | None = None
+        try:
+            future.result()
+        except ClientError as failure:
+            error = self.storage._not_found(failure, self.obj.key) or failure
+        except Exception as failure:  # reported per object; the transfer of the others goes on
+            error = failure
+        self.report(self.obj, error)
