@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from typing import Callable, Iterator
 
 from burst.console import console
 from burst.storage import Storage, StoredObject
@@ -56,6 +56,20 @@ def local_path(target: Path, key: str) -> tuple[Path | None, str]:
     return path, ""
 
 
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar of ``total`` bytes on a terminal; nothing (and no cost) otherwise."""
+    if not total or not console.is_terminal:
+        yield lambda size: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("download", total=total)
+        yield lambda size: progress.advance(task, size)
+
+
 def _is_complete(path: Path, obj: StoredObject, known_etags: dict[str, str]) -> bool:
     """Final name, same size and (where the bucket gives one) the ETag it had when downloaded."""
     if not path.is_file() or path.stat().st_size != obj.size:
@@ -87,9 +101,7 @@ def download_all(storage: Storage, target: Path, workers: int = DOWNLOAD_WORKERS
             todo.append((obj, path))
     lock = threading.Lock()
     try:
-        with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                      console=console, transient=True, disable=not todo) as progress:
-            task = progress.add_task("download", total=sum(obj.size for obj, _ in todo))
+        with _progress(sum(obj.size for obj, _ in todo) if todo else 0) as advance:
 
             def done(obj: StoredObject, error: BaseException | None) -> None:
                 with lock:
@@ -99,7 +111,7 @@ def download_all(storage: Storage, target: Path, workers: int = DOWNLOAD_WORKERS
                     else:
                         known_etags.pop(obj.key, None)
                         report.failed.append(f"{obj.key}: {error}")
-                progress.advance(task, obj.size)
+                advance(obj.size)
 
             storage.download_many(todo, done, workers)
     finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from burst.campaign_record import load_record
 from burst.console import errors, report
 from burst.download import download_all
 from burst.errors import BurstError, UserError
@@ -29,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 def open_bucket(job: str, region: str | None) -> Storage:
     """The job's bucket, by campaign name or URL; a URL burst cannot read is a UserError."""
     if "://" not in job:
+        from burst.campaign_record import load_record  # providers and all: only for a job name
+
         return load_record(job).storage()
     try:
         return open_storage(job, **({"region": region} if job.startswith("s3://") else {}))

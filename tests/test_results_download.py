@@ -156,3 +156,13 @@ def test_pandas_is_imported_only_for_merge(tmp_path):
     (bucket / "t0" / "status.json").write_text(json.dumps({"job": "p", "tag": "t0", "state": "done"}))
     assert not pandas_imported(bucket.as_uri(), str(tmp_path / "out"))
     assert pandas_imported(bucket.as_uri(), str(tmp_path / "out"), "--merge")
+
+
+@pytest.mark.parametrize("text", ["2026-11-22T15:04:05.123Z", "2026-11-22T15:04:05Z", "Sun, 22 Nov 2026 15:04:05 GMT",
+                                  "1700000000", "2026-11-22T15:04:05"])
+def test_the_fast_timestamp_parser_agrees_with_botocore(text):
+    import botocore.utils
+
+    from burst.storage.s3 import parse_timestamp
+
+    assert parse_timestamp(text) == botocore.utils.parse_timestamp(text)

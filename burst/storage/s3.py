@@ -23,17 +23,22 @@ when two conditional writes of one key race).
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
+import platform
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
 import boto3
+import botocore
+import botocore.session
+import botocore.utils
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from s3transfer.utils import ChunksizeAdjuster
-
 from s3transfer.subscribers import BaseSubscriber
+from s3transfer.utils import ChunksizeAdjuster
 
 from burst.storage.base import DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
 
@@ -45,6 +50,30 @@ _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 # 412 PreconditionFailed: the condition is false. 409 ConditionalRequestConflict: real S3's
 # answer to a conditional write racing another write of the same key -- also a lost race.
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+def parse_timestamp(value: str | int | float) -> datetime:
+    """S3's timestamps -- ISO 8601 in listings, RFC 7231 dates in headers -- without dateutil; others as botocore does."""
+    if isinstance(value, str):
+        try:
+            if value[:1].isdigit():
+                parsed = datetime.fromisoformat(value)  # 2026-11-22T15:00:00.000Z
+            else:
+                parsed = email.utils.parsedate_to_datetime(value)  # Sun, 22 Nov 2026 15:00:00 GMT
+            if parsed.tzinfo is not None:
+                return parsed
+        except (TypeError, ValueError):
+            pass
+    return botocore.utils.parse_timestamp(value)
+
+
+def user_agent() -> str:
+    """The User-Agent, made once per client: botocore otherwise rebuilds and sanitises its own, character by
+    character, twice per request (an eighth of a small GetObject's CPU). Same facts: SDK, language, OS."""
+    from burst import __version__
+
+    return (f"Boto3/{boto3.__version__} md/Botocore#{botocore.__version__} lang/python#{platform.python_version()} "
+            f"os/{platform.system().lower()}#{platform.release()} burst/{__version__}")
 
 
 def _retried(error: ClientError) -> bool:
@@ -115,13 +144,18 @@ class S3Storage(Storage):
             # The classic transfer manager: its part sizes are the ones expected_etag predicts.
             preferred_transfer_client="classic",
         )
-        session = boto3.session.Session(profile_name=profile, region_name=region)
+        core = botocore.session.Session()
+        # As the AWS CLI does: S3 answers two timestamp formats, and dateutil's general parser was a
+        # tenth of the CPU of every GetObject (its Last-Modified header).
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+        session = boto3.session.Session(profile_name=profile, region_name=region, botocore_session=core)
         self.client = session.client(
             "s3",
             config=Config(
                 retries={"mode": "standard", "max_attempts": 10},
                 connect_timeout=20,
                 read_timeout=120,
+                user_agent=user_agent(),
                 # one connection per transfer thread, never a thread waiting for a pooled connection
                 max_pool_connections=max(max_concurrency, POOL_WORKERS) + 2,
             ),
