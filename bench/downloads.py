@@ -125,7 +125,8 @@ def main() -> None:
         "aws s3 sync": lambda bucket, out: [aws, "s3", "sync", f"s3://{bucket}", str(out), "--endpoint-url", url,
                                             "--only-show-errors"],
     }
-    print(f"moto {url}; {os.cpu_count()} CPUs; {args.repeats} runs per tool, best shown (median in brackets)", flush=True)
+    print(f"moto {url}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.repeats} runs per tool, "
+          "best shown (median in brackets)", flush=True)
     results: dict[str, dict[str, list[float]]] = {name: {} for name in sets}
     with tempfile.TemporaryDirectory(prefix="burst-bench-dl-") as scratch:
         for name, (bucket, total, files) in sets.items():
@@ -136,7 +137,7 @@ def main() -> None:
                     print(f"  {name:>14}  {tool:<16} run {repeat + 1}: {seconds:7.2f} s", flush=True)
     server.stop()
 
-    print()
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (above 2, other work competed for the CPUs)")
     print(f"{'':>14}  " + "  ".join(f"{tool:>20}" for tool in tools) + "  ours/s5cmd  ours/aws")
     for name, times in results.items():
         best = {tool: min(values) for tool, values in times.items()}
