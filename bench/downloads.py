@@ -6,7 +6,9 @@ Two buckets: SMALL objects of 1-4 KB (random sizes, as result CSVs and logs are)
 and LARGE objects of LARGE_MB MB. Each tool downloads each whole bucket into an
 empty folder, REPEATS times, the tools taking turns; every download is checked
 (file count and bytes). Prints the best time of each tool and the ratios
-ours / s5cmd and ours / aws (target: <= 1.0x s5cmd on both).
+ours / s5cmd and ours / aws (target: <= 1.0x s5cmd on both), and
+the CPU seconds each tool and moto (this process) used, which other work on a shared
+machine disturbs less than wall time.
 
 Each tool is used as a user would, with its defaults: `get_s3_files.py s3://BUCKET DIR`,
 `s5cmd --endpoint-url URL cp 's3://BUCKET/*' DIR/`, `aws s3 sync s3://BUCKET DIR
@@ -21,6 +23,7 @@ import argparse
 import logging
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -76,19 +79,27 @@ def fill(client, bucket: str, sizes: list[int], key_of) -> int:
     return sum(sizes)
 
 
-def timed(command: list[str], env: dict[str, str], out: Path, files: int, total: int) -> float:
+def cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], env: dict[str, str], out: Path, files: int, total: int) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of the tool, CPU seconds of moto -- this process) of one download."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    tool, server = cpu(resource.RUSAGE_CHILDREN), cpu(resource.RUSAGE_SELF)
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    tool, server = cpu(resource.RUSAGE_CHILDREN) - tool, cpu(resource.RUSAGE_SELF) - server
     if result.returncode != 0:
         raise SystemExit(f"{command[0]} failed ({result.returncode}): {result.stderr[-2000:]}")
     got = [p for p in out.rglob("*") if p.is_file() and p.name != ".burst-download.json"]
     if len(got) != files or sum(p.stat().st_size for p in got) != total:
         raise SystemExit(f"{' '.join(command)}: {len(got)} files, {sum(p.stat().st_size for p in got)} bytes; "
                          f"expected {files} files, {total} bytes")
-    return seconds
+    return seconds, tool, server
 
 
 def main() -> None:
@@ -128,13 +139,17 @@ def main() -> None:
     print(f"moto {url}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.repeats} runs per tool, "
           "best shown (median in brackets)", flush=True)
     results: dict[str, dict[str, list[float]]] = {name: {} for name in sets}
+    cpus: dict[str, dict[str, list[tuple[float, float]]]] = {name: {} for name in sets}
     with tempfile.TemporaryDirectory(prefix="burst-bench-dl-") as scratch:
         for name, (bucket, total, files) in sets.items():
             for repeat in range(args.repeats):
                 for tool, command in tools.items():
-                    seconds = timed(command(bucket, Path(scratch) / "out"), env, Path(scratch) / "out", files, total)
+                    seconds, tool_cpu, moto_cpu = timed(command(bucket, Path(scratch) / "out"), env,
+                                                        Path(scratch) / "out", files, total)
                     results[name].setdefault(tool, []).append(seconds)
-                    print(f"  {name:>14}  {tool:<16} run {repeat + 1}: {seconds:7.2f} s", flush=True)
+                    cpus[name].setdefault(tool, []).append((tool_cpu, moto_cpu))
+                    print(f"  {name:>14}  {tool:<16} run {repeat + 1}: {seconds:7.2f} s   CPU: tool {tool_cpu:5.2f} s,"
+                          f" moto {moto_cpu:5.2f} s   load {os.getloadavg()[0]:.1f}", flush=True)
     server.stop()
 
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (above 2, other work competed for the CPUs)")
@@ -144,6 +159,11 @@ def main() -> None:
         cells = "  ".join(f"{best[t]:>9.2f} s ({statistics.median(times[t]):5.2f})" for t in tools)
         ours = best["get_s3_files.py"]
         print(f"{name:>14}  {cells}  {ours / best['s5cmd cp']:>9.2f}x  {ours / best['aws s3 sync']:>7.2f}x")
+    print("\nCPU seconds per download, median (tool + moto): what each tool costs whatever else runs")
+    for name, by_tool in cpus.items():
+        cells = "  ".join(f"{tool}: {statistics.median(t for t, _ in v):5.2f} + {statistics.median(m for _, m in v):5.2f}"
+                          for tool, v in by_tool.items())
+        print(f"{name:>14}  {cells}")
 
 
 if __name__ == "__main__":

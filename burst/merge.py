@@ -74,28 +74,35 @@ def campaign_jobs(folder: Path) -> dict[str, Job]:
 
 def facts_of(status: JobStatus, job: Job | None) -> dict[str, Any]:
     """burst's columns (without ``result_file``) for one row's current attempt."""
+    provenance = status.provenance if isinstance(status.provenance, dict) else {}
+    instance = status.instance if isinstance(status.instance, dict) else {}
+    cpus = status.cpus if isinstance(status.cpus, list) else []
     facts: dict[str, Any] = {
         "job": status.job, "tag": status.tag, "instance_type": status.instance_type or (job.instance_type if job else ""),
         "exit_code": status.exit_code, "command": status.command or (job.command if job else ""),
         "attempt": status.attempt, "csv_line": getattr(status, "csv_line", None) or (job.line if job else None),
         "note": status.note, "state": status.state, "started": status.started, "ended": status.ended,
         "seconds": status.seconds, "slot": status.slot,
-        "cpus": " ".join(str(c) for c in status.cpus),  # "" = every CPU of the machine
-        "lifecycle": status.lifecycle or status.instance.get("lifecycle", ""),
+        "cpus": " ".join(str(c) for c in cpus),  # "" = every CPU of the machine
+        "lifecycle": status.lifecycle or instance.get("lifecycle", ""),
         "price_per_hour": status.price_per_hour, "cost_usd": status.cost_usd, "instance_id": status.instance_id,
     }
-    facts.update({name: status.provenance.get(name) for name in PROVENANCE})
-    facts.update({f"instance_{name}": status.instance.get(name) for name in INSTANCE_FACTS})
+    facts.update({name: provenance.get(name) for name in PROVENANCE})
+    facts.update({f"instance_{name}": instance.get(name) for name in INSTANCE_FACTS})
     return facts
 
 
 def _typed(records: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=list(BURST_COLUMNS))
     for name, dtype in BURST_COLUMNS.items():
-        values = frame[name].astype(object).where(frame[name].notna(), None)
-        if dtype == TEXT:
-            values = values.map(lambda v: v if v is None else str(v))
-        frame[name] = pd.array(values.tolist(), dtype=dtype)
+        values = frame[name].astype(object).where(frame[name].notna(), None).tolist()
+        if dtype != TEXT:
+            try:
+                frame[name] = pd.array(values, dtype=dtype)
+                continue
+            except (TypeError, ValueError):  # a status written by hand or by another version: kept as text
+                pass
+        frame[name] = pd.array([v if v is None else str(v) for v in values], dtype=TEXT)
     return frame
 
 

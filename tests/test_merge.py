@@ -128,3 +128,20 @@ def test_merge_reads_only_the_current_attempt_and_takes_the_csv_line_from_the_ca
     _, _, rows = fetch_and_merge(storage.url, tmp_path / "out")
     assert [(r["value"], r["attempt"], r["csv_line"], r["command"], r["note"]) for r in rows] == [
         ("second-attempt", "2", "4", "./run --x 1", "retried")]
+
+
+def test_odd_or_unreadable_statuses_do_not_stop_the_merge(tmp_path):
+    storage = local_bucket(tmp_path)
+    scratch = tmp_path / "scratch"
+    put_row(storage, scratch, "odd0", {"r.csv": b"v\n1\n"}, cpus=None, provenance={"cpu_count": "many"}, exit_code="x")
+    put_row(storage, scratch, "odd1", {"r.csv": b"v\n2\n"})
+    storage.write_text("odd2/status.json", "{not json")
+
+    result, header, rows = fetch_and_merge(storage.url, tmp_path / "out")
+    by_tag = {row["tag"]: row for row in rows}
+    assert sorted(by_tag) == ["odd0", "odd1", "odd2"]
+    assert (by_tag["odd0"]["v"], by_tag["odd0"]["cpu_count"], by_tag["odd0"]["exit_code"]) == ("1", "many", "x")
+    assert by_tag["odd1"]["v"] == "2" and by_tag["odd1"]["exit_code"] == "0"
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
+        line for line in result.stderr.splitlines() if "odd2/status.json" in line]
+    assert len(result.stderr.strip().splitlines()) == 1
