@@ -163,6 +163,6 @@ def test_pandas_is_imported_only_for_merge(tmp_path):
 def test_the_fast_timestamp_parser_agrees_with_botocore(text):
     import botocore.utils
 
-    from burst.storage.s3 import parse_timestamp
+    from burst.storage.s3_client import parse_timestamp
 
     assert parse_timestamp(text) == botocore.utils.parse_timestamp(text)

@@ -23,57 +23,24 @@ when two conditional writes of one key race).
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
-import platform
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-import boto3
-import botocore
-import botocore.session
-import botocore.utils
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
-from s3transfer.subscribers import BaseSubscriber
 from s3transfer.utils import ChunksizeAdjuster
 
 from burst.storage.base import DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
+from burst.storage.s3_client import make_client
 
 MiB = 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
-POOL_WORKERS = 32  # the most threads that share the client in one transfer; its connection pool is larger
 _NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 # 412 PreconditionFailed: the condition is false. 409 ConditionalRequestConflict: real S3's
 # answer to a conditional write racing another write of the same key -- also a lost race.
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-
-
-def parse_timestamp(value: str | int | float) -> datetime:
-    """S3's timestamps -- ISO 8601 in listings, RFC 7231 dates in headers -- without dateutil; others as botocore does."""
-    if isinstance(value, str):
-        try:
-            if value[:1].isdigit():
-                parsed = datetime.fromisoformat(value)  # 2026-11-22T15:00:00.000Z
-            else:
-                parsed = email.utils.parsedate_to_datetime(value)  # Sun, 22 Nov 2026 15:00:00 GMT
-            if parsed.tzinfo is not None:
-                return parsed
-        except (TypeError, ValueError):
-            pass
-    return botocore.utils.parse_timestamp(value)
-
-
-def user_agent() -> str:
-    """The User-Agent, made once per client: botocore otherwise rebuilds and sanitises its own, character by
-    character, twice per request (an eighth of a small GetObject's CPU). Same facts: SDK, language, OS."""
-    from burst import __version__
-
-    return (f"Boto3/{boto3.__version__} md/Botocore#{botocore.__version__} lang/python#{platform.python_version()} "
-            f"os/{platform.system().lower()}#{platform.release()} burst/{__version__}")
 
 
 def _retried(error: ClientError) -> bool:
@@ -144,22 +111,7 @@ class S3Storage(Storage):
             # The classic transfer manager: its part sizes are the ones expected_etag predicts.
             preferred_transfer_client="classic",
         )
-        core = botocore.session.Session()
-        # As the AWS CLI does: S3 answers two timestamp formats, and dateutil's general parser was a
-        # tenth of the CPU of every GetObject (its Last-Modified header).
-        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
-        session = boto3.session.Session(profile_name=profile, region_name=region, botocore_session=core)
-        self.client = session.client(
-            "s3",
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 10},
-                connect_timeout=20,
-                read_timeout=120,
-                user_agent=user_agent(),
-                # one connection per transfer thread, never a thread waiting for a pooled connection
-                max_pool_connections=max(max_concurrency, POOL_WORKERS) + 2,
-            ),
-        )
+        self.client = make_client(profile, region, max_concurrency)
 
     # -- names ---------------------------------------------------------------
 
@@ -275,31 +227,10 @@ class S3Storage(Storage):
             raise
 
     def download_many(self, items: list[tuple[StoredObject, Path]], on_done: DownloadDone, workers: int) -> None:
-        """One s3transfer manager on the shared client for all objects; the listing's size and ETag spare the HeadObject.
+        """One s3transfer manager on this client for all; no HeadObject (``burst.storage.s3_download``)."""
+        from burst.storage.s3_download import download_listed
 
-        s3transfer looks an object up (HeadObject) only when it does not know its
-        size and ETag; ``_Listed`` hands it both, so a small object is one
-        GetObject, a large one ranged GETs pinned to the listed ETag (``If-Match``).
-        Each file is written under a temporary name and renamed when complete.
-        """
-        from boto3.s3.transfer import create_transfer_manager
-
-        if not items:
-            return
-        workers = max(1, min(workers, POOL_WORKERS))
-        config = TransferConfig(
-            multipart_threshold=self.multipart_threshold, multipart_chunksize=self.multipart_chunksize,
-            max_concurrency=workers, preferred_transfer_client="classic",
-        )
-        made: set[Path] = set()
-        with create_transfer_manager(self.client, config) as manager:
-            for obj, target in items:
-                if target.parent not in made:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(target.parent)
-                # the listed key as it is: _full_key would strip a leading "/" and name another object
-                full_key = f"{self.prefix}/{obj.key}" if self.prefix else obj.key
-                manager.download(self.bucket, full_key, str(target), subscribers=[_Listed(obj, on_done, self)])
+        download_listed(self, items, on_done, workers)
 
     def list_objects(self, prefix: str = "") -> list[StoredObject]:
         """Objects under ``prefix`` (relative to the URL's prefix), sorted by key."""
@@ -408,23 +339,3 @@ class S3Storage(Storage):
     def close(self) -> None:
         self.client.close()
 
-
-class _Listed(BaseSubscriber):
-    """Tells s3transfer the listed size and ETag of one object (so it sends no HeadObject) and reports its end."""
-
-    def __init__(self, obj: StoredObject, on_done: DownloadDone, storage: S3Storage):
-        self.obj, self.report, self.storage = obj, on_done, storage
-
-    def on_queued(self, future, **kwargs) -> None:
-        future.meta.provide_transfer_size(self.obj.size)
-        future.meta.provide_object_etag(f'"{self.obj.etag}"' if self.obj.etag else None)
-
-    def on_done(self, future, **kwargs) -> None:
-        error: BaseException | None = None
-        try:
-            future.result()
-        except ClientError as failure:
-            error = self.storage._not_found(failure, self.obj.key) or failure
-        except Exception as failure:  # reported per object; the transfer of the others goes on
-            error = failure
-        self.report(self.obj, error)
