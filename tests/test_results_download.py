@@ -166,3 +166,22 @@ def test_the_fast_timestamp_parser_agrees_with_botocore(text):
     from burst.storage.s3_client import parse_timestamp
 
     assert parse_timestamp(text) == botocore.utils.parse_timestamp(text)
+
+
+def test_objects_that_fail_are_reported_and_fetched_by_the_next_run(aws_faults, backoffs, tmp_path):  # noqa: F811
+    from tests.awsfaults import INTERNAL_ERROR
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="flaky-job")
+    for n in range(3):
+        s3.put_object(Bucket="flaky-job", Key=f"t{n}/status.json", Body=b"{}")
+    rule = aws_faults.add(INTERNAL_ERROR.on("GetObject"))
+
+    failed = download_all(open_storage("s3://flaky-job"), tmp_path / "out")
+    assert failed.downloaded == 0 and sorted(entry.split(":")[0] for entry in failed.failed) == [
+        "t0/status.json", "t1/status.json", "t2/status.json"]
+    assert files_under(tmp_path / "out") == {MANIFEST_NAME}, "nothing half-written under a final name"
+
+    aws_faults.remove(rule)
+    again = download_all(open_storage("s3://flaky-job"), tmp_path / "out")
+    assert (again.downloaded, again.skipped, again.failed) == (3, 0, [])
