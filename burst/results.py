@@ -9,11 +9,14 @@ import argparse
 from pathlib import Path
 
 from burst.console import errors, report
-from burst.download import download_all
+from burst.download import DownloadReport, download_all
 from burst.errors import BurstError, UserError
 from burst.storage import KeyNotFound, Storage, open_storage
 
 MERGED_NAME = "results.csv"
+# botocore's, named rather than imported: a file:// download never loads botocore
+_CREDENTIAL_ERRORS = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
+                      "UnauthorizedSSOTokenError", "TokenRetrievalError", "SSOError"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +40,20 @@ def open_bucket(job: str, region: str | None) -> Storage:
         raise UserError(f"{error}.") from None
 
 
+def download(storage: Storage, folder: Path) -> DownloadReport:
+    """``download_all``, with a missing bucket or missing AWS credentials as one message (exit status 2)."""
+    try:
+        return download_all(storage, folder)
+    except KeyNotFound as error:  # the bucket (or bucket folder) is not there
+        raise UserError(f"{error}: check the job name or URL (and --region / AWS_PROFILE for S3).") from None
+    except Exception as error:
+        if type(error).__module__ == "botocore.exceptions" and type(error).__name__ in _CREDENTIAL_ERRORS:
+            from burst.providers.aws_setup import credentials_help
+
+            raise credentials_help(str(error)) from None
+        raise
+
+
 def warn(message: str) -> None:
     errors.print(f"warning: {message}", markup=False, soft_wrap=True)
 
@@ -44,10 +61,7 @@ def warn(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     storage = open_bucket(args.job, args.region)
-    try:
-        result = download_all(storage, args.dir)
-    except KeyNotFound as error:  # the bucket (or bucket folder) is not there
-        raise UserError(f"{error}: check the job name or URL (and --region / AWS_PROFILE for S3).") from None
+    result = download(storage, args.dir)
     for message in result.warnings:
         warn(message)
     report(f"downloaded {result.downloaded} file(s) into {args.dir}"

@@ -185,3 +185,11 @@ def test_objects_that_fail_are_reported_and_fetched_by_the_next_run(aws_faults, 
     aws_faults.remove(rule)
     again = download_all(open_storage("s3://flaky-job"), tmp_path / "out")
     assert (again.downloaded, again.skipped, again.failed) == (3, 0, [])
+
+
+def test_missing_aws_credentials_are_one_message_and_exit_2(moto_server, tmp_path, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    result = run_script(GET_FILES, "s3://some-bucket", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: No usable AWS credentials") and "aws configure" in result.stderr
