@@ -157,6 +157,15 @@ def test_an_interruption_notice_reruns_its_row_elsewhere_and_costs_add_up(tmp_pa
     line = [text for text in cost.stdout.splitlines() if text.startswith("cost so far:")][0]
     rows_usd = float(line.split("rows $")[1].split(",")[0])
     assert rows_usd == pytest.approx(sum(priced), rel=0.01), (line, priced)
+    merged_dir = tmp_path / "results"
+    fetched = run_script(str(REPO / "get_s3_files.py"), job, str(merged_dir), "--merge")
+    assert fetched.returncode == 0, fetched.stderr
+    import csv
+
+    with open(merged_dir / "results.csv", newline="") as handle:
+        merged = list(csv.DictReader(handle))
+    assert sorted(r["attempt"] for r in merged) == ["1", "1", "2"] and {r["lifecycle"] for r in merged} == {"spot"}
+    assert sum(float(r["cost_usd"]) for r in merged) == pytest.approx(rows_usd, rel=0.01), "the table adds up to burst cost"
     for row in rows.values():  # its seconds at its machine's spot price (moto's: $0.00001 an hour), one slot
         assert row["cost_usd"] == pytest.approx(row["seconds"] / 3600 * row["price_per_hour"], rel=1e-3)
     imds.shutdown()

@@ -6,6 +6,10 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+# What ``download_many`` reports per object as it ends: the object, and its error (None: complete).
+DownloadDone = Callable[["StoredObject", "BaseException | None"], None]
 
 
 class KeyNotFound(KeyError):
@@ -60,6 +64,16 @@ class Storage(ABC):
 
     @abstractmethod
     def download_file(self, key: str, local_path: Path) -> None: ...
+
+    @abstractmethod
+    def download_many(self, items: list[tuple[StoredObject, Path]], on_done: DownloadDone, workers: int) -> None:
+        """Download each listed object to its path, ``workers`` at a time; ``on_done(obj, error)`` as each ends.
+
+        The listing already gave every object's size and ETag, so no object is
+        looked up again: one GET per object (ranged GETs for a large one). A path
+        holds the whole object or nothing (written aside and renamed). One failed
+        object is reported through ``on_done`` and the others go on.
+        """
 
     @abstractmethod
     def list_objects(self, prefix: str = "") -> list[StoredObject]: ...

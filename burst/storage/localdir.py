@@ -5,13 +5,17 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlparse
 
 from burst.atomic import TEMP_SUFFIX, write_atomically
-from burst.storage.base import KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified, sha256_of
+from burst.storage.base import (
+    DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified, sha256_of,
+)
 
 
 def _stamp(stat: os.stat_result) -> str:
@@ -75,6 +79,34 @@ class LocalDirStorage(Storage):
         local_path = Path(local_path)
         local_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, local_path)
+
+    def download_many(self, items: list[tuple[StoredObject, Path]], on_done: DownloadDone, workers: int) -> None:
+        """Copies in ``workers`` threads, each to a temporary name beside its target, renamed when whole."""
+
+        def copy(item: tuple[StoredObject, Path]) -> None:
+            obj, target = item
+            error: BaseException | None = None
+            try:
+                source = self._path(obj.key)
+                if not source.is_file():
+                    raise KeyNotFound(f"{self.url}/{obj.key} does not exist")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+                try:
+                    with os.fdopen(fd, "wb") as handle, open(source, "rb") as data:
+                        shutil.copyfileobj(data, handle)
+                    os.replace(temp, target)
+                except BaseException:
+                    Path(temp).unlink(missing_ok=True)
+                    raise
+            except Exception as failure:  # reported, and the other copies go on
+                error = failure
+            on_done(obj, error)
+
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+            list(pool.map(copy, items))
 
     def list_objects(self, prefix: str = "") -> list[StoredObject]:
         if not self.root.is_dir():  # an unreachable bucket is an error, never an empty one

@@ -27,13 +27,12 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urlparse
 
-import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
-from burst.retry import aws_config
-from burst.storage.base import KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
+from burst.storage.base import DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
+from burst.storage.s3_client import make_client
 
 MiB = 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -112,15 +111,7 @@ class S3Storage(Storage):
             # The classic transfer manager: its part sizes are the ones expected_etag predicts.
             preferred_transfer_client="classic",
         )
-        session = boto3.session.Session(profile_name=profile, region_name=region)
-        self.client = session.client(
-            "s3",
-            config=aws_config(  # the one retry policy (burst.retry)
-                connect_timeout=20,
-                read_timeout=120,
-                max_pool_connections=max(10, max_concurrency + 2),
-            ),
-        )
+        self.client = make_client(profile, region, max_concurrency)
 
     # -- names ---------------------------------------------------------------
 
@@ -235,6 +226,12 @@ class S3Storage(Storage):
                 raise missing from None
             raise
 
+    def download_many(self, items: list[tuple[StoredObject, Path]], on_done: DownloadDone, workers: int) -> None:
+        """One s3transfer manager on this client for all; no HeadObject (``burst.storage.s3_download``)."""
+        from burst.storage.s3_download import download_listed
+
+        download_listed(self, items, on_done, workers)
+
     def list_objects(self, prefix: str = "") -> list[StoredObject]:
         """Objects under ``prefix`` (relative to the URL's prefix), sorted by key."""
         prefix = prefix.lstrip("/")
@@ -341,3 +338,4 @@ class S3Storage(Storage):
 
     def close(self) -> None:
         self.client.close()
+

@@ -1,0 +1,123 @@
+"""Download a whole bucket into a folder: resumable, parallel, and never outside that folder.
+
+No pandas here: ``get_s3_files.py`` without ``--merge`` must not pay for importing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterator
+
+from burst.console import console
+from burst.storage import Storage, StoredObject
+
+MANIFEST_NAME = ".burst-download.json"
+DOWNLOAD_WORKERS = 16  # threads sharing one client; more only adds contention on a small machine
+
+
+@dataclass
+class DownloadReport:
+    downloaded: int = 0
+    skipped: int = 0  # already complete in the folder
+    unsafe: list[str] = field(default_factory=list)  # "key: why" of keys not written: they would land outside it
+    failed: list[str] = field(default_factory=list)  # "key: error" of objects that could not be downloaded
+
+    @property
+    def warnings(self) -> list[str]:
+        return ([f"skipped the key {entry}" for entry in self.unsafe]
+                + [f"could not download {entry}" for entry in self.failed])
+
+
+def local_path(target: Path, key: str) -> tuple[Path | None, str]:
+    """Where ``key`` goes in ``target``, or ``(None, why)`` when it must not be written at all.
+
+    S3 keys are free text: ``../x``, ``/etc/x`` or ``a//b`` would name a path outside
+    the folder, or another key's file. Only keys made of plain '/'-separated names
+    are taken, and the resolved path (symlinks in the folder followed) must still be
+    inside ``target``.
+    """
+    parts = key.split("/")
+    if key.startswith("/"):
+        return None, "an absolute path"
+    if any(part in ("", ".", "..") for part in parts) or "\0" in key:
+        return None, "empty, '.' or '..' path segments"
+    if key == MANIFEST_NAME:
+        return None, "the name of the download manifest"
+    root = target.resolve()
+    path = root.joinpath(*PurePosixPath(key).parts)
+    resolved = path.resolve()
+    if resolved == root or root not in resolved.parents:
+        return None, f"it resolves to {resolved}, outside {root}"
+    return path, ""
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar of ``total`` bytes on a terminal; nothing (and no cost) otherwise."""
+    if not total or not console.is_terminal:
+        yield lambda size: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("download", total=total)
+        yield lambda size: progress.advance(task, size)
+
+
+def _is_complete(path: Path, obj: StoredObject, known_etags: dict[str, str]) -> bool:
+    """Final name, same size and (where the bucket gives one) the ETag it had when downloaded."""
+    if not path.is_file() or path.stat().st_size != obj.size:
+        return False
+    return not obj.etag or known_etags.get(obj.key) == obj.etag
+
+
+def download_all(storage: Storage, target: Path, workers: int = DOWNLOAD_WORKERS) -> DownloadReport:
+    """Download every object not already complete in ``target``.
+
+    A file has its final name only when whole (the storage writes it aside and
+    renames it); ``.burst-download.json`` keeps the ETag each file had when
+    downloaded, so an object rewritten with the same size (a tag run again) is
+    fetched again. Keys that would land outside ``target`` are skipped, named in
+    the report, and the rest goes on.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    manifest = target / MANIFEST_NAME
+    known_etags: dict[str, str] = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    report = DownloadReport()
+    todo: list[tuple[StoredObject, Path]] = []
+    for obj in storage.list_objects():
+        path, why = local_path(target, obj.key)
+        if path is None:
+            report.unsafe.append(f"{obj.key!r}: {why}")
+        elif _is_complete(path, obj, known_etags):
+            report.skipped += 1
+        else:
+            todo.append((obj, path))
+    lock = threading.Lock()
+    try:
+        with _progress(sum(obj.size for obj, _ in todo) if todo else 0) as advance:
+
+            def done(obj: StoredObject, error: BaseException | None) -> None:
+                with lock:
+                    if error is None:
+                        known_etags[obj.key] = obj.etag
+                        report.downloaded += 1
+                    else:
+                        known_etags.pop(obj.key, None)
+                        report.failed.append(f"{obj.key}: {error}")
+                advance(obj.size)
+
+            storage.download_many(todo, done, workers)
+    finally:
+        with lock:
+            text = json.dumps(known_etags, indent=0, sort_keys=True)
+        temp = manifest.with_name(f"{manifest.name}.{os.getpid()}.part")
+        temp.write_text(text)
+        os.replace(temp, manifest)
+    return report

@@ -1,0 +1,63 @@
+"""Download listed objects through one s3transfer manager, with no HeadObject.
+
+s3transfer looks an object up (HeadObject) only when it does not know its size
+and ETag. The listing knows both, so ``_Listed`` hands them over: a small object
+is one GetObject, a large one ranged GETs pinned to the listed ETag (``If-Match``).
+s3transfer writes each file under a temporary name and renames it when complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.exceptions import ClientError
+from s3transfer.subscribers import BaseSubscriber
+
+from burst.storage.base import DownloadDone, StoredObject
+from burst.storage.s3_client import POOL_WORKERS
+
+if TYPE_CHECKING:
+    from burst.storage.s3 import S3Storage
+
+
+class _Listed(BaseSubscriber):
+    """Tells s3transfer the listed size and ETag of one object and reports its end."""
+
+    def __init__(self, obj: StoredObject, on_done: DownloadDone, storage: "S3Storage"):
+        self.obj, self.report, self.storage = obj, on_done, storage
+
+    def on_queued(self, future, **kwargs) -> None:
+        future.meta.provide_transfer_size(self.obj.size)
+        future.meta.provide_object_etag(f'"{self.obj.etag}"' if self.obj.etag else None)
+
+    def on_done(self, future, **kwargs) -> None:
+        error: BaseException | None = None
+        try:
+            future.result()
+        except ClientError as failure:
+            error = self.storage._not_found(failure, self.obj.key) or failure
+        except Exception as failure:  # reported per object; the transfer of the others goes on
+            error = failure
+        self.report(self.obj, error)
+
+
+def download_listed(storage: "S3Storage", items: list[tuple[StoredObject, Path]], on_done: DownloadDone,
+                    workers: int) -> None:
+    """``S3Storage.download_many``: every object through one manager on the storage's client."""
+    if not items:
+        return
+    config = TransferConfig(
+        multipart_threshold=storage.multipart_threshold, multipart_chunksize=storage.multipart_chunksize,
+        max_concurrency=max(1, min(workers, POOL_WORKERS)), preferred_transfer_client="classic",
+    )
+    made: set[Path] = set()
+    with create_transfer_manager(storage.client, config) as manager:
+        for obj, target in items:
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
+            # the listed key as it is: _full_key would strip a leading "/" and name another object
+            full_key = f"{storage.prefix}/{obj.key}" if storage.prefix else obj.key
+            manager.download(storage.bucket, full_key, str(target), subscribers=[_Listed(obj, on_done, storage)])
