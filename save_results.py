@@ -1,15 +1,14 @@
 #!/usr/bin/env python3
-"""Node worker entry point: ``save_results.py work`` claims and runs rows until none are left.
+"""The node worker: ``save_results.py work`` claims and runs rows until none are left.
 
-The dispatcher unpacks this file and the ``burst`` package into ``<machine dir>/agent/``.
+burst writes its own copy of this entry point into each machine's bundle
+(``burst.node_scripts.AGENT_ENTRY``), beside the ``burst`` package; this one runs
+it from the checkout.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from burst.worker import main  # noqa: E402
+from burst.worker import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,5 @@
-"""python -m burst status|logs|terminate|cleanup JOB"""
+"""``python -m burst COMMAND ...``: the same as the ``burst`` command."""
 
-from burst.console import exit_with
-from burst.ops_cli import main
+from burst.cli import entry
 
-exit_with(main)
+entry()

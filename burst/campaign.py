@@ -23,6 +23,7 @@ from burst.reconcile import Actions, Policy, Rerun, World, decide
 from burst.records import JobStatus
 from burst.retry import backoff
 from burst.storage import Storage
+from burst.console import command_name
 
 STORAGE_PATIENCE = 600.0  # seconds of failing rounds (storage or cloud down) before --wait gives up
 
@@ -98,7 +99,7 @@ class Campaign:
                     if time.monotonic() - failing_since > STORAGE_PATIENCE:
                         raise BurstError(f"the campaign could not be read or changed for {STORAGE_PATIENCE:.0f} s: {error}. "
                                          f"Nothing is lost: run the same command again to resume (machines keep "
-                                         f"working; `python -m burst status {self.record.job}`).") from error
+                                         f"working; `{command_name()} status {self.record.job}`).") from error
                     self.report(f"round failed ({type(error).__name__}: {error}); trying again")
                     time.sleep(next(delays))
                     continue
@@ -138,7 +139,7 @@ class Campaign:
         limit = 2 * self.record.pool.heartbeat + 60
         if since is not None and time.monotonic() - since > limit:
             self.report(f"still running after every row ended: {', '.join(left)}; "
-                        f"end them with `python -m burst terminate {self.record.job}`")
+                        f"end them with `{command_name()} terminate {self.record.job}`")
             return False
         return True
 

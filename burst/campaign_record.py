@@ -24,6 +24,7 @@ from burst.providers.base import Provider
 from burst.protocol import CAMPAIGN_KEY
 from burst.records import Job, from_known_fields, utc_now
 from burst.storage import Storage, open_storage
+from burst.console import command_name
 
 
 @dataclass
@@ -59,6 +60,8 @@ class CampaignRecord:
     results: list[str] = field(default_factory=lambda: ["results/**"])
     pool: PoolOptions = field(default_factory=PoolOptions)
     env: dict[str, str] = field(default_factory=dict)  # --env: exported before INSTALL.sh and every command
+    typed_options: dict[str, Any] = field(default_factory=dict)  # the run options its last run's command line gave
+    used_options: dict[str, Any] = field(default_factory=dict)  # every run option's value in its last run (burst.run_options)
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
     version: str = __version__
@@ -107,8 +110,16 @@ class CampaignRecord:
         """
         self.updated = utc_now()
         write_atomically(record_path(self.job), self.to_json())
-        shared = dataclasses.replace(self, env={name: "(not kept in the bucket)" for name in self.env})
+        secret = {name: "(not kept in the bucket)" for name in self.env}
+        shared = dataclasses.replace(self, env=secret, typed_options=_without_env_values(self.typed_options),
+                                     used_options=_without_env_values(self.used_options))
         storage.write_text(CAMPAIGN_KEY, shared.to_json())
+
+
+def _without_env_values(options: dict[str, Any]) -> dict[str, Any]:
+    if not options.get("env"):
+        return options
+    return {**options, "env": [item.split("=", 1)[0] for item in options["env"]]}
 
 
 def merge_rows(previous: "CampaignRecord", record: "CampaignRecord") -> list[str]:
@@ -156,7 +167,7 @@ def dispatcher_lock(job: str) -> Iterator[None]:
             handle.close()
             raise UserError(
                 f"job {job!r} is being dispatched right now by {holder}: let it finish (follow it with "
-                f"`python -m burst status {job}`), or stop it, then run this again."
+                f"`{command_name()} status {job}`), or stop it, then run this again."
             ) from None
         try:
             current = os.stat(path).st_ino
@@ -191,6 +202,6 @@ def load_record(job: str) -> CampaignRecord:
         hint = f" Known jobs: {', '.join(known)}." if known else ""
         raise UserError(
             f"no campaign named {job!r} on this machine ({path} is missing): start it with "
-            f"`python dispatcher.py AMI {job} JOBFILE -c -d`, or set BURST_HOME to where it was started.{hint}"
+            f"`{command_name()} run AMI {job} JOBFILE -c -d`, or set BURST_HOME to where it was started.{hint}"
         )
     return CampaignRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
@@ -12,6 +13,12 @@ from burst.errors import BurstError, UserError
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
+
+
+def command_name() -> str:
+    """How to call burst in the commands we suggest: ``burst`` when it was called so, else
+    ``python -m burst`` (which works in a checkout too, where there is no ``burst`` command)."""
+    return "burst" if Path(sys.argv[0]).name == "burst" else "python -m burst"
 
 
 def report(message: str) -> None:
@@ -38,7 +45,7 @@ def run_entry(main: Callable[[list[str] | None], int], argv: list[str] | None = 
     except KeyboardInterrupt:
         errors.print(
             "interrupted: machines keep running and the campaign can be resumed with the same command; "
-            "see `python -m burst status JOB`, or end them with `python -m burst terminate JOB`.",
+            f"see `{command_name()} status JOB`, or end them with `{command_name()} terminate JOB`.",
             markup=False, soft_wrap=True,
         )
         # Worker threads may be polling a long INSTALL.sh or retrying SSH; Python would

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 import dataclasses
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from burst.campaign import Campaign
 from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, merge_rows, record_path
-from burst.console import console, report
+from burst.console import command_name, console, report
 from burst.cost_plan import SPOT_MARKETS, CampaignPlan, confirm, make_plan, plan_summary, plan_table, quota_needs
 from burst.errors import BurstError, UserError
 from burst.failures import aws_failure, is_aws_error
@@ -22,16 +23,17 @@ from burst.pricing import PriceBook, remember_prices
 from burst.providers.base import Provider
 from burst.progress import LiveProgress, summary
 from burst.status import campaign_succeeded, print_status
+from burst.arguments import Parser, non_negative_int, positive_float, positive_int, slots
+from burst.run_options import CONFIG_NAME, RunOptions, resolve, user_config_path
 from burst import validate
 
-TOP = Path(__file__).resolve().parent.parent
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dispatcher.py",
+def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=prog,
         description="Run a campaign: the rows of JOBFILE (instance_type,command) on a pool of machines per type.",
-        epilog="Example: python dispatcher.py local demo awsjobs/demo.csv -c -d --wait",
+        epilog=f"Any option may also be set in {CONFIG_NAME} beside JOBFILE or in {user_config_path()} "
+               "(e.g. machines = 4); the command line wins, and a re-run reuses the options its last run was given. "
+               "Example: python dispatcher.py local demo awsjobs/demo.csv -c -d --wait",
     )
     parser.add_argument("ami", metavar="AMI", help="EC2 image id (ami-...), or 'local' to run on this machine")
     parser.add_argument("job", metavar="JOB", help="job name: names the bucket and the tags (JOB0, JOB1, ...)")
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", action="store_true", help="with -d: wait until every job ends; exit 0 only if all succeeded")
     parser.add_argument("--force", action="store_true", help="rerun every row that already ended (done, failed or interrupted), each as its next attempt")
     parser.add_argument("--tag-offset", type=int, default=0, help="number of the first tag (default 0)")
-    parser.add_argument("--install", type=Path, default=TOP / "INSTALL.sh", help="setup script run on each machine (default: ./INSTALL.sh)")
+    parser.add_argument("--install", type=Path, help="setup script run on each machine (default: INSTALL.sh in this folder, else beside JOBFILE, else none)")
     parser.add_argument("--code", type=Path, help="folder copied to each machine; commands run in it (default: JOBFILE's name without .csv, when it exists)")
     parser.add_argument("--results", action="append", metavar="GLOB", help="outputs to save, relative to the code folder (repeatable; default results/**)")
     parser.add_argument("--install-timeout", type=float, default=3600, metavar="SECONDS", help="give up on an INSTALL.sh after this long (default 3600)")
@@ -49,19 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-y", "--yes", action="store_true", help="on EC2, start without asking 'Proceed? [y/N]' (needed without a terminal)")
     parser.add_argument("--env", action="append", metavar="NAME[=VALUE]", help="a variable for INSTALL.sh and the commands (repeatable; NAME alone: its value here); nothing else of this environment reaches a machine")
     pool = parser.add_argument_group("pool")
-    pool.add_argument("--machines", type=_positive_int, metavar="N", help="at most N machines per instance type (default: one per row on EC2, the CPU count locally)")
-    pool.add_argument("--slots", type=_slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own CPUs (default 1, right for timings; 'auto' = its vCPUs)")
-    pool.add_argument("--heartbeat", type=_positive_float, default=30.0, metavar="SECONDS", help="lease renewal interval; a row whose machine misses 4 heartbeats runs again (default 30)")
-    pool.add_argument("--retries", type=_non_negative_int, default=2, metavar="R", help="attempts after an attempt lost its machine (default 2)")
-    pool.add_argument("--retry-failed", action="store_true", help="also rerun rows whose command exited non-zero (within --retries)")
-    pool.add_argument("--save-patience", type=_positive_float, default=600.0, metavar="SECONDS", help="how long a machine retries saving to the bucket before it gives up and keeps the files (default 600)")
+    pool.add_argument("--machines", type=positive_int, metavar="N", help="at most N machines per instance type (default: one per row on EC2, the CPU count locally)")
+    pool.add_argument("--slots", type=slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own CPUs (default 1, right for timings; 'auto' = its vCPUs)")
+    pool.add_argument("--heartbeat", type=positive_float, default=30.0, metavar="SECONDS", help="lease renewal interval; a row whose machine misses 4 heartbeats runs again (default 30)")
+    pool.add_argument("--retries", type=non_negative_int, default=2, metavar="R", help="attempts after an attempt lost its machine (default 2)")
+    pool.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=False, help="also rerun rows whose command exited non-zero (within --retries)")
+    pool.add_argument("--save-patience", type=positive_float, default=600.0, metavar="SECONDS", help="how long a machine retries saving to the bucket before it gives up and keeps the files (default 600)")
     aws = parser.add_argument_group("EC2")
     aws.add_argument("--region", help="AWS region (default: from your AWS config, else us-east-1)")
     aws.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or default)")
     aws.add_argument("--ssh-cidr", help="addresses allowed to SSH in (default: your public address /32; at most a /16, or /48 for IPv6)")
-    aws.add_argument("--allow-wide-ssh", action="store_true", help="accept an --ssh-cidr wider than /16 (IPv4) or /48 (IPv6)")
+    aws.add_argument("--allow-wide-ssh", action=argparse.BooleanOptionalAction, default=False, help="accept an --ssh-cidr wider than /16 (IPv4) or /48 (IPv6)")
     aws.add_argument("--max-hours", type=float, default=24.0, help="a machine ends itself after this many hours, whatever happens (default 24)")
     market = aws.add_mutually_exclusive_group()
+    market.add_argument("--on-demand", action="store_const", dest="market", const="on-demand", default="on-demand",
+                        help="on-demand machines (the default; undoes a previous run's --spot)")
     market.add_argument("--spot", action="store_const", dest="market", const="spot", default="on-demand",
                         help="spot machines (60-90%% cheaper; an interrupted row runs again elsewhere); a type AWS has no spot capacity for runs on-demand")
     market.add_argument("--spot-only", action="store_const", dest="market", const="spot-only",
@@ -71,35 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     aws.add_argument("--bucket", help="bucket name (default: the job name)")
     aws.add_argument("--node-root", default="burst", help="folder on each machine holding the job's files (default ~/burst)")
     return parser
-
-
-def _number(kind, text: str, low: float, what: str):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-    if not (value >= low) or value != value or value in (float("inf"),):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    return _number(int, text, 1, "a whole number of at least 1")
-
-
-def _non_negative_int(text: str) -> int:
-    return _number(int, text, 0, "a whole number of at least 0")
-
-
-def _positive_float(text: str) -> float:
-    value = _number(float, text, 0, "a number of seconds above 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
-
-
-def _slots(text: str) -> str:
-    return "auto" if text == "auto" else str(_number(int, text, 1, "a whole number of at least 1, or 'auto'"))
 
 
 def _code_dir(args: argparse.Namespace) -> Path | None:
@@ -115,7 +90,26 @@ def _results(args: argparse.Namespace) -> list[str]:
     return validate.check_results(args.results if args.results is not None else ["results/**"])
 
 
-def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]]:
+def _install_script(args: argparse.Namespace) -> Path | None:
+    """``--install``, else INSTALL.sh in this folder, else beside the job file, else none (nothing to set up)."""
+    if args.install is not None:
+        if not args.install.is_file():
+            raise UserError(f"install script {args.install} does not exist: give one with --install FILE "
+                            "(it may be just `#!/bin/bash`), or leave --install out.")
+        return args.install
+    return next((p for p in (Path("INSTALL.sh"), args.jobfile.parent / "INSTALL.sh") if p.is_file()), None)
+
+
+def _previous_options(job: str) -> tuple[dict, dict] | None:
+    """What the campaign's last run was typed and used (None: a new campaign, or one recorded before options were kept)."""
+    validate_job_name(job)
+    if not record_path(job).is_file():
+        return None
+    previous = load_record(job)
+    return (previous.typed_options, previous.used_options) if previous.used_options else None
+
+
+def plan(args: argparse.Namespace, given: RunOptions | None = None) -> tuple[CampaignRecord, list[Job], list[str]]:
     """Check every input before anything is created; raise UserError naming what to fix.
 
     Returns the campaign record (a re-run's rows merged into the campaign's), the job
@@ -139,8 +133,7 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]
     env = validate.parse_env(args.env)
     job_file = str(args.jobfile.resolve())
     jobs = [dataclasses.replace(job, job_file=job_file) for job in read_jobs(args.jobfile, args.job, args.tag_offset)]
-    if not args.install.is_file():
-        raise UserError(f"install script {args.install} does not exist: give one with --install FILE (it may be just `#!/bin/bash`).")
+    install = _install_script(args)
     if args.ssh_config is not None and not args.ssh_config.is_file():
         raise UserError(f"--ssh-config {args.ssh_config} does not exist.")
     options = ProviderOptions(
@@ -152,25 +145,29 @@ def plan(args: argparse.Namespace) -> tuple[CampaignRecord, list[Job], list[str]
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
         job_file=job_file, code_dir=str(cd) if (cd := _code_dir(args)) else "",
-        install_file=str(args.install.resolve()), results=_results(args), env=env,
+        install_file=str(install.resolve()) if install else "", results=_results(args), env=env,
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
                          retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience),
+        typed_options=given.typed if given else {}, used_options=given.used if given else {},
     )
     if record_path(args.job).is_file():
         previous = load_record(args.job)
         if previous.image != record.image:
             raise UserError(
                 f"job {args.job!r} already ran with AMI {previous.image}: use another job name, or "
-                f"`python -m burst cleanup {args.job}` first."
+                f"`{command_name()} cleanup {args.job}` first."
             )
         record.created = previous.created
         return record, jobs, merge_rows(previous, record)
     return record, jobs, []
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    record, jobs, notes = plan(args)
+def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
+    options = resolve(build_parser(prog), sys.argv[1:] if argv is None else argv, _previous_options)
+    args = options.args
+    record, jobs, notes = plan(args, options)
+    for note in options.notes:
+        report(note)
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)
@@ -233,7 +230,7 @@ def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, pr
         rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=args.wait, on_round=progress.update)
     if not args.wait:
         if args.dispatch:
-            report(f"follow with: python -m burst status {record.job}")
+            report(f"follow with: {command_name()} status {record.job}")
         return 0
     tags = record.tags
     print_status(console, record.job, tags, rows)

@@ -7,6 +7,8 @@ is lost by such a failure (every step is idempotent and resumable).
 
 from __future__ import annotations
 
+from burst.console import command_name
+
 
 def is_aws_error(error: BaseException) -> bool:
     """botocore's ClientError and BotoCoreError (connection, endpoint, credentials...), without importing botocore."""
@@ -30,8 +32,8 @@ def aws_failure(job: str | None, error: BaseException, live: list[str] | None = 
 def live_sentence(job: str, live: list[str] | None) -> str:
     """What of the job still runs, from a fresh listing (a message must be true, not remembered)."""
     if live is None:
-        return f"Machines the job had started may keep running: `python -m burst status {job}` shows them."
+        return f"Machines the job had started may keep running: `{command_name()} status {job}` shows them."
     if not live:
         return "No machine of the job is running."
     return (f"{len(live)} machine(s) of the job keep running and working on rows ({', '.join(live[:5])}"
-            f"{', ...' if len(live) > 5 else ''}): `python -m burst terminate {job}` ends them.")
+            f"{', ...' if len(live) > 5 else ''}): `{command_name()} terminate {job}` ends them.")

@@ -276,8 +276,10 @@ class Fleet:
     def bundle(self) -> Path:
         with self._lock:
             if self._bundle is None:
+                record = self.record
                 data = build_bundle(
-                    Path(self.record.install_file), Path(self.record.code_dir) if self.record.code_dir else None,
+                    Path(record.install_file) if record.install_file else None,
+                    Path(record.code_dir) if record.code_dir else None,
                     self.provider.node_python(), self.provider.needs_bootstrap, self.record.bucket_url.startswith("s3://"))
                 self._bundle = Path(self._temp.name) / protocol.BUNDLE
                 self._bundle.write_bytes(data)

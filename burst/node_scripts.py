@@ -20,7 +20,19 @@ from burst.node_config import NodeConfig
 from burst.transport.base import SKIPPED_NAMES
 
 PACKAGE_DIR = Path(burst.__file__).resolve().parent
-AGENT_ENTRY = PACKAGE_DIR.parent / "save_results.py"
+# The machine's entry point: written here rather than copied from the checkout, so
+# that an installed burst (no checkout around it) makes the same bundle.
+AGENT_ENTRY = """#!/usr/bin/env python3
+# Written by burst: the machine's worker (``save_results.py work``), with the burst package beside it.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from burst.worker import main  # noqa: E402
+
+sys.exit(main())
+"""
+NO_INSTALL = "#!/bin/bash\n# Written by burst: no INSTALL.sh was given (--install), so there is nothing to set up.\n"
 
 
 def write_file_command(name: str, value: str) -> str:
@@ -88,12 +100,15 @@ def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return None if any(part in SKIPPED_NAMES for part in Path(info.name).parts) else info
 
 
-def build_bundle(install_file: Path, code_dir: Path | None, python: str, bootstrap: bool, needs_boto3: bool) -> bytes:
+def build_bundle(install_file: Path | None, code_dir: Path | None, python: str, bootstrap: bool, needs_boto3: bool) -> bytes:
     """Everything a machine needs, as one gzipped tar (made once per campaign run)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
-        archive.add(install_file, "INSTALL.sh")
-        archive.add(AGENT_ENTRY, "agent/save_results.py")
+        if install_file is not None:
+            archive.add(install_file, "INSTALL.sh")
+        else:
+            _add_text(archive, "INSTALL.sh", NO_INSTALL)
+        _add_text(archive, "agent/save_results.py", AGENT_ENTRY)
         archive.add(PACKAGE_DIR, "agent/burst", filter=_skip_caches)
         if code_dir is not None:
             archive.add(code_dir, "code", filter=_skip_caches)

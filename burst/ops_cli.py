@@ -1,4 +1,4 @@
-"""``python -m burst status|cost|logs|terminate|cleanup JOB``: everything after the dispatch.
+"""``burst status|cost|logs|ssh|terminate|cleanup JOB``: everything after the dispatch.
 
 Machines are found by their tags at the provider, never from memory, so these
 work from any shell, while the dispatcher runs or after it died.
@@ -10,9 +10,11 @@ import argparse
 import shlex
 import sys
 
+from burst import __version__
+from burst.arguments import Parser
 from burst.campaign import Campaign
 from burst.campaign_record import load_record, record_path
-from burst.console import console, errors, report
+from burst.console import command_name, console, errors, report
 from burst.errors import UserError
 from burst import protocol
 from burst.remote_access import STREAMS, follow, shell
@@ -21,18 +23,22 @@ from burst.status import exit_status, print_machines, print_status, status_json
 from burst.storage import KeyNotFound
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m burst", description="Follow and manage a campaign by its job name.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser(prog: str = "burst") -> argparse.ArgumentParser:
+    parser = Parser(prog=prog, description="Run a benchmark campaign on EC2 (or this machine), follow it, and get its results.",
+                    epilog=f"`{prog} COMMAND --help` tells more of each command.")
+    parser.add_argument("--version", action="version", version=f"burst {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in DELEGATED_HELP.items():  # parsed by their own modules (burst.cli); listed here for --help
+        sub.add_parser(name, help=text, add_help=False)
     status = sub.add_parser("status", help="table of every row (state, exit code, attempt, machine, slot, heartbeat) and machine; reconciles first")
-    status.add_argument("job", help="the job name (as given to dispatcher.py)")
+    status.add_argument("job", help="the job name (as given to `run`)")
     status.add_argument("--json", action="store_true", help="print the status records as JSON")
     status.add_argument("--cost", action="store_true", help="also print the cost per instance type and per machine")
     status.add_argument("--wide", action="store_true", help="every column, notes unabridged (wider than the terminal)")
     cost = sub.add_parser("cost", help="what the campaign cost so far: per instance type and per machine")
-    cost.add_argument("job", help="the job name (as given to dispatcher.py)")
+    cost.add_argument("job", help="the job name (as given to `run`)")
     logs = sub.add_parser("logs", help="print a row's install, stdout and stderr logs")
-    logs.add_argument("job", help="the job name (as given to dispatcher.py)")
+    logs.add_argument("job", help="the job name (as given to `run`)")
     logs.add_argument("tag", help="the row's tag (JOB0, JOB1, ...)")
     logs.add_argument("--attempt", type=int, help="which attempt (default: the last one)")
     logs.add_argument("-f", "--follow", action="store_true", help="follow the running row's output until it ends")
@@ -44,11 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run this instead of a shell (one argument: a shell line; put -- before a command with options)")
     ssh.add_argument("--print", dest="print_only", action="store_true", help="only print the command")
     terminate = sub.add_parser("terminate", help="end every live machine of the job")
-    terminate.add_argument("job", help="the job name (as given to dispatcher.py)")
+    terminate.add_argument("job", help="the job name (as given to `run`)")
     cleanup = sub.add_parser("cleanup", help="delete the job's bucket data and its local records")
-    cleanup.add_argument("job", help="the job name (as given to dispatcher.py)")
+    cleanup.add_argument("job", help="the job name (as given to `run`)")
     cleanup.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
+
+
+DELEGATED_HELP = {
+    "run": "start or resume a campaign: AMI JOB JOBFILE -c -d [--wait] (the dispatcher)",
+    "download": "download a job's outputs and logs: JOB DIR [--merge] (get_s3_files)",
+}
 
 
 def _note(message: str) -> None:
@@ -150,7 +162,7 @@ def cmd_cleanup(job: str, yes: bool) -> int:
     campaign = _campaign(job)
     live = campaign.provider.list({"job": job})
     if live:
-        raise UserError(f"job {job} still has {len(live)} live machine(s): run `python -m burst terminate {job}` first.")
+        raise UserError(f"job {job} still has {len(live)} live machine(s): run `{command_name()} terminate {job}` first.")
     keys = campaign.storage.list_keys()
     if not yes:
         if not sys.stdin.isatty():

@@ -17,6 +17,7 @@ from rich.text import Text
 from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
 from burst.records import JobStatus, seconds_since
 from burst.status import STATE_STYLE, count_states
+from burst.console import command_name
 
 SETTING_UP = ("launched", "installing", "ready")
 
@@ -85,6 +86,6 @@ def summary(job: str, tags: list[str], rows: dict[str, JobStatus], seconds: floa
     lines = [f"{job}: {len(tags)} rows in {_elapsed(seconds)}: {counts}; {cost}"]
     failed = [t for t in tags if (s := rows.get(t)) is not None and s.state in (FAILED, INTERRUPTED)]
     if failed:
-        lines.append(f"why {failed[0]} {rows[failed[0]].state}: python -m burst logs {job} {failed[0]}")
-    lines.append(f"results: python get_s3_files.py {job} results/{job} --merge")
+        lines.append(f"why {failed[0]} {rows[failed[0]].state}: {command_name()} logs {job} {failed[0]}")
+    lines.append(f"results: {command_name()} download {job} results/{job} --merge")
     return lines

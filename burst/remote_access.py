@@ -22,6 +22,7 @@ from burst.errors import UserError
 from burst.records import InstanceInfo
 from burst.status_store import load_status
 from burst.storage import KeyNotFound
+from burst.console import command_name
 
 STREAMS = ("stdout", "stderr", "install")
 POLL_SECONDS = 1.0
@@ -40,7 +41,7 @@ def _row_machine(campaign: Campaign, tag: str) -> tuple[InstanceInfo, int, bool]
     if not live:
         where = f"its machine {machine} has ended" if machine else "it has no machine yet"
         raise UserError(f"{tag} is {row.state} and {where}: see its saved logs with "
-                        f"`python -m burst logs {campaign.record.job} {tag}`.")
+                        f"`{command_name()} logs {campaign.record.job} {tag}`.")
     return live[0], attempt, running
 
 

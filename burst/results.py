@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from burst.arguments import Parser
 from burst.console import errors, report
 from burst.download import DownloadReport, download_all
 from burst.errors import BurstError, UserError
@@ -19,8 +20,8 @@ _CREDENTIAL_ERRORS = {"NoCredentialsError", "PartialCredentialsError", "Credenti
                       "UnauthorizedSSOTokenError", "TokenRetrievalError", "SSOError"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="get_s3_files.py", description="Download a job's results (resumable).")
+def build_parser(prog: str = "get_s3_files.py") -> argparse.ArgumentParser:
+    parser = Parser(prog=prog, description="Download a job's results (resumable).")
     parser.add_argument("job", help="job name, or a bucket URL (s3://bucket, file:///dir)")
     parser.add_argument("dir", type=Path, help="folder to download into")
     parser.add_argument("--merge", action="store_true", help=f"also write DIR/{MERGED_NAME}: every result CSV, one table")
@@ -58,8 +59,8 @@ def warn(message: str) -> None:
     errors.print(f"warning: {message}", markup=False, soft_wrap=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "get_s3_files.py") -> int:
+    args = build_parser(prog).parse_args(argv)
     storage = open_bucket(args.job, args.region)
     result = download(storage, args.dir)
     for message in result.warnings:

@@ -53,7 +53,7 @@ def test_a_failure_shows_while_the_others_run_and_the_end_says_what_next(tmp_pat
     assert process.wait(timeout=60) == 1
     text = seen.decode(errors="replace")
     assert "why live0 failed: python -m burst logs live live0" in text
-    assert "results: python get_s3_files.py live results/live --merge" in text
+    assert "results: python -m burst download live results/live --merge" in text
     assert "live: 2 rows in" in text and "1 done, 1 failed" in text
 
 

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from burst.errors import UserError
 from burst.providers.aws_names import SSH_PORT, _code, key_file_path, key_pair_name, security_group_name
+from burst.console import command_name
 
 CHECKIP_URL = "https://checkip.amazonaws.com"  # only asked when no --ssh-cidr is given
 CHECKIP_TIMEOUT = 5.0
@@ -147,7 +148,7 @@ def check_key_pair(ec2, job: str, key_dir: str | os.PathLike) -> bool:
             f"The key pair {name} exists in {region} but its private key {path} is missing, so "
             f"nobody could log in to new machines. Restore the file (or give the folder that "
             f"holds it with --key-dir), or delete the key pair with {delete_pair} (after "
-            f"`python -m burst terminate {job}` if machines of the job still run) and burst "
+            f"`{command_name()} terminate {job}` if machines of the job still run) and burst "
             f"creates a new one."
         )
     if on_disk:

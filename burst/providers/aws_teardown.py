@@ -14,6 +14,7 @@ from burst.retry import backoff
 from burst.providers.aws_credentials import check_credentials, make_session
 from burst.providers.aws_firewall import find_security_group
 from burst.providers.aws_names import CLIENT_CONFIG, _code, key_file_path, key_pair_name, node_role_name, security_group_name
+from burst.console import command_name
 
 def teardown(
     job: str,
@@ -57,7 +58,7 @@ def teardown(
                     if time.monotonic() + delay > deadline:
                         raise BurstError(
                             f"the security group {group['GroupId']} of job {job} is still used by "
-                            f"machines; run `python -m burst terminate {job}`, wait until they are "
+                            f"machines; run `{command_name()} terminate {job}`, wait until they are "
                             f"gone, and clean up again."
                         ) from None
                     sleep(delay)

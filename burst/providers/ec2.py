@@ -41,6 +41,7 @@ from burst.pricing import PriceBook, read_prices
 from burst.quotas import QuotaNeed, read_quotas
 from burst.records import InstanceInfo, Job
 from burst.retry import REPORT_EVERY, aws_config, backoff, wait_saying
+from burst.console import command_name
 
 if TYPE_CHECKING:
     from burst.providers import ProviderOptions
@@ -274,7 +275,7 @@ class EC2Provider(Provider):
         except Exception as error:  # the quota error is what the user must see; say what is left
             return (
                 f"Terminating the {len(ids)} machines already started failed ({error}): "
-                f"run `python -m burst terminate {self.job}`."
+                f"run `{command_name()} terminate {self.job}`."
             )
         return f"The {len(ids)} machines this run had started were terminated."
 
