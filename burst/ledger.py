@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from rich.table import Table
 
 from burst.reconcile import World
-from burst.records import JobStatus, iso_utc, seconds_since, utc_now
+from burst.records import JobStatus, MachineRecord, WorkerRecord, iso_utc, seconds_since, utc_now
 
 
 @dataclass
@@ -63,13 +63,18 @@ class Ledger:
         return [m.id for m in self.machines if m.price_per_hour is None]
 
 
-def _end_of(instance_id: str, world: World, now: float) -> tuple[str, float]:
-    """When a machine stopped costing: ended by the dispatcher, or its worker's last word, or now."""
-    record = world.bucket.machines.get(instance_id)
-    worker = world.bucket.workers.get(instance_id)
+def machine_end(record: MachineRecord | None, worker: tuple[WorkerRecord, float] | None, live: bool,
+                now: float) -> tuple[str, float]:
+    """When a machine stopped costing, as ``(ISO time, epoch seconds)``; ``("", now)`` while it is live.
+
+    Ended by the dispatcher (its record says when), or else, once gone, at its
+    worker's last word (``worker``: the record and its object's last write; a
+    worker that finished or was interrupted ends its machine right after), or
+    else at its record's last update. The ledger and the timeline share this rule.
+    """
     if record is not None and record.ended:
         return record.ended, now - seconds_since(record.ended, now)
-    if instance_id in {m.id for m in world.live}:
+    if live:
         return "", now
     if worker is not None:  # ended itself after its last write (finished, or interrupted)
         return iso_utc(worker[1]), worker[1]
@@ -86,8 +91,9 @@ def make_ledger(world: World, rows: dict[str, JobStatus], now: float | None = No
             ledger.rows_usd += status.cost_usd
             ledger.rows_priced += 1
             per_machine[status.instance_id].append(status.cost_usd)
+    live = {m.id for m in world.live}
     for instance_id, record in sorted(world.bucket.machines.items()):
-        ended, end = _end_of(instance_id, world, now)
+        ended, end = machine_end(record, world.bucket.workers.get(instance_id), instance_id in live, now)
         started = now - seconds_since(record.launched, now)
         ledger.machines.append(MachineCost(
             id=instance_id, instance_type=record.instance_type, lifecycle=record.lifecycle,
