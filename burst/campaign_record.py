@@ -192,6 +192,11 @@ def record_path(job: str) -> Path:
     return burst_home() / "campaigns" / f"{job}.json"
 
 
+def timeline_path(job: str) -> Path:
+    """Where ``run --wait`` draws the campaign's timeline (``burst plot`` draws anywhere)."""
+    return burst_home() / "campaigns" / f"{job}-timeline.png"
+
+
 def load_record(job: str) -> CampaignRecord:
     path = record_path(job)
     if not path.is_file():

@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from burst.campaign import Campaign
-from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, merge_rows, record_path
+from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, merge_rows, record_path, timeline_path
 from burst.console import command_name, console, report
 from burst.cost_plan import SPOT_MARKETS, CampaignPlan, confirm, make_plan, plan_summary, plan_table, quota_needs
 from burst.errors import BurstError, UserError
@@ -21,6 +21,7 @@ from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.ledger import money
 from burst.pricing import PriceBook, remember_prices
 from burst.providers.base import Provider
+from burst.plot import plot_campaign
 from burst.progress import LiveProgress, summary
 from burst.status import campaign_succeeded, print_status
 from burst.arguments import Parser, non_negative_int, positive_float, positive_int, slots
@@ -100,6 +101,10 @@ def _install_script(args: argparse.Namespace) -> Path | None:
     return next((p for p in (Path("INSTALL.sh"), args.jobfile.parent / "INSTALL.sh") if p.is_file()), None)
 
 
+def _install_note(install: Path | None) -> list[str]:
+    return [] if install else ["no INSTALL.sh here or beside the job file, and no --install: machines install nothing"]
+
+
 def _previous_options(job: str) -> tuple[dict, dict] | None:
     """What the campaign's last run was typed and used (None: a new campaign, or one recorded before options were kept)."""
     validate_job_name(job)
@@ -158,8 +163,8 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None) -> tuple[Cam
                 f"`{command_name()} cleanup {args.job}` first."
             )
         record.created = previous.created
-        return record, jobs, merge_rows(previous, record)
-    return record, jobs, []
+        return record, jobs, merge_rows(previous, record) + _install_note(install)
+    return record, jobs, _install_note(install)
 
 
 def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
@@ -213,6 +218,14 @@ def show_plan(quote: CampaignPlan) -> None:
         report(line)
 
 
+def draw_timeline(campaign: Campaign) -> str:
+    """The picture of the campaign, beside its record; a by-product: a failure to draw it is one line, not the run's."""
+    try:
+        return f"timeline: {plot_campaign(campaign, timeline_path(campaign.record.job))}"
+    except Exception as error:  # noqa: BLE001 - the rows' results stand whatever happens to the picture
+        return f"timeline not drawn ({type(error).__name__}: {error}); try `{command_name()} plot {campaign.record.job}`"
+
+
 def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, prices: PriceBook,
         notes: list[str]) -> int:
     """Prepare (keys, firewall, role, bucket), save the record, and run the rounds (under the job's lock)."""
@@ -237,4 +250,5 @@ def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, pr
     ledger = campaign.ledger()
     for line in summary(record.job, tags, rows, time.monotonic() - began, f"cost {money(ledger.total_usd)}"):
         report(line)
+    report(draw_timeline(campaign))
     return 0 if campaign_succeeded(tags, rows) else 1

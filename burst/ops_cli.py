@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 from burst import __version__
 from burst.arguments import Parser
 from burst.campaign import Campaign
-from burst.campaign_record import load_record, record_path
+from burst.campaign_record import load_record, record_path, timeline_path
 from burst.console import command_name, console, errors, report
 from burst.errors import UserError
 from burst import protocol
 from burst.remote_access import STREAMS, follow, shell
+from burst.plot import plot_campaign
 from burst.ledger import cost_by_machine, cost_by_type, cost_line
 from burst.status import exit_status, print_machines, print_status, status_json
 from burst.storage import KeyNotFound
@@ -49,6 +51,9 @@ def build_parser(prog: str = "burst") -> argparse.ArgumentParser:
     ssh.add_argument("remote", nargs="*", metavar="COMMAND",
                      help="run this instead of a shell (one argument: a shell line; put -- before a command with options)")
     ssh.add_argument("--print", dest="print_only", action="store_true", help="only print the command")
+    plot = sub.add_parser("plot", help="draw the campaign's timeline (machines, installs, every attempt) as a PNG")
+    plot.add_argument("job", help="the job name (as given to `run`)")
+    plot.add_argument("-o", "--output", type=Path, metavar="PNG", help="where to write it (default: JOB-timeline.png here)")
     terminate = sub.add_parser("terminate", help="end every live machine of the job")
     terminate.add_argument("job", help="the job name (as given to `run`)")
     cleanup = sub.add_parser("cleanup", help="delete the job's bucket data and its local records")
@@ -173,10 +178,10 @@ def cmd_cleanup(job: str, yes: bool) -> int:
             return 1
     campaign.storage.delete_keys(keys)
     removed = [f"{len(keys)} file(s) of {campaign.record.bucket_url}"] + campaign.provider.cleanup()
-    path = record_path(job)
-    if path.exists():
-        path.unlink()
-        removed.append(f"the campaign record {path}")
+    for path, what in ((record_path(job), "the campaign record"), (timeline_path(job), "the timeline picture")):
+        if path.exists():
+            path.unlink()
+            removed.append(f"{what} {path}")
     report(f"removed for job {job}:")
     for item in removed:
         report(f"  {item}")
@@ -196,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ssh":
         remote = (args.remote[0] if len(args.remote) == 1 else shlex.join(args.remote)) if args.remote else None
         return shell(_campaign(args.job), args.tag, remote, args.print_only)
+    if args.command == "plot":
+        path = plot_campaign(_campaign(args.job), args.output or Path(f"{args.job}-timeline.png"))
+        report(f"timeline of {args.job}: {path}")
+        return 0
     if args.command == "terminate":
         return cmd_terminate(args.job)
     return cmd_cleanup(args.job, args.yes)

@@ -169,7 +169,7 @@ def resolve(parser: argparse.ArgumentParser, argv: list[str],
     values.update(reused)
     sources.update({dest: "the last run" for dest in reused})
     values.update(typed)
-    sources.update({dest: "command line" for dest in typed})
+    sources.update({dest: "the command line" for dest in typed})
     args = argparse.Namespace(**values)
     remembered = [d for d in actions if d not in PER_INVOCATION]
     options = RunOptions(

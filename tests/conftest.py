@@ -21,6 +21,7 @@ def isolated_home(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("BURST_HOME", str(tmp_path / "burst-home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)  # ~/.config/burst/config.toml is the test's HOME's
     monkeypatch.setenv("COLUMNS", "200")  # wide tables: assertions read whole cells
     return home
 
