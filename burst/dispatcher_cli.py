@@ -114,6 +114,21 @@ def _previous_options(job: str) -> tuple[dict, dict] | None:
     return (previous.typed_options, previous.used_options) if previous.used_options else None
 
 
+MOVING_OPTIONS = {"bucket": "--bucket", "region": "--region", "node_root": "--node-root"}
+
+
+def _refuse_moving(previous: CampaignRecord, record: CampaignRecord) -> None:
+    """Where a campaign lives cannot change under it: its claims, records and machines would be orphaned."""
+    for name, option in MOVING_OPTIONS.items():
+        before, now = getattr(previous.options, name), getattr(record.options, name)
+        if before != now:
+            raise UserError(
+                f"job {record.job!r} runs with {option} {before if before is not None else '(default)'}; "
+                f"{option} {now if now is not None else '(default)'} would leave its machines and results behind: "
+                f"give {option} {before} again (or leave it out), or use another job name."
+            )
+
+
 def plan(args: argparse.Namespace, given: RunOptions | None = None) -> tuple[CampaignRecord, list[Job], list[str]]:
     """Check every input before anything is created; raise UserError naming what to fix.
 
@@ -162,6 +177,7 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None) -> tuple[Cam
                 f"job {args.job!r} already ran with AMI {previous.image}: use another job name, or "
                 f"`{command_name()} cleanup {args.job}` first."
             )
+        _refuse_moving(previous, record)
         record.created = previous.created
         return record, jobs, merge_rows(previous, record) + _install_note(install)
     return record, jobs, _install_note(install)

@@ -99,3 +99,17 @@ def test_a_usage_error_is_one_usage_line_then_the_error(tmp_path, burst_home):
     assert missing.returncode == 2
     assert missing.stderr.splitlines()[0] == "usage: burst logs JOB TAG [options]"
     assert not burst_home.exists()
+
+
+def test_a_rerun_cannot_move_the_campaign_elsewhere(tmp_path, burst_home):
+    jobfile, _ = write_campaign(tmp_path / "bench", ROWS)
+    first = dispatch(jobfile, "--node-root", "bench-runs")
+    assert first.returncode == 0, output(first)
+    before = recorded(burst_home)
+    moved = dispatch(jobfile, "--node-root", "elsewhere")
+    assert moved.returncode == 2
+    assert ("job 'opts' runs with --node-root bench-runs; --node-root elsewhere would leave its machines and "
+            "results behind") in moved.stderr.replace("\n", " ")
+    assert recorded(burst_home) == before, "the record is as the last run left it"
+    again = dispatch(jobfile, "--force")
+    assert again.returncode == 0 and "as in the last run: --node-root bench-runs" in again.stdout
