@@ -73,6 +73,9 @@ class Moto:
         for name in STRIPPED:
             os.environ.pop(name, None)
         os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=self.url)
+        from tests.pricelist import price_list_server  # moto has no Price List API: the tests' replay
+
+        os.environ["AWS_ENDPOINT_URL_PRICING"] = price_list_server().url
         self.reset()
         self.ami = find_ami()
 

@@ -186,20 +186,29 @@ def _list(storage: Storage) -> _Listing:
 
 
 def gather_timeline(storage: Storage, job: str = "", tags: Iterable[str] | None = None,
-                    live_ids: set[str] | None = None, now: float | None = None) -> Timeline:
+                    live_ids: set[str] | None = None, now: float | None = None,
+                    cache: RecordCache | None = None) -> Timeline:
     """Everything the picture shows, from the bucket.
 
     ``tags``: the campaign's rows (counted in the title; default: every row in the
     bucket). ``live_ids``: the machines still alive (None: unknown, so each ends
     where the bucket last heard of it, as the ledger would tell a gone machine).
+    ``cache``: the dispatcher's, so records its rounds read are not read again. An
+    attempt's status copy is read only for earlier attempts: the current one's is
+    ``<tag>/status.json`` (one GET per row, not two, at the end of ``--wait``).
     """
     now = time.time() if now is None else now
     listing = _list(storage)
-    cache = RecordCache()
-    objs = [*listing.machines.values(), *listing.workers.values(), *listing.claims.values(),
-            *listing.statuses.values(), *listing.attempts.values()]
-    loaded = {obj.key: data for obj, data in zip(objs, parallel(lambda o: cache.load(storage, o), objs))
-              if isinstance(data, dict)}
+    cache = cache or RecordCache()
+
+    def load(objs: list[StoredObject]) -> dict[str, dict]:
+        return {obj.key: data for obj, data in zip(objs, parallel(lambda o: cache.load(storage, o), objs))
+                if isinstance(data, dict)}
+
+    loaded = load([*listing.machines.values(), *listing.workers.values(), *listing.claims.values(),
+                   *listing.statuses.values()])
+    current = {(tag, loaded[o.key].get("attempt")) for tag, o in listing.statuses.items() if o.key in loaded}
+    loaded.update(load([o for k, o in listing.attempts.items() if k not in current]))
     machines = {i: MachineRecord.from_dict(loaded[o.key]) for i, o in listing.machines.items() if o.key in loaded}
     workers = {i: (WorkerRecord.from_dict(loaded[o.key]), o.modified) for i, o in listing.workers.items() if o.key in loaded}
 
@@ -208,8 +217,8 @@ def gather_timeline(storage: Storage, job: str = "", tags: Iterable[str] | None 
                    for t, o in listing.claims.items() if o.key in loaded}
     view.statuses = {t: JobStatus.from_dict(loaded[o.key]) for t, o in listing.statuses.items() if o.key in loaded}
     attempts = {k: JobStatus.from_dict(loaded[o.key]) for k, o in listing.attempts.items() if o.key in loaded}
-    for tag, status in view.statuses.items():  # a status with no copy (written before copies existed)
-        attempts.setdefault((tag, status.attempt), status)
+    for tag, status in view.statuses.items():  # the current attempt (its copy is the same record)
+        attempts[(tag, status.attempt)] = status
 
     all_tags = sorted(set(view.claims) | set(view.statuses) | {t for t, _ in attempts})
     timeline = Timeline(job=job, now=now, rows=Counter(view.row_state(t) for t in (all_tags if tags is None else tags)))
@@ -330,4 +339,4 @@ def _place_estimated(lane: MachineLane, now: float) -> None:
 def campaign_timeline(campaign) -> Timeline:
     """The timeline of a ``burst.campaign.Campaign``: its bucket, its rows, and which machines its provider sees alive."""
     live = {instance.id for instance in campaign.provider.list({"job": campaign.record.job})}
-    return gather_timeline(campaign.storage, campaign.record.job, campaign.record.tags, live)
+    return gather_timeline(campaign.storage, campaign.record.job, campaign.record.tags, live, cache=campaign.fleet.cache)
