@@ -34,7 +34,7 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
         description="Run a campaign: the rows of JOBFILE (instance_type,command) on a pool of machines per type.",
         epilog=f"Any option may also be set in {CONFIG_NAME} beside JOBFILE or in {user_config_path()} "
                "(e.g. machines = 4); the command line wins, and a re-run reuses the options its last run was given. "
-               "Example: python dispatcher.py local demo awsjobs/demo.csv -c -d --wait",
+               f"Example: {'python ' if prog.endswith('.py') else ''}{prog} local demo awsjobs/demo.csv -c -d --wait",
     )
     parser.add_argument("ami", metavar="AMI", help="EC2 image id (ami-...), or 'local' to run on this machine")
     parser.add_argument("job", metavar="JOB", help="job name: names the bucket and the tags (JOB0, JOB1, ...)")

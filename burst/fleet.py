@@ -73,7 +73,7 @@ class Fleet:
                 continue  # renewed or taken over since we looked: nothing to do
             status = self._status(held.claim.tag, protocol.INTERRUPTED, requeue.reason)
             status.attempt, status.instance_id, status.slot = held.claim.attempt, held.claim.machine, held.claim.slot
-            save_status(self.storage, status)
+            save_status(self.storage, status, may_be_stale=True)
             self.report(f"{held.claim.tag}: {requeue.reason}" + ("" if requeue.final else "; it runs again"))
         final_rows = [(tag, protocol.FAILED, why) for tag, why in actions.fail_rows.items()]
         final_rows += [(tag, protocol.INTERRUPTED, why) for tag, why in actions.interrupt_rows.items()]
@@ -85,7 +85,7 @@ class Fleet:
                 continue
             status = self._status(tag, state, why)
             status.attempt = held.claim.attempt
-            save_status(self.storage, status)
+            save_status(self.storage, status, may_be_stale=True)
             self.report(f"{tag}: {why}")
         if actions.end:
             self.provider.terminate([end.id for end in actions.end])

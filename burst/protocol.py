@@ -53,6 +53,11 @@ def attempt_prefix(tag: str, attempt: int) -> str:
     return f"{tag}/attempts/{attempt}/"
 
 
+def attempt_status_key(tag: str, attempt: int) -> str:
+    """An earlier attempt's status, kept when a later attempt's replaced ``<tag>/status.json``."""
+    return f"{attempt_prefix(tag, attempt)}status.json"
+
+
 def attempt_logs_prefix(tag: str, attempt: int) -> str:
     return f"{attempt_prefix(tag, attempt)}logs/"
 

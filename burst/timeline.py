@@ -1,7 +1,7 @@
 """A campaign's history as plain data: each machine's boot, install, row attempts, idle time and end.
 
-Gathered from one listing of the bucket (machine and worker records, every
-attempt's status copy ``<tag>/attempts/<n>/status.json``, the running claims)
+Gathered from one listing of the bucket (machine and worker records, each row's
+status and its earlier attempts' ``<tag>/attempts/<n>/status.json``, the running claims)
 and, optionally, the ids of the machines still alive. No matplotlib here:
 ``burst.plot`` draws a ``Timeline``; this module is what the tests check.
 
@@ -193,9 +193,9 @@ def gather_timeline(storage: Storage, job: str = "", tags: Iterable[str] | None 
     ``tags``: the campaign's rows (counted in the title; default: every row in the
     bucket). ``live_ids``: the machines still alive (None: unknown, so each ends
     where the bucket last heard of it, as the ledger would tell a gone machine).
-    ``cache``: the dispatcher's, so records its rounds read are not read again. An
-    attempt's status copy is read only for earlier attempts: the current one's is
-    ``<tag>/status.json`` (one GET per row, not two, at the end of ``--wait``).
+    ``cache``: the dispatcher's, so records its rounds read are not read again (no
+    GET per row at the end of ``--wait``). A copy of the current attempt's status
+    (written by burst before 0.1.0's last change) is not read: ``<tag>/status.json`` is it.
     """
     now = time.time() if now is None else now
     listing = _list(storage)

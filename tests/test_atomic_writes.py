@@ -85,7 +85,7 @@ def test_a_writer_killed_at_any_moment_never_leaves_a_truncated_record(tmp_path,
         listed = [obj.key for obj in LocalDirStorage((tmp_path / "bucket").as_uri()).list_objects()]
         assert [key for key in listed if not key.startswith("j0/attempts/")] == ["j0/status.json"], \
             "a killed write's temp file is never listed as an object"
-        assert all(key.endswith("/status.json") for key in listed)  # each attempt's copy, whole
+        assert all(key.endswith("/status.json") for key in listed)  # earlier attempts' statuses, whole
 
 
 def test_exclusive_create_is_whole_and_refuses_a_second_writer(tmp_path):
