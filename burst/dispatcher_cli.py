@@ -105,13 +105,10 @@ def _install_note(install: Path | None) -> list[str]:
     return [] if install else ["no INSTALL.sh here or beside the job file, and no --install: machines install nothing"]
 
 
-def _previous_options(job: str) -> tuple[dict, dict] | None:
-    """What the campaign's last run was typed and used (None: a new campaign, or one recorded before options were kept)."""
+def _previous_record(job: str) -> CampaignRecord | None:
+    """The campaign's record from its last run (None: a new campaign)."""
     validate_job_name(job)
-    if not record_path(job).is_file():
-        return None
-    previous = load_record(job)
-    return (previous.typed_options, previous.used_options) if previous.used_options else None
+    return load_record(job) if record_path(job).is_file() else None
 
 
 MOVING_OPTIONS = {"bucket": "--bucket", "region": "--region", "node_root": "--node-root"}
@@ -129,9 +126,11 @@ def _refuse_moving(previous: CampaignRecord, record: CampaignRecord) -> None:
             )
 
 
-def plan(args: argparse.Namespace, given: RunOptions | None = None) -> tuple[CampaignRecord, list[Job], list[str]]:
+def plan(args: argparse.Namespace, given: RunOptions | None = None,
+         previous: CampaignRecord | None = None) -> tuple[CampaignRecord, list[Job], list[str]]:
     """Check every input before anything is created; raise UserError naming what to fix.
 
+    ``previous``: the campaign's record from its last run (None: a new campaign).
     Returns the campaign record (a re-run's rows merged into the campaign's), the job
     file's rows, and one line per row the re-run adds or removes.
     """
@@ -170,8 +169,7 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None) -> tuple[Cam
                          retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience),
         typed_options=given.typed if given else {}, used_options=given.used if given else {},
     )
-    if record_path(args.job).is_file():
-        previous = load_record(args.job)
+    if previous is not None:
         if previous.image != record.image:
             raise UserError(
                 f"job {args.job!r} already ran with AMI {previous.image}: use another job name, or "
@@ -184,9 +182,15 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None) -> tuple[Cam
 
 
 def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
-    options = resolve(build_parser(prog), sys.argv[1:] if argv is None else argv, _previous_options)
+    previous: dict[str, CampaignRecord | None] = {}  # read once: for its options, then for its rows
+
+    def previous_options(job: str) -> tuple[dict, dict] | None:
+        record = previous[job] = _previous_record(job)
+        return (record.typed_options, record.used_options) if record and record.used_options else None
+
+    options = resolve(build_parser(prog), sys.argv[1:] if argv is None else argv, previous_options)
     args = options.args
-    record, jobs, notes = plan(args, options)
+    record, jobs, notes = plan(args, options, previous.get(args.job))
     for note in options.notes:
         report(note)
     provider = make_provider(record.image, record.job, record.options)
