@@ -54,7 +54,7 @@ def _is_flag(action: argparse.Action) -> bool:
     return action.nargs == 0
 
 
-def _json(action: argparse.Action, value: Any) -> Any:
+def _json(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value.resolve())
     if isinstance(value, list):
@@ -80,9 +80,8 @@ def _value_text(action: argparse.Action, value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def show(parser: argparse.ArgumentParser, dest: str, value: Any) -> str:
+def _shown(action: argparse.Action, value: Any) -> str:
     """An option and its value: ``--machines 4``, ``--market spot``, ``--retry-failed on``."""
-    action = _actions(parser)[dest]
     return f"{_option_name(action)} {_value_text(action, value)}"
 
 
@@ -97,15 +96,16 @@ def _typed_on_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> 
     return positional, {dest: parsed[dest] for dest in start if parsed[dest] is not _UNSET and parsed[dest] is not None}
 
 
-def _convert(parser: argparse.ArgumentParser, path: Path, key: str, value: Any) -> tuple[str, Any]:
-    """A config entry as the option's own type checks it; a bad one names the file, the key and the fix."""
-    actions = _actions(parser)
-    by_option = {o[2:].replace("-", "_"): a for a in parser._actions for o in a.option_strings if o.startswith("--")}
+def _convert(by_name: dict[str, argparse.Action], path: Path, key: str, value: Any) -> tuple[str, Any]:
+    """A config entry as the option's own type checks it; a bad one names the file, the key and the fix.
+
+    ``by_name``: each option by its name without dashes (``retry_failed``, ``spot``) and by its dest (``market``).
+    """
     name = key.replace("-", "_")
-    action = by_option.get(name) or actions.get(name)
+    action = by_name.get(name)
     where = f"{path}: {key}"
     if action is None:
-        close = difflib.get_close_matches(name, sorted(by_option), n=1)
+        close = difflib.get_close_matches(name, sorted(by_name), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" (AMI, JOB and JOBFILE go on the command line)"
         raise UserError(f"{where} is not an option of `burst run`{hint} Fix or remove it.")
     try:
@@ -120,8 +120,9 @@ def _convert(parser: argparse.ArgumentParser, path: Path, key: str, value: Any) 
         if _is_flag(action):
             if not isinstance(value, bool):
                 raise ValueError("write true or false")
-            return action.dest, (action.const if isinstance(action, argparse._StoreConstAction) else value) if value \
-                else (action.default if isinstance(action, argparse._StoreConstAction) else False)
+            if isinstance(action, argparse._StoreConstAction):  # store_true and the like: true is the flag given
+                return action.dest, action.const if value else action.default
+            return action.dest, value  # --x / --no-x
         if isinstance(action, argparse._AppendAction):
             items = value if isinstance(value, list) else [value]
             if not all(isinstance(v, str) for v in items):
@@ -146,7 +147,9 @@ def read_config(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path} is not valid TOML ({error}): fix it, or move it away.") from None
-    return dict(_convert(parser, path, key, value) for key, value in data.items())
+    by_name = {o[2:].replace("-", "_"): a for a in parser._actions for o in a.option_strings if o.startswith("--")}
+    by_name = {**_actions(parser), **by_name}
+    return dict(_convert(by_name, path, key, value) for key, value in data.items())
 
 
 def resolve(parser: argparse.ArgumentParser, argv: list[str],
@@ -174,14 +177,14 @@ def resolve(parser: argparse.ArgumentParser, argv: list[str],
     remembered = [d for d in actions if d not in PER_INVOCATION]
     options = RunOptions(
         args=args,
-        typed={d: _json(actions[d], values[d]) for d in remembered if d in typed or d in reused},
-        used={d: _json(actions[d], values[d]) for d in remembered},
+        typed={d: _json(values[d]) for d in remembered if d in typed or d in reused},
+        used={d: _json(values[d]) for d in remembered},
     )
     for path, config in layers:
         if config:
-            options.notes.append(f"defaults from {path}: " + ", ".join(show(parser, d, v) for d, v in config.items()))
+            options.notes.append(f"defaults from {path}: " + ", ".join(_shown(actions[d], v) for d, v in config.items()))
     if reused:
-        options.notes.append("as in the last run: " + ", ".join(show(parser, d, v) for d, v in reused.items()))
+        options.notes.append("as in the last run: " + ", ".join(_shown(actions[d], v) for d, v in reused.items()))
     if previous_used is not None:
         changed = [f"  {_option_name(actions[d])} {_value_text(actions[d], previous_used.get(d))} → "
                    f"{_value_text(actions[d], options.used[d])} (from {sources.get(d, 'the default')})"
