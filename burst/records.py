@@ -37,11 +37,20 @@ def row_cost(seconds: float, price_per_hour: float | None, slots: int) -> float 
     return seconds / 3600 * price_per_hour / max(1, slots)
 
 
+def epoch(iso: str | None) -> float | None:
+    """An ISO-8601 time (as ``utc_now`` writes them) in POSIX seconds; None when absent or unreadable."""
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
 def seconds_since(iso: str, now: float | None = None) -> float:
     """Seconds from an ISO-8601 timestamp (as ``utc_now`` writes them) to ``now`` (default: this moment); 0 if unreadable."""
-    try:
-        then = datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
+    then = epoch(iso)
+    if then is None:
         return 0.0
     return (time.time() if now is None else now) - then
 

@@ -16,27 +16,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Iterable
 
 from burst import protocol
 from burst.bucket_view import BucketView, HeldClaim, RecordCache
 from burst.concurrency import parallel
 from burst.ledger import machine_end
-from burst.records import Claim, JobStatus, MachineRecord, WorkerRecord
+from burst.records import Claim, JobStatus, MachineRecord, WorkerRecord, epoch
 from burst.storage.base import Storage, StoredObject
 
 NOT_MACHINES = ("", "dispatcher")  # an attempt "run" by these never ran: the dispatcher failed the row
-
-
-def epoch(iso: str | None) -> float | None:
-    """An ISO-8601 time (as ``utc_now`` writes them) in epoch seconds; None when absent or unreadable."""
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass
