@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import proctree  # noqa: E402
+
 from tests.motoserver import REGION, find_ami, reset_moto  # noqa: E402
 from tests.sshd import SSHServer, node_env, write_ssh_config  # noqa: E402
 

@@ -23,7 +23,6 @@ import os
 import sys
 
 import proctree
-
 from ec2_harness import MAX_SESSIONS, MAX_STARTUPS, Moto, check, run_campaign
 
 TARGET = 1.5

@@ -1,5 +1,5 @@
 """``python -m burst COMMAND ...``: the same as the ``burst`` command."""
 
-from burst.cli import entry
+from burst.cli.main import entry
 
 entry()

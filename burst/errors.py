@@ -1,4 +1,13 @@
-"""Exceptions that carry a message meant for the user."""
+"""Exceptions that carry a message meant for the user, and how such a message names burst.
+
+Every layer may raise these; only ``burst.cli`` prints them. A message that names a
+fix names a command, so the spelling of burst's own command lives here too.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -15,3 +24,19 @@ class BurstError(Exception):
     """A failure of the campaign itself (not the user's input): exit status 1."""
 
     exit_status = 1
+
+
+def command_name() -> str:
+    """How to call burst in the commands we suggest: ``burst`` when it was called so, else
+    ``python -m burst`` (which works in a checkout too, where there is no ``burst`` command)."""
+    return "burst" if Path(sys.argv[0]).name == "burst" else "python -m burst"
+
+
+def live_sentence(job: str, live: list[str] | None) -> str:
+    """What of the job still runs, from a fresh listing (a message must be true, not remembered)."""
+    if live is None:
+        return f"Machines the job had started may keep running: `{command_name()} status {job}` shows them."
+    if not live:
+        return "No machine of the job is running."
+    return (f"{len(live)} machine(s) of the job keep running and working on rows ({', '.join(live[:5])}"
+            f"{', ...' if len(live) > 5 else ''}): `{command_name()} terminate {job}` ends them.")

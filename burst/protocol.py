@@ -105,3 +105,12 @@ P_READY = "READY"  # installed; no worker started yet
 P_WORKING = "WORKING"  # the worker runs
 P_FINISHED = "FINISHED"  # the worker ended by itself
 P_DEAD = "DEAD"  # the worker started and is gone without finishing (killed)
+
+# every process of a local sandbox carries BURST_INSTANCE_ID=<id>, so ending it finds them all
+INSTANCE_MARKER = "BURST_INSTANCE_ID"
+
+TAIL_LINES = 20  # what a message shows of a log
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])

@@ -1,6 +1,6 @@
 """Which files the agent saves, and under which names."""
 
-from burst.outputs import find_outputs
+from burst.node.outputs import find_outputs
 
 
 def make(root, *names):
@@ -30,7 +30,7 @@ def test_a_pattern_matching_nothing_is_a_warning(tmp_path):
 
 
 def test_each_patterns_fixed_folder_is_made_empty_of_matches_before_the_command(tmp_path):
-    from burst.outputs import fixed_folder, prepare_results
+    from burst.node.outputs import fixed_folder, prepare_results
 
     assert [fixed_folder(p) for p in ("results/**", "out/*.csv", "out/summary.json", "*.csv", "a/b/c*/d.txt")] == \
         ["results", "out", "out", "", "a/b"]
@@ -47,7 +47,7 @@ def test_each_patterns_fixed_folder_is_made_empty_of_matches_before_the_command(
 
 
 def test_a_fixed_folder_that_is_a_file_is_a_warning(tmp_path):
-    from burst.outputs import prepare_results
+    from burst.node.outputs import prepare_results
 
     make(tmp_path, "results")
     assert prepare_results(tmp_path, ["results/**"]) == [

@@ -23,10 +23,10 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from burst.atomic import write_atomically
-from burst.campaign_record import CampaignRecord
+from burst.control.campaign_record import CampaignRecord
 from burst.providers import ProviderOptions
 from burst.records import Job, JobStatus
-from burst.status_store import save_status
+from burst.node.status_store import save_status
 from burst.storage.localdir import LocalDirStorage
 
 kind, folder = sys.argv[1], Path(sys.argv[2])

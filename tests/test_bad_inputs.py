@@ -77,7 +77,7 @@ def test_a_bad_input_exits_2_with_one_message_and_creates_nothing(case, tmp_path
 
 
 def test_a_wide_ssh_range_is_accepted_when_meant(tmp_path):
-    from burst.validate import check_ssh_cidr
+    from burst.cli.validate import check_ssh_cidr
 
     check_ssh_cidr("10.0.0.0/8", allow_wide=True)
     check_ssh_cidr("10.1.0.0/16", allow_wide=False)
@@ -85,6 +85,6 @@ def test_a_wide_ssh_range_is_accepted_when_meant(tmp_path):
 
 
 def test_env_takes_a_value_or_the_dispatchers_own():
-    from burst.validate import parse_env
+    from burst.cli.validate import parse_env
 
     assert parse_env(["FOO=bar=baz", "HOME_DIR", "EMPTY="], {"HOME_DIR": "/x"}) == {"FOO": "bar=baz", "HOME_DIR": "/x", "EMPTY": ""}

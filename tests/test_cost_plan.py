@@ -15,9 +15,9 @@ import sys
 import boto3
 import pytest
 
-from burst.cost_plan import make_plan, quota_needs
-from burst.pricing import PriceBook
-from burst.quotas import QuotaNeed, quota_class
+from burst.control.cost_plan import make_plan, quota_needs
+from burst.providers.pricing import PriceBook
+from burst.providers.quotas import QuotaNeed, quota_class
 from tests.conftest import REPO, run_script, write_campaign
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.pricelist import PRICES, price_list_server

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import pytest
 
-from burst.console import run_entry
-from burst.dispatcher_cli import main as dispatcher_main
+from burst.cli.console import run_entry
+from burst.cli.run import main as dispatcher_main
 from burst.errors import BurstError, UserError
 from burst.providers import ProviderOptions
 from burst.providers.base import LaunchSpec
 from burst.providers.ec2 import CAPACITY_TRIES, EC2Provider
 from tests.awsfaults import (  # noqa: F401  (aws_faults: fixture)
-    INSUFFICIENT_INSTANCE_CAPACITY, INTERNAL_ERROR, REQUEST_LIMIT_EXCEEDED, SERVICE_UNAVAILABLE, SLOW_DOWN, THROTTLING,
-    VCPU_LIMIT_EXCEEDED, Fault, FaultRule, aws_faults,
+    INSUFFICIENT_INSTANCE_CAPACITY,
+    INTERNAL_ERROR,
+    REQUEST_LIMIT_EXCEEDED,
+    SERVICE_UNAVAILABLE,
+    SLOW_DOWN,
+    THROTTLING,
+    VCPU_LIMIT_EXCEEDED,
+    Fault,
+    FaultRule,
+    aws_faults,
 )
 from tests.conftest import run_script, status_report, write_campaign
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
@@ -215,7 +223,7 @@ def test_describe_instances_throttled_12_times_is_a_round_retried(aws_faults, tm
 
 
 def test_status_while_ec2_keeps_throttling_is_one_message(aws_faults, tmp_path, moto_ami, capsys, backoffs):  # noqa: F811
-    from burst.ops_cli import main as ops_main
+    from burst.cli.ops import main as ops_main
 
     assert dispatch(tmp_path, moto_ami, "seen", capsys)[0] == 0
     aws_faults.add(REQUEST_LIMIT_EXCEEDED.on("DescribeInstances"))

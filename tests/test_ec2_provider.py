@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import base64
 import http.server
 import json
+import re
 import stat
 import subprocess
 import threading
@@ -15,13 +15,12 @@ import boto3
 import pytest
 
 from burst.errors import UserError
-from burst.providers import ProviderOptions, make_provider
-from burst.providers import aws_firewall, aws_setup
+from burst.node.config import NodeConfig
+from burst.node.ending import terminate_self
+from burst.providers import ProviderOptions, aws_firewall, aws_setup, make_provider
 from burst.providers import ec2 as ec2_module
-from burst.node_config import NodeConfig
 from burst.providers.base import LaunchSpec
 from burst.providers.ec2 import EC2Provider, user_data
-from burst.providers.ec2_node import terminate_self
 from burst.records import Job
 from tests.awsfaults import REQUEST_LIMIT_EXCEEDED, aws_faults  # noqa: F401  (fixture)
 from tests.motoserver import find_ami, moto_ami, moto_server  # noqa: F401  (fixtures)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from burst.control.jobs import read_jobs
 from burst.errors import UserError
-from burst.jobs import read_jobs
 from tests.conftest import REPO, run_script
 
 

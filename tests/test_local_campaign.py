@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime
 import os
 import signal
 import subprocess
 import sys
+from datetime import datetime
 
 from burst.providers.local import SandboxRegistry
 from tests.conftest import REPO, run_script, status_report, statuses, wait_until, write_campaign

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import boto3
 
-from burst.merge import BURST_COLUMNS, merge
 from burst.protocol import results_prefix
+from burst.results.merge import BURST_COLUMNS, merge
 from burst.storage import Storage, open_storage
 from tests.conftest import REPO, run_script
 from tests.motoserver import moto_server  # noqa: F401  (fixture)

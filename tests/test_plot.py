@@ -11,12 +11,12 @@ import sys
 import numpy as np
 
 from burst import protocol
-from burst.campaign import Campaign
-from burst.campaign_record import load_record
-from burst.plot import STATE_COLOURS, draw_timeline, figure_size, plot_campaign
+from burst.control.campaign import Campaign
+from burst.control.campaign_record import load_record
 from burst.records import Claim, JobStatus, MachineRecord, WorkerRecord, iso_utc
+from burst.results.plot import STATE_COLOURS, draw_timeline, figure_size, plot_campaign
+from burst.results.timeline import campaign_timeline, gather_timeline
 from burst.storage import open_storage
-from burst.timeline import campaign_timeline, gather_timeline
 from tests.conftest import REPO, run_script, status_report
 
 DISPATCHER = str(REPO / "dispatcher.py")
@@ -222,5 +222,5 @@ def test_an_empty_bucket_draws_a_picture_that_says_so(tmp_path):
 
 
 def test_other_commands_do_not_import_matplotlib():
-    code = "import sys, burst.plot, burst.timeline; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, burst.results.plot, burst.results.timeline; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

@@ -9,7 +9,7 @@ import shlex
 import subprocess
 import sys
 
-from tests.conftest import REPO, run_script, write_campaign, wait_until
+from tests.conftest import REPO, run_script, wait_until, write_campaign
 
 DISPATCHER = str(REPO / "dispatcher.py")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from burst import protocol
-from burst.bucket_view import BucketView, HeldClaim
-from burst.reconcile import Policy, World, decide
+from burst.control.decide import Policy, World, decide
+from burst.node.bucket_view import BucketView, HeldClaim
 from burst.records import Claim, InstanceInfo, Job, JobStatus, MachineRecord, WorkerRecord
 
 NOW = 1_000_000.0
@@ -85,9 +85,9 @@ def test_a_worker_finishing_while_the_bucket_is_read_never_causes_a_launch(tmp_p
     import dataclasses
     import json
 
-    from burst import claims
-    from burst.bucket_view import RecordCache, read_bucket
-    from burst.status_store import save_status
+    from burst.node import claims
+    from burst.node.bucket_view import RecordCache, read_bucket
+    from burst.node.status_store import save_status
     from burst.storage.localdir import LocalDirStorage
 
     worker = WorkerRecord(id="i-1", instance_type="t3.micro", slots=1, state="working")

@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from burst.download import MANIFEST_NAME, download_all, local_path
+from burst.results.download import MANIFEST_NAME, download_all, local_path
 from burst.storage import open_storage
 from burst.storage.s3 import MiB, S3Storage
 from tests.awsfaults import aws_faults  # noqa: F401  (fixture)

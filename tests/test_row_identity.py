@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from burst.bucket_view import HeldClaim
+from burst.node.bucket_view import HeldClaim
 from tests.conftest import REPO, run_script, status_report, statuses, wait_until, write_campaign
 
 DISPATCHER = str(REPO / "dispatcher.py")
@@ -112,7 +112,8 @@ def test_a_running_row_that_changed_is_stopped_and_runs_again_as_changed(tmp_pat
 
 
 def test_reopen_releases_only_the_attempt_it_was_told_and_starts_a_new_run(tmp_path):
-    from burst import claims, protocol
+    from burst import protocol
+    from burst.node import claims
     from burst.records import Claim
     from burst.storage.localdir import LocalDirStorage
 
@@ -136,7 +137,7 @@ def test_reopen_releases_only_the_attempt_it_was_told_and_starts_a_new_run(tmp_p
 
 
 def test_a_rerun_keeps_the_rows_of_other_job_files_and_drops_rows_removed_from_its_own(tmp_path):
-    from burst.campaign_record import CampaignRecord, merge_rows
+    from burst.control.campaign_record import CampaignRecord, merge_rows
     from burst.providers import ProviderOptions
     from burst.records import Job
 

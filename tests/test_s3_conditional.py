@@ -14,7 +14,7 @@ import pytest
 
 from burst.storage import KeyNotFound, PreconditionFailed, Storage, UploadNotVerified
 from burst.storage.localdir import LocalDirStorage
-from burst.storage.s3 import MiB, BucketNotFound, S3Storage, expected_etag
+from burst.storage.s3 import BucketNotFound, MiB, S3Storage, expected_etag
 from tests.awsfaults import FaultRule, aws_faults  # noqa: F401  (fixture)
 from tests.motoserver import moto_server  # noqa: F401  (fixture)
 

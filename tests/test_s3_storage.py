@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from burst.storage import KeyNotFound, StoredObject, UploadNotVerified, open_storage
-from burst.storage.s3 import MiB, BucketNotFound, S3Storage, expected_etag
+from burst.storage.s3 import BucketNotFound, MiB, S3Storage, expected_etag
 from tests.motoserver import moto_server  # noqa: F401  (fixture)
 
 BUCKET = "burst-test-bucket"

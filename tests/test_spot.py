@@ -17,9 +17,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from burst.ledger import cost_line
-from burst.providers import ProviderOptions
-from burst.providers import ec2_spot
+from burst.control.ledger import cost_line
+from burst.providers import ProviderOptions, ec2_spot
 from burst.providers.base import LaunchSpec
 from burst.providers.ec2 import EC2Provider
 from tests.awsfaults import INSUFFICIENT_INSTANCE_CAPACITY, aws_faults  # noqa: F401  (fixture)
@@ -172,7 +171,7 @@ def test_an_interruption_notice_reruns_its_row_elsewhere_and_costs_add_up(tmp_pa
 
 
 def test_the_ledger_line_adds_rows_and_overhead():
-    from burst.ledger import Ledger, MachineCost
+    from burst.control.ledger import Ledger, MachineCost
 
     ledger = Ledger(machines=[
         MachineCost("i-1", "c5.large", "spot", 0.36, "2026-11-22T10:00:00+00:00", "2026-11-22T11:00:00+00:00",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
-import shutil
 import shlex
+import shutil
 import stat
+import sys
 import threading
 import time
 import uuid
@@ -382,7 +382,7 @@ def test_host_keys_are_known_by_machine_so_a_reused_address_is_a_new_machine(ssh
 
 
 def test_the_dispatchers_shell_lines_quote_hostile_values(node, sshd_server):
-    from burst.node_scripts import probe_command, start_worker_command
+    from burst.control.bundle import probe_command, start_worker_command
 
     folder = f"burst-test-quoting-{uuid.uuid4().hex[:8]}"  # in the login home: only this folder is ours
     hostile = f"{folder}/x$(touch PWNED1)`touch PWNED2`;touch PWNED3 'q\"/job/i-1"

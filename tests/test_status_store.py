@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from burst.node.status_store import load_status, save_status
 from burst.records import JobStatus
-from burst.status_store import load_status, save_status
 from burst.storage import open_storage
 
 

@@ -8,8 +8,8 @@ import shlex
 
 from rich.console import Console
 
+from burst.cli.tables import print_status
 from burst.records import JobStatus
-from burst.status import print_status
 from tests.conftest import REPO, run_script, write_campaign
 
 LONG_NOTE = ("command exited with status 1: Traceback (most recent call last): a long Python error that would "

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 from burst.errors import UserError
 from burst.providers.aws_names import _code, _message
 
+
 def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]]) -> bool:
     """Create the private bucket if needed; returns True when created now."""
     kwargs: dict[str, Any] = {"Bucket": bucket}

@@ -18,7 +18,6 @@ from burst.errors import UserError
 from burst.providers.aws_names import _BAD_CREDENTIAL_CODES, CLIENT_CONFIG, DEFAULT_REGION, _code, _message
 
 
-
 def credentials_help(detail: str, profile: str | None = None) -> UserError:
     which = f"the AWS profile {profile!r}" if profile else "the default AWS credentials"
     return UserError(

@@ -15,9 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from burst.errors import UserError
+from burst.errors import UserError, command_name
 from burst.providers.aws_names import SSH_PORT, _code, key_file_path, key_pair_name, security_group_name
-from burst.console import command_name
 
 CHECKIP_URL = "https://checkip.amazonaws.com"  # only asked when no --ssh-cidr is given
 CHECKIP_TIMEOUT = 5.0

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from burst.providers.aws_names import _code, node_role_name
 
+
 def trust_policy() -> dict[str, Any]:
     return {
         "Version": "2012-10-17",

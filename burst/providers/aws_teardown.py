@@ -9,12 +9,19 @@ from typing import Any, Callable
 import boto3
 from botocore.exceptions import ClientError
 
-from burst.errors import BurstError
-from burst.retry import backoff
+from burst.errors import BurstError, command_name
 from burst.providers.aws_credentials import check_credentials, make_session
 from burst.providers.aws_firewall import find_security_group
-from burst.providers.aws_names import CLIENT_CONFIG, _code, key_file_path, key_pair_name, node_role_name, security_group_name
-from burst.console import command_name
+from burst.providers.aws_names import (
+    CLIENT_CONFIG,
+    _code,
+    key_file_path,
+    key_pair_name,
+    node_role_name,
+    security_group_name,
+)
+from burst.retry import backoff
+
 
 def teardown(
     job: str,

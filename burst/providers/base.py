@@ -6,13 +6,16 @@ a dispatcher that died leaks nothing that ``list({"job": ...})`` cannot find.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from burst.pricing import PriceBook
-from burst.quotas import QuotaNeed
-from burst.records import InstanceInfo, Job
+from burst.providers.pricing import PriceBook
+from burst.providers.quotas import QuotaNeed
+from burst.records import InstanceInfo, Job, from_known_fields
 from burst.transport.base import Transport
 
 
@@ -126,3 +129,32 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Release clients and connections."""
+
+
+def burst_home() -> Path:
+    """``$BURST_HOME`` or ``~/.burst``: campaign records, local sandboxes and buckets."""
+    return Path(os.environ.get("BURST_HOME") or Path.home() / ".burst").expanduser()
+
+
+@dataclass
+class ProviderOptions:
+    """Provider settings from the command line; saved in the campaign record (JSON)."""
+
+    region: str | None = None
+    profile: str | None = None
+    ssh_cidr: str | None = None
+    allow_wide_ssh: bool = False  # --allow-wide-ssh: an --ssh-cidr wider than /16 (/48) is meant
+    max_hours: float = 24.0
+    user: str = "ubuntu"
+    ssh_config: str | None = None
+    bucket: str | None = None  # bucket name; default: the job name
+    node_root: str = "burst"
+    market: str = "on-demand"  # on-demand | spot (falls back to on-demand) | spot-only (waits for spot)
+    key_dir: str = field(default_factory=lambda: str(Path.home() / ".ssh"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProviderOptions":
+        return from_known_fields(cls, data)

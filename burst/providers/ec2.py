@@ -16,7 +16,7 @@ quota errors end the machines this provider launched and raise ``UserError``.
 The checks before a launch (AMI, instance types and their architectures,
 Marketplace subscription) are in ``burst.providers.ec2_checks``.
 
-The module imports boto3 only (the worker's own call is in ``ec2_node``);
+The module imports boto3 only (the worker's own call is in ``burst.node.ending``);
 paramiko comes in with ``transport()``.
 """
 
@@ -30,21 +30,19 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import ClientError, WaiterError
 
-from burst.errors import BurstError, UserError
-from burst.failures import live_sentence
+from burst.errors import BurstError, UserError, command_name, live_sentence
 from burst.providers import aws_setup, ec2_checks, ec2_spot
-from burst.providers.ec2_spot import SpotRefused
-from burst.providers.ec2_userdata import user_data
 from burst.providers.base import LaunchSpec, Provider, ShellCommand
 from burst.providers.ec2_checks import _chunks, _code, _message
-from burst.pricing import PriceBook, read_prices
-from burst.quotas import QuotaNeed, read_quotas
+from burst.providers.ec2_spot import SpotRefused
+from burst.providers.ec2_userdata import user_data
+from burst.providers.pricing import PriceBook, read_prices
+from burst.providers.quotas import QuotaNeed, read_quotas
 from burst.records import InstanceInfo, Job
 from burst.retry import REPORT_EVERY, aws_config, backoff, wait_saying
-from burst.console import command_name
 
 if TYPE_CHECKING:
-    from burst.providers import ProviderOptions
+    from burst.providers.base import ProviderOptions
     from burst.transport.base import Transport
 
 MAX_PER_RUN = 100  # machines per RunInstances call (MinCount=MaxCount: all or nothing)

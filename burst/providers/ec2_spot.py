@@ -1,7 +1,7 @@
 """Spot machines on EC2: the market options, what AWS answers when it has none, and what burst does then.
 
 ``--spot`` asks for one-time spot machines that AWS terminates on interruption
-(the worker sees the notice and gives its rows back; see ``burst.spot_notice``).
+(the worker sees the notice and gives its rows back; see ``burst.node.spot_notice``).
 When AWS refuses spot machines (no capacity, price, count), ``--spot`` launches
 those on-demand and says so; ``--spot-only`` launches none this round and asks
 again later, with growing pauses, saying so each time.
@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from burst.providers.ec2 import EC2Provider
+from typing import Any
 
 # one-time spot requests, ended (never stopped or hibernated) on interruption: the rows run elsewhere
 SPOT_MARKET_OPTIONS = {"MarketType": "spot",
@@ -46,7 +43,7 @@ class SpotWait:
         return delay
 
 
-def launch_spot(provider: "EC2Provider", params: dict[str, Any], count: int) -> list[str]:
+def launch_spot(provider: Any, params: dict[str, Any], count: int) -> list[str]:
     """Spot machines; when AWS refuses them, on-demand ones (``--spot``) or none this round (``--spot-only``)."""
     kind = params["InstanceType"]
     wait = provider.spot_waits.get(kind)

@@ -1,120 +1,20 @@
 """AMI=local: every "instance" is a sandbox on this machine.
 
-A sandbox is a folder used as ``HOME`` (``$BURST_HOME/instances/<id>/``) and the
-processes started in it, which all carry ``BURST_INSTANCE_ID=<id>`` in their
-environment and run in sessions of their own. The registry of sandboxes is one
-JSON file, read and written under an exclusive ``flock`` and replaced
-atomically, so dispatchers, agents and ``burst status`` may use it at once.
+A sandbox is a folder used as ``HOME`` and the processes started in it; its
+registry and how it ends live in ``burst.node.sandbox`` (the worker ends its own).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import shutil
-import signal
 import sys
-import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from burst.atomic import write_atomically
-from burst.node_config import NodeConfig
+from burst.node.sandbox import LIVE, SandboxRegistry, end_sandbox
 from burst.providers.base import LaunchSpec, Provider, ShellCommand
 from burst.records import InstanceInfo, utc_now
-from burst.transport.local import INSTANCE_MARKER, LocalTransport
-
-LIVE = "running"
-TERMINATED = "terminated"
-
-
-class SandboxRegistry:
-    """``$BURST_HOME/instances/registry.json``: id -> {job, tag, instance_type, state, ...}."""
-
-    def __init__(self, burst_home: Path):
-        self.folder = Path(burst_home) / "instances"
-        self.path = self.folder / "registry.json"
-
-    @contextmanager
-    def locked(self) -> Iterator[dict]:
-        """Yield the registry for reading and changing; saved atomically on exit."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / "registry.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                data = json.loads(self.path.read_text()) if self.path.exists() else {}
-                before = json.dumps(data, sort_keys=True)
-                yield data
-                if json.dumps(data, sort_keys=True) != before:
-                    write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def home_of(self, instance_id: str) -> Path:
-        return self.folder / instance_id
-
-
-def _processes_of(instance_id: str) -> list[int]:
-    """Pids of this machine's processes that carry the sandbox's marker."""
-    marker = f"{INSTANCE_MARKER}={instance_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue  # gone, or not ours to read
-    return found
-
-
-def kill_sandbox_processes(instance_id: str, grace_seconds: float = 3.0) -> None:
-    """End every process of the sandbox: SIGTERM, then SIGKILL what is left after the grace time.
-
-    Whole process groups are signalled, so background and ``nohup`` children of a
-    command go with it (they keep the marker even after ``setsid``). The caller is
-    spared when it is of the sandbox itself (the worker ending its own machine):
-    the rest of its group is signalled process by process, and the worker exits
-    by itself right after.
-    """
-    me = os.getpid()
-    own_group = os.getpgrp()
-
-    def targets() -> tuple[set[int], set[int]]:
-        groups, own = set(), set()
-        for pid in _processes_of(instance_id):
-            if pid == me:
-                continue
-            try:
-                group = os.getpgid(pid)
-            except ProcessLookupError:
-                continue
-            (own if group == own_group else groups).add(pid if group == own_group else group)
-        return groups, own
-
-    deadline = time.monotonic() + grace_seconds
-    sent_kill = False
-    while True:
-        groups, own = targets()
-        if not groups and not own:
-            return
-        if time.monotonic() >= deadline:
-            if sent_kill:
-                return  # unkillable leftovers (zombies): nothing more we can do
-            sig, sent_kill = signal.SIGKILL, True
-        else:
-            sig = signal.SIGTERM
-        for send, ids in ((os.killpg, groups), (os.kill, own)):
-            for target in ids:
-                try:
-                    send(target, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        time.sleep(0.1)
+from burst.transport.local import LocalTransport
 
 
 class LocalProvider(Provider):
@@ -193,13 +93,7 @@ class LocalProvider(Provider):
             ]
 
     def terminate(self, ids: list[str]) -> None:
-        with self.registry.locked() as registry:
-            for instance_id in ids:
-                if instance_id in registry:
-                    registry[instance_id]["state"] = TERMINATED
-                    registry[instance_id]["terminated"] = utc_now()
-        for instance_id in ids:
-            kill_sandbox_processes(instance_id)
+        end_sandbox(self.burst_home, ids)
 
     def shell_command(self, instance: InstanceInfo, workdir: str, command: str | None = None) -> ShellCommand:
         """bash in the sandbox (its HOME, its marker, so ``terminate`` ends what it starts)."""
@@ -211,7 +105,3 @@ class LocalProvider(Provider):
     def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> LocalTransport:
         return LocalTransport(self.registry.home_of(instance.id), instance.id, where=f"sandbox {instance.id}")
 
-
-def terminate_self(config: NodeConfig) -> None:
-    """The agent ends its own sandbox (what TerminateInstances is on EC2)."""
-    LocalProvider(config.job, Path(config.provider_options["burst_home"])).terminate([config.instance_id])

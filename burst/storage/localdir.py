@@ -14,7 +14,13 @@ from urllib.parse import unquote, urlparse
 
 from burst.atomic import TEMP_SUFFIX, write_atomically
 from burst.storage.base import (
-    DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified, sha256_of,
+    DownloadDone,
+    KeyNotFound,
+    PreconditionFailed,
+    Storage,
+    StoredObject,
+    UploadNotVerified,
+    sha256_of,
 )
 
 

@@ -9,7 +9,7 @@ s3transfer writes each file under a temporary name and renames it when complete.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.exceptions import ClientError
@@ -18,14 +18,11 @@ from s3transfer.subscribers import BaseSubscriber
 from burst.storage.base import DownloadDone, StoredObject
 from burst.storage.s3_client import POOL_WORKERS
 
-if TYPE_CHECKING:
-    from burst.storage.s3 import S3Storage
-
 
 class _Listed(BaseSubscriber):
     """Tells s3transfer the listed size and ETag of one object and reports its end."""
 
-    def __init__(self, obj: StoredObject, on_done: DownloadDone, storage: "S3Storage"):
+    def __init__(self, obj: StoredObject, on_done: DownloadDone, storage: Any):
         self.obj, self.report, self.storage = obj, on_done, storage
 
     def on_queued(self, future, **kwargs) -> None:
@@ -43,9 +40,13 @@ class _Listed(BaseSubscriber):
         self.report(self.obj, error)
 
 
-def download_listed(storage: "S3Storage", items: list[tuple[StoredObject, Path]], on_done: DownloadDone,
+def download_listed(storage: Any, items: list[tuple[StoredObject, Path]], on_done: DownloadDone,
                     workers: int) -> None:
-    """``S3Storage.download_many``: every object through one manager on the storage's client."""
+    """``S3Storage.download_many``: every object through one manager on the storage's client.
+
+    ``storage`` is that S3Storage (its client, bucket, prefix and part sizes); not
+    imported here, so that s3.py may import this module and not the other way round.
+    """
     if not items:
         return
     config = TransferConfig(

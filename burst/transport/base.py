@@ -12,11 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-TAIL_LINES = 20
-
-
-def tail(text: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+from burst.protocol import TAIL_LINES, tail  # noqa: F401  (the transports' results show tails)
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from burst.protocol import INSTANCE_MARKER
 from burst.transport.base import Result, Transport
 
-# Every process of a sandbox carries this variable: terminate finds them by it.
-INSTANCE_MARKER = "BURST_INSTANCE_ID"
 # All a sandbox gets of the dispatcher's environment, as an EC2 machine gets none of it:
 # never AWS_* or any other credential. The burst variables come from node.env, with --env.
 PASSED_THROUGH = ("PATH", "LANG", "TERM", "USER")

@@ -25,10 +25,16 @@ from pathlib import Path
 
 import paramiko
 
+from burst.retry import backoff
 from burst.transport.base import SKIPPED_NAMES, Result, Transport
 from burst.transport.ssh_target import SSHError, SSHTarget, resolve_target
-from burst.retry import backoff
-from burst.transport.ssh_trust import _ensure_known_hosts, _load_host_keys, _KeyFiles, _known_hosts_lock, _TrustOnFirstUse
+from burst.transport.ssh_trust import (
+    _ensure_known_hosts,
+    _KeyFiles,
+    _known_hosts_lock,
+    _load_host_keys,
+    _TrustOnFirstUse,
+)
 
 __all__ = [
     "SSHAuthenticationFailed",

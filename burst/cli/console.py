@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
 
-from burst.errors import BurstError, UserError
+from burst.errors import BurstError, UserError, command_name
 
 console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False)
-
-
-def command_name() -> str:
-    """How to call burst in the commands we suggest: ``burst`` when it was called so, else
-    ``python -m burst`` (which works in a checkout too, where there is no ``burst`` command)."""
-    return "burst" if Path(sys.argv[0]).name == "burst" else "python -m burst"
 
 
 def report(message: str) -> None:
@@ -36,7 +29,7 @@ def run_entry(main: Callable[[list[str] | None], int], argv: list[str] | None = 
         errors.print(f"failed: {error}", markup=False, soft_wrap=True)
         return error.exit_status
     except Exception as error:
-        from burst.failures import aws_failure, is_aws_error
+        from burst.cli.failures import aws_failure, is_aws_error
 
         if not is_aws_error(error):
             raise

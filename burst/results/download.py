@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
-from burst.console import console
+from rich.console import Console
+
 from burst.storage import Storage, StoredObject
 
 MANIFEST_NAME = ".burst-download.json"
@@ -59,6 +60,7 @@ def local_path(target: Path, key: str) -> tuple[Path | None, str]:
 @contextmanager
 def _progress(total: int) -> Iterator[Callable[[int], None]]:
     """A transient progress bar of ``total`` bytes on a terminal; nothing (and no cost) otherwise."""
+    console = Console(stderr=True)
     if not total or not console.is_terminal:
         yield lambda size: None
         return

@@ -17,12 +17,12 @@ import time
 from typing import TextIO
 
 from burst import protocol
-from burst.campaign import Campaign
+from burst.cli.console import command_name
+from burst.control.campaign import Campaign
 from burst.errors import UserError
+from burst.node.status_store import load_status
 from burst.records import InstanceInfo
-from burst.status_store import load_status
 from burst.storage import KeyNotFound
-from burst.console import command_name
 
 STREAMS = ("stdout", "stderr", "install")
 POLL_SECONDS = 1.0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import burst
 from burst import protocol
-from burst.node_config import NodeConfig
+from burst.node.config import NodeConfig
 from burst.transport.base import SKIPPED_NAMES
 
 PACKAGE_DIR = Path(burst.__file__).resolve().parent
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from burst.worker import main  # noqa: E402
+from burst.node.worker import main  # noqa: E402
 
 sys.exit(main())
 """
@@ -47,7 +47,7 @@ def write_file_command(name: str, value: str) -> str:
 
 
 def setup_script(bootstrap: bool, needs_boto3: bool) -> str:
-    bootstrap_step = f"BURST_NEEDS_BOTO3={'1' if needs_boto3 else '0'} bash agent/burst/bootstrap.sh && " if bootstrap else ""
+    bootstrap_step = f"BURST_NEEDS_BOTO3={'1' if needs_boto3 else '0'} bash agent/burst/node/bootstrap.sh && " if bootstrap else ""
     return f"""#!/bin/bash
 # Written by burst: set this machine up, then (with -d) start its worker.
 cd "$(dirname "$0")" || exit 1

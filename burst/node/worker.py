@@ -26,18 +26,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from burst import claims, protocol, spot_notice
+from burst import protocol
 from burst.atomic import write_atomically
-from burst.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
-from burst.node_config import NodeConfig, lease_seconds, provenance
-from burst.outputs import find_outputs, prepare_results
-from burst.processes import slot_cpus, stop_process_group
+from burst.node import claims, spot_notice
+from burst.node.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
+from burst.node.config import NodeConfig, lease_seconds, provenance
+from burst.node.outputs import find_outputs, prepare_results
+from burst.node.processes import slot_cpus, stop_process_group
+from burst.node.status_store import save_status
+from burst.protocol import tail
 from burst.records import JobStatus, WorkerRecord, iso_utc, row_cost, seconds_since, utc_now
 from burst.retry import retry_call
-from burst.status_store import save_status
 from burst.storage import KeyNotFound, PreconditionFailed, Storage, open_storage
-from burst.transport.base import tail
-
 
 
 def log(message: str) -> None:
@@ -362,7 +362,7 @@ class Worker:
             return 1
         else:
             self._write_record("finished")
-        from burst.node_config import terminate_self
+        from burst.node.ending import terminate_self
 
         try:
             terminate_self(self.config)
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="save_results.py", description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=["work"], help="work: claim and run rows of this machine's type until none are left")
-    parser.add_argument("--node-dir", type=Path, default=Path(__file__).resolve().parents[2],
+    parser.add_argument("--node-dir", type=Path, default=Path(__file__).resolve().parents[3],
                         help="the machine's folder (default: two levels above this file)")
     args = parser.parse_args(argv)
     return work(args.node_dir)

@@ -18,13 +18,12 @@ from typing import Any, Iterator
 
 from burst import __version__
 from burst.atomic import write_atomically
-from burst.errors import UserError
+from burst.errors import UserError, command_name
+from burst.protocol import CAMPAIGN_KEY
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
-from burst.protocol import CAMPAIGN_KEY
 from burst.records import Job, from_known_fields, utc_now
 from burst.storage import Storage, open_storage
-from burst.console import command_name
 
 
 @dataclass
@@ -61,7 +60,7 @@ class CampaignRecord:
     pool: PoolOptions = field(default_factory=PoolOptions)
     env: dict[str, str] = field(default_factory=dict)  # --env: exported before INSTALL.sh and every command
     typed_options: dict[str, Any] = field(default_factory=dict)  # the run options its last run's command line gave
-    used_options: dict[str, Any] = field(default_factory=dict)  # every run option's value in its last run (burst.run_options)
+    used_options: dict[str, Any] = field(default_factory=dict)  # every run option's value in its last run (burst.cli.run_options)
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
     version: str = __version__

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from burst import validate
-from burst.console import report
-from burst.jobs import validate_job_name
-from burst.providers import ProviderOptions
-from burst.providers import aws_setup
+from burst.cli import validate
+from burst.cli.console import report
+from burst.control.jobs import validate_job_name
+from burst.providers import ProviderOptions, aws_setup
 
 
 def build_parser() -> argparse.ArgumentParser:

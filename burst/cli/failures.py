@@ -7,7 +7,7 @@ is lost by such a failure (every step is idempotent and resumable).
 
 from __future__ import annotations
 
-from burst.console import command_name
+from burst.errors import live_sentence
 
 
 def is_aws_error(error: BaseException) -> bool:
@@ -28,12 +28,3 @@ def aws_failure(job: str | None, error: BaseException, live: list[str] | None = 
         return text + " Nothing was changed by the failed call; run the command again."
     return f"{text} {live_sentence(job, live)} Run the same command again to resume where it stopped."
 
-
-def live_sentence(job: str, live: list[str] | None) -> str:
-    """What of the job still runs, from a fresh listing (a message must be true, not remembered)."""
-    if live is None:
-        return f"Machines the job had started may keep running: `{command_name()} status {job}` shows them."
-    if not live:
-        return "No machine of the job is running."
-    return (f"{len(live)} machine(s) of the job keep running and working on rows ({', '.join(live[:5])}"
-            f"{', ...' if len(live) > 5 else ''}): `{command_name()} terminate {job}` ends them.")

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from burst import protocol
-from burst.timeline import MachineLane, RowBar, Timeline, bar_end, campaign_timeline
+from burst.results.timeline import MachineLane, RowBar, Timeline, bar_end, campaign_timeline
 
 STATE_COLOURS = {
     protocol.DONE: "#2ca02c",
@@ -39,7 +39,7 @@ LEGEND_FONT = 8
 
 
 def plot_campaign(campaign, path: Path | str, width: int = WIDTH_PX, height: int | None = None) -> Path:
-    """Draw the timeline of a ``burst.campaign.Campaign`` to ``path`` (PNG); returns the path."""
+    """Draw the timeline of a ``burst.control.campaign.Campaign`` to ``path`` (PNG); returns the path."""
     return draw_timeline(campaign_timeline(campaign), Path(path), width=width, height=height)
 
 

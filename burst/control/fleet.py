@@ -16,21 +16,21 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from burst import claims, protocol
-from burst.bucket_view import RecordCache, read_bucket
-from burst.campaign_record import CampaignRecord
+from burst import protocol
 from burst.concurrency import parallel
+from burst.control.bundle import build_bundle, probe_command, start_setup_command, start_worker_command
+from burst.control.campaign_record import CampaignRecord
+from burst.control.decide import Actions, World
 from burst.errors import BurstError
-from burst.node_config import NodeConfig
-from burst.pricing import LOCAL, ON_DEMAND, PriceBook
-from burst.node_scripts import build_bundle, probe_command, start_setup_command, start_worker_command
+from burst.node import claims
+from burst.node.bucket_view import RecordCache, read_bucket
+from burst.node.config import NodeConfig
+from burst.node.status_store import save_status
 from burst.providers.base import LaunchSpec, Provider
-from burst.reconcile import Actions, World
+from burst.providers.pricing import LOCAL, ON_DEMAND, PriceBook
 from burst.records import InstanceInfo, JobStatus, MachineRecord, seconds_since, utc_now
-from burst.status_store import save_status
 from burst.storage import Storage
 from burst.transport.base import Transport, tail
-
 
 CONNECT_PER_ROUND = 15.0  # seconds one round tries to reach a machine that does not answer yet
 BOOT_TIMEOUT = 900.0  # a machine that no SSH connection reached for this long after launch is failed

@@ -2,7 +2,7 @@
 
 ``decide(world)`` is pure: it reads one snapshot (the bucket's claims, statuses
 and machine records, and the live machines by tag) and returns the actions.
-``burst.fleet`` reads the world and applies them. Level-triggered and idempotent:
+``burst.control.fleet`` reads the world and applies them. Level-triggered and idempotent:
 nothing is remembered between rounds, so a crash anywhere is harmless and any
 later round, by anyone, decides the same.
 """
@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from burst import protocol
-from burst.bucket_view import BucketView, HeldClaim
-from burst.node_config import lease_seconds
+from burst.node.bucket_view import BucketView, HeldClaim
+from burst.node.config import lease_seconds
 from burst.records import InstanceInfo, Job, seconds_since
 
 

@@ -1,7 +1,7 @@
 """The dispatcher's checks of its arguments, run before anything is created (no lock, no record, no AWS call).
 
 Each check raises ``UserError`` with one message that names the value and the
-fix. The job file and the job name are checked in ``burst.jobs``; what only AWS
+fix. The job file and the job name are checked in ``burst.control.jobs``; what only AWS
 can answer (does the AMI exist, are the instance types offered) in the
 provider's ``validate``.
 """

@@ -11,17 +11,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from burst import __version__
-from burst.arguments import Parser
-from burst.campaign import Campaign
-from burst.campaign_record import load_record, record_path, timeline_path
-from burst.console import command_name, console, errors, report
+from burst import __version__, protocol
+from burst.cli.arguments import Parser
+from burst.cli.console import command_name, console, errors, report
+from burst.cli.remote_access import STREAMS, follow, shell
+from burst.cli.tables import exit_status, print_machines, print_status, status_json
+from burst.control.campaign import Campaign
+from burst.control.campaign_record import load_record, record_path, timeline_path
+from burst.control.ledger import cost_by_machine, cost_by_type, cost_line
 from burst.errors import UserError
-from burst import protocol
-from burst.remote_access import STREAMS, follow, shell
-from burst.plot import plot_campaign
-from burst.ledger import cost_by_machine, cost_by_type, cost_line
-from burst.status import exit_status, print_machines, print_status, status_json
+from burst.results.plot import plot_campaign
 from burst.storage import KeyNotFound
 
 
@@ -30,7 +29,7 @@ def build_parser(prog: str = "burst") -> argparse.ArgumentParser:
                     epilog=f"`{prog} COMMAND --help` tells more of each command.")
     parser.add_argument("--version", action="version", version=f"burst {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, text in DELEGATED_HELP.items():  # parsed by their own modules (burst.cli); listed here for --help
+    for name, text in DELEGATED_HELP.items():  # parsed by their own modules (burst.cli.main); listed here for --help
         sub.add_parser(name, help=text, add_help=False)
     status = sub.add_parser("status", help="table of every row (state, exit code, attempt, machine, slot, heartbeat) and machine; reconciles first")
     status.add_argument("job", help="the job name (as given to `run`)")

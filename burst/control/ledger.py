@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from rich.table import Table
 
-from burst.reconcile import World
-from burst.records import JobStatus, MachineRecord, WorkerRecord, iso_utc, seconds_since, utc_now
+from burst.control.decide import World
+from burst.records import JobStatus, machine_end, seconds_since
 
 
 @dataclass
@@ -61,25 +61,6 @@ class Ledger:
     @property
     def unpriced(self) -> list[str]:
         return [m.id for m in self.machines if m.price_per_hour is None]
-
-
-def machine_end(record: MachineRecord | None, worker: tuple[WorkerRecord, float] | None, live: bool,
-                now: float) -> tuple[str, float]:
-    """When a machine stopped costing, as ``(ISO time, epoch seconds)``; ``("", now)`` while it is live.
-
-    Ended by the dispatcher (its record says when), or else, once gone, at its
-    worker's last word (``worker``: the record and its object's last write; a
-    worker that finished or was interrupted ends its machine right after), or
-    else at its record's last update. The ledger and the timeline share this rule.
-    """
-    if record is not None and record.ended:
-        return record.ended, now - seconds_since(record.ended, now)
-    if live:
-        return "", now
-    if worker is not None:  # ended itself after its last write (finished, or interrupted)
-        return iso_utc(worker[1]), worker[1]
-    updated = record.updated if record is not None else utc_now()
-    return updated, now - seconds_since(updated, now)
 
 
 def make_ledger(world: World, rows: dict[str, JobStatus], now: float | None = None) -> Ledger:

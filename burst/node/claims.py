@@ -18,7 +18,7 @@ import json
 import uuid
 
 from burst import protocol
-from burst.bucket_view import HeldClaim
+from burst.node.bucket_view import HeldClaim
 from burst.records import Claim, utc_now
 from burst.storage.base import KeyNotFound, PreconditionFailed, Storage
 

@@ -14,10 +14,10 @@ from typing import Callable
 
 from rich.table import Table
 
+from burst.control.ledger import money
 from burst.errors import UserError
-from burst.ledger import money
-from burst.pricing import LOCAL, ON_DEMAND, SPOT, PriceBook
-from burst.quotas import QuotaNeed, quota_class
+from burst.providers.pricing import LOCAL, ON_DEMAND, SPOT, PriceBook
+from burst.providers.quotas import QuotaNeed, quota_class
 
 SPOT_MARKETS = ("spot", "spot-only")
 

@@ -81,11 +81,3 @@ def provenance() -> dict:
         "python": platform.python_version(),
     }
 
-
-def terminate_self(config: NodeConfig) -> None:
-    """The worker ends its own machine (TerminateInstances on EC2; the sandbox's processes locally)."""
-    if config.provider == "local":
-        from burst.providers.local import terminate_self as end
-    else:
-        from burst.providers.ec2_node import terminate_self as end
-    end(config)

@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections import Counter
-import dataclasses
 from pathlib import Path
 
-from burst.campaign import Campaign
-from burst.campaign_record import CampaignRecord, PoolOptions, dispatcher_lock, load_record, merge_rows, record_path, timeline_path
-from burst.console import command_name, console, report
-from burst.cost_plan import SPOT_MARKETS, CampaignPlan, confirm, make_plan, plan_summary, plan_table, quota_needs
+from burst.cli import validate
+from burst.cli.arguments import Parser, non_negative_int, positive_float, positive_int, slots
+from burst.cli.console import command_name, console, report
+from burst.cli.failures import aws_failure, is_aws_error
+from burst.cli.progress import LiveProgress, summary
+from burst.cli.run_options import CONFIG_NAME, RunOptions, resolve, user_config_path
+from burst.cli.tables import campaign_succeeded, print_status
+from burst.control.campaign import Campaign
+from burst.control.campaign_record import (
+    CampaignRecord,
+    PoolOptions,
+    dispatcher_lock,
+    load_record,
+    merge_rows,
+    record_path,
+    timeline_path,
+)
+from burst.control.cost_plan import (
+    SPOT_MARKETS,
+    CampaignPlan,
+    confirm,
+    make_plan,
+    plan_summary,
+    plan_table,
+    quota_needs,
+)
+from burst.control.jobs import read_jobs, validate_job_name
+from burst.control.ledger import money
 from burst.errors import BurstError, UserError
-from burst.failures import aws_failure, is_aws_error
-from burst.jobs import read_jobs, validate_job_name
-from burst.records import Job
 from burst.providers import ProviderOptions, burst_home, make_provider
-from burst.ledger import money
-from burst.pricing import PriceBook, remember_prices
 from burst.providers.base import Provider
-from burst.plot import plot_campaign
-from burst.progress import LiveProgress, summary
-from burst.status import campaign_succeeded, print_status
-from burst.arguments import Parser, non_negative_int, positive_float, positive_int, slots
-from burst.run_options import CONFIG_NAME, RunOptions, resolve, user_config_path
-from burst import validate
+from burst.providers.pricing import PriceBook, remember_prices
+from burst.records import Job
+from burst.results.plot import plot_campaign
+
 
 def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
     parser = Parser(

@@ -1,4 +1,4 @@
-"""``get_s3_files.py JOB DIR [--merge]``: download a job's bucket (``burst.download``), merge its result CSVs (``burst.merge``).
+"""``get_s3_files.py JOB DIR [--merge]``: download a job's bucket (``burst.results.download``), merge its result CSVs (``burst.results.merge``).
 
 pandas is imported only for ``--merge``.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from burst.arguments import Parser
-from burst.console import errors, report
-from burst.download import DownloadReport, download_all
+from burst.cli.arguments import Parser
+from burst.cli.console import errors, report
 from burst.errors import BurstError, UserError
+from burst.results.download import DownloadReport, download_all
 from burst.storage import KeyNotFound, Storage, open_storage
 
 MERGED_NAME = "results.csv"
@@ -32,7 +32,7 @@ def build_parser(prog: str = "get_s3_files.py") -> argparse.ArgumentParser:
 def open_bucket(job: str, region: str | None) -> Storage:
     """The job's bucket, by campaign name or URL; a URL burst cannot read is a UserError."""
     if "://" not in job:
-        from burst.campaign_record import load_record  # providers and all: only for a job name
+        from burst.control.campaign_record import load_record  # providers and all: only for a job name
 
         return load_record(job).storage()
     try:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None, prog: str = "get_s3_files.py") -> int:
     report(f"downloaded {result.downloaded} file(s) into {args.dir}"
            + (f", {result.skipped} already complete" if result.skipped else ""))
     if args.merge:
-        from burst.merge import merge
+        from burst.results.merge import merge
 
         merged = merge(args.dir)
         for message in merged.warnings:

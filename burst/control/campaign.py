@@ -13,17 +13,16 @@ from collections import Counter
 from typing import Callable
 
 from burst import protocol
-from burst.campaign_record import CampaignRecord
-from burst.errors import BurstError
-from burst.fleet import Fleet
-from burst.ledger import Ledger, make_ledger
-from burst.pricing import PriceBook
+from burst.control.campaign_record import CampaignRecord
+from burst.control.decide import Actions, Policy, Rerun, World, decide
+from burst.control.fleet import Fleet
+from burst.control.ledger import Ledger, make_ledger
+from burst.errors import BurstError, command_name
 from burst.providers.base import Provider
-from burst.reconcile import Actions, Policy, Rerun, World, decide
+from burst.providers.pricing import PriceBook
 from burst.records import JobStatus
 from burst.retry import backoff
 from burst.storage import Storage
-from burst.console import command_name
 
 STORAGE_PATIENCE = 600.0  # seconds of failing rounds (storage or cloud down) before --wait gives up
 

@@ -14,10 +14,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from burst.cli.console import command_name
+from burst.cli.tables import STATE_STYLE, count_states
 from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
 from burst.records import JobStatus, seconds_since
-from burst.status import STATE_STYLE, count_states
-from burst.console import command_name
 
 SETTING_UP = ("launched", "installing", "ready")
 

@@ -3,7 +3,7 @@
 Gathered from one listing of the bucket (machine and worker records, each row's
 status and its earlier attempts' ``<tag>/attempts/<n>/status.json``, the running claims)
 and, optionally, the ids of the machines still alive. No matplotlib here:
-``burst.plot`` draws a ``Timeline``; this module is what the tests check.
+``burst.results.plot`` draws a ``Timeline``; this module is what the tests check.
 
 Times are epoch seconds. Some are guessed, and say so (``RowBar.estimated``):
 an attempt lost with its machine has a status written by the dispatcher, with
@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from burst import protocol
-from burst.bucket_view import BucketView, HeldClaim, RecordCache
 from burst.concurrency import parallel
-from burst.ledger import machine_end
-from burst.records import Claim, JobStatus, MachineRecord, WorkerRecord, epoch
+from burst.node.bucket_view import BucketView, HeldClaim, RecordCache
+from burst.records import Claim, JobStatus, MachineRecord, WorkerRecord, epoch, machine_end
 from burst.storage.base import Storage, StoredObject
 
 NOT_MACHINES = ("", "dispatcher")  # an attempt "run" by these never ran: the dispatcher failed the row
@@ -326,6 +325,6 @@ def _place_estimated(lane: MachineLane, now: float) -> None:
 
 
 def campaign_timeline(campaign) -> Timeline:
-    """The timeline of a ``burst.campaign.Campaign``: its bucket, its rows, and which machines its provider sees alive."""
+    """The timeline of a ``burst.control.campaign.Campaign``: its bucket, its rows, and which machines its provider sees alive."""
     live = {instance.id for instance in campaign.provider.list({"job": campaign.record.job})}
     return gather_timeline(campaign.storage, campaign.record.job, campaign.record.tags, live, cache=campaign.fleet.cache)
