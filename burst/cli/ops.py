@@ -31,11 +31,13 @@ def build_parser(prog: str = "burst") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in DELEGATED_HELP.items():  # parsed by their own modules (burst.cli.main); listed here for --help
         sub.add_parser(name, help=text, add_help=False)
-    status = sub.add_parser("status", help="table of every row (state, exit code, attempt, machine, slot, heartbeat) and machine; reconciles first")
+    status = sub.add_parser("status", help="table of every row (state, exit code, attempt, machine, slot, heartbeat) and machine, or a summary when they are more than fit; reconciles first")
     status.add_argument("job", help="the job name (as given to `run`)")
     status.add_argument("--json", action="store_true", help="print the status records as JSON")
     status.add_argument("--cost", action="store_true", help="also print the cost per instance type and per machine")
     status.add_argument("--wide", action="store_true", help="every column, notes unabridged (wider than the terminal)")
+    status.add_argument("--all", dest="every_row", action="store_true",
+                        help="a line for every row and machine, even when they are more than fit the screen (then a summary is shown)")
     cost = sub.add_parser("cost", help="what the campaign cost so far: per instance type and per machine")
     cost.add_argument("job", help="the job name (as given to `run`)")
     logs = sub.add_parser("logs", help="print a row's install, stdout and stderr logs")
@@ -78,7 +80,7 @@ def _campaign(job: str) -> Campaign:
     return Campaign(record, provider, record.storage(provider), report=_note)
 
 
-def cmd_status(job: str, as_json: bool, with_cost: bool = False, wide: bool = False) -> int:
+def cmd_status(job: str, as_json: bool, with_cost: bool = False, wide: bool = False, every_row: bool = False) -> int:
     """Reconcile (requeue lost rows, end stray machines; never launch), then show every row and machine.
 
     Exits 0 when every row is done, 1 when any failed or was interrupted, 3 while rows are still to run.
@@ -92,8 +94,9 @@ def cmd_status(job: str, as_json: bool, with_cost: bool = False, wide: bool = Fa
     if as_json:
         print(status_json(job, tags, rows, machines))
         return exit_status(tags, rows)
-    print_status(console, job, tags, rows, wide=wide)
-    print_machines(console, machines, wide=wide)
+    print_status(console, job, tags, rows, wide=wide, every_row=every_row,
+                 types={j.tag: j.instance_type for j in campaign.record.jobs})
+    print_machines(console, machines, wide=wide, every_row=every_row)
     if with_cost:
         _print_cost(ledger)
     report(cost_line(ledger))
@@ -190,7 +193,7 @@ def cmd_cleanup(job: str, yes: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "status":
-        return cmd_status(args.job, args.json, args.cost, args.wide)
+        return cmd_status(args.job, args.json, args.cost, args.wide, args.every_row)
     if args.command == "cost":
         return cmd_cost(args.job)
     if args.command == "logs":

@@ -20,6 +20,7 @@ from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
 from burst.records import JobStatus, seconds_since
 
 SETTING_UP = ("launched", "installing", "ready")
+FAILURES_SAID = 20  # failures printed as they come; the rest are counted in the live line and grouped at the end
 
 
 def _elapsed(seconds: float) -> str:
@@ -48,6 +49,11 @@ class LiveProgress:
         for tag, status in rows.items():
             if status.terminal and status.state != DONE and (tag, status.attempt) not in self.reported:
                 self.reported.add((tag, status.attempt))  # type: ignore[arg-type]
+                if len(self.reported) > FAILURES_SAID:
+                    if len(self.reported) == FAILURES_SAID + 1:
+                        self.console.print("more rows failed: the view at the end groups them by reason",
+                                           markup=False, highlight=False)
+                    continue
                 note = status.note.splitlines()[0] if status.note else ""
                 self.console.print(Text(f"{tag} {status.state}" + (f": {note}" if note else ""),
                                         style=STATE_STYLE.get(status.state, "")))

@@ -283,7 +283,7 @@ def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, pr
             report(f"follow with: {command_name()} status {record.job}")
         return 0
     tags = record.tags
-    print_status(console, record.job, tags, rows)
+    print_status(console, record.job, tags, rows, types={j.tag: j.instance_type for j in record.jobs})
     ledger = campaign.ledger()
     for line in summary(record.job, tags, rows, time.monotonic() - began, f"cost {money(ledger.total_usd)}"):
         report(line)

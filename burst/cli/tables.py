@@ -10,11 +10,14 @@ Colour only reaches a terminal (rich's own detection).
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from burst.cli.console import command_name
+from burst.cli.row_summary import SHARED, print_summary, row_notes, rows_that_fit, shared_lines, shared_notes
 from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
 from burst.records import JobStatus
 
@@ -104,16 +107,17 @@ def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None
 
 
 def notes_below(tags: list[str], statuses: dict[str, JobStatus | None]) -> list[str]:
-    """Every row's whole note, as ``tag: note`` (continuation lines indented)."""
+    """Every row's whole note, as ``tag: note`` (continuation lines indented); a note that
+    several rows share, once, as ``1,000 rows: note``."""
+    shared = shared_notes(tags, statuses)
     lines = []
     for tag in tags:
-        status = statuses.get(tag)
-        note = _note(status) if status is not None else ""
-        if note:
-            first, *rest = note.splitlines()
-            lines.append(f"{tag}: {first}")
-            lines += [f"  {line}" for line in rest]
-    return lines
+        for text in row_notes(statuses.get(tag)):
+            if text not in shared:
+                first, *rest = text.splitlines()
+                lines.append(f"{tag}: {first}")
+                lines += [f"  {line}" for line in rest]
+    return lines + shared_lines(shared)
 
 
 def _out(console: Console, wide: bool) -> Console:
@@ -125,8 +129,15 @@ def _out(console: Console, wide: bool) -> Console:
 
 
 def print_status(console: Console, job: str, tags: list[str], statuses: dict[str, JobStatus | None],
-                 wide: bool = False) -> None:
-    """The table at the console's width, then the full notes."""
+                 wide: bool = False, every_row: bool = False, types: dict[str, str] | None = None) -> None:
+    """The table at the console's width, then the full notes; a summary when the rows are more than fit
+    (``every_row``: the table all the same). ``types``: each row's instance type, for rows with no status yet."""
+    if not every_row and len(tags) > rows_that_fit(console):
+        types = dict(types or {}) | {t: s.instance_type for t, s in statuses.items() if s is not None and s.instance_type}
+        hint = (f"{len(tags):,} rows are more than a screen: `{command_name()} status {job} --all` lists every row, "
+                f"`--json` gives every record.")
+        print_summary(console, job, tags, statuses, types, STATE_STYLE, hint)
+        return
     _out(console, wide).print(status_table(job, tags, statuses, width=console.width, wide=wide))
     for line in notes_below(tags, statuses):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -151,14 +162,30 @@ def machines_table(machines: list[dict], width: int = 80, wide: bool = False) ->
     return table
 
 
-def print_machines(console: Console, machines: list[dict], wide: bool = False) -> None:
-    _out(console, wide).print(machines_table(machines, width=console.width, wide=wide))
-    for machine in machines:
+def print_machines(console: Console, machines: list[dict], wide: bool = False, every_row: bool = False) -> None:
+    """One line per machine, then their notes (a note several machines share, once with its count);
+    when they are more than fit, the counts by state and the live ones only."""
+    shown = machines
+    if not every_row and len(machines) > rows_that_fit(console):
+        states = Counter(m["state"] for m in machines)
+        console.print(f"{len(machines):,} machines: " + ", ".join(f"{n:,} {state}" for state, n in states.most_common()),
+                      markup=False, highlight=False)
+        shown = [m for m in machines if m["live"]]
+        if len(shown) > rows_that_fit(console):
+            console.print(f"{len(shown):,} of them live; the first {rows_that_fit(console)}:", markup=False, highlight=False)
+            shown = shown[:rows_that_fit(console)]
+    if shown:
+        _out(console, wide).print(machines_table(shown, width=console.width, wide=wide))
+    carriers: dict[str, list[str]] = {}
+    for machine in shown:
         if machine["note"]:
-            first, *rest = machine["note"].splitlines()
-            console.print(f"{machine['id']}: {first}", markup=False, highlight=False, soft_wrap=True)
-            for line in rest:
-                console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+            carriers.setdefault(machine["note"], []).append(machine["id"])
+    for note, ids in carriers.items():
+        first, *rest = note.splitlines()
+        who = f"{len(ids):,} machines" if len(ids) >= SHARED else ", ".join(ids)
+        console.print(f"{who}: {first}", markup=False, highlight=False, soft_wrap=True)
+        for line in rest:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def status_json(job: str, tags: list[str], statuses: dict[str, JobStatus | None], machines: list[dict]) -> str:
