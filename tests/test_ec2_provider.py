@@ -577,8 +577,8 @@ def test_nothing_here_reads_instance_metadata_or_shuts_down():
     package = Path(ec2_module.__file__).parents[1]
     sources = {path.relative_to(package).as_posix(): path.read_text() for path in package.rglob("*.py")}
     metadata = {name for name, text in sources.items() if "169.254.169.254" in text}
-    assert metadata == {"spot_notice.py"}
-    assert [line.strip() for line in sources["spot_notice.py"].splitlines() if "169.254.169.254" in line] == [
+    assert metadata == {"node/spot_notice.py"}
+    assert [line.strip() for line in sources["node/spot_notice.py"].splitlines() if "169.254.169.254" in line] == [
         'DEFAULT_ENDPOINT = "http://169.254.169.254/"']
     shutdowns = [(name, line.strip()) for name, text in sources.items() for line in text.splitlines()
                  if re.search(r"\b(shutdown|poweroff|reboot|halt)\s+(-|now|\+)|[\"'](shutdown|poweroff|reboot|halt)[\"']", line)]

@@ -36,7 +36,7 @@ from tests.sshd import (  # noqa: F401  (fixtures)
     write_ssh_config,
 )
 
-BOOTSTRAP = Path(__file__).resolve().parent.parent / "burst" / "bootstrap.sh"
+BOOTSTRAP = Path(__file__).resolve().parent.parent / "burst" / "node" / "bootstrap.sh"
 VENV_BIN = str(Path(sys.executable).parent)
 
 
