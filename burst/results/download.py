@@ -34,27 +34,47 @@ class DownloadReport:
                 + [f"could not download {entry}" for entry in self.failed])
 
 
-def local_path(target: Path, key: str) -> tuple[Path | None, str]:
-    """Where ``key`` goes in ``target``, or ``(None, why)`` when it must not be written at all.
+class Destinations:
+    """Where each key goes in ``target``, or why it must not be written at all.
 
     S3 keys are free text: ``../x``, ``/etc/x`` or ``a//b`` would name a path outside
     the folder, or another key's file. Only keys made of plain '/'-separated names
     are taken, and the resolved path (symlinks in the folder followed) must still be
-    inside ``target``.
+    inside ``target``. Each folder is resolved once (a bucket of 100,000 objects has
+    a few thousand folders), and each file costs one ``lstat``: resolving every path
+    whole was a tenth of a millisecond per object of the download's one Python thread.
     """
-    parts = key.split("/")
-    if key.startswith("/"):
-        return None, "an absolute path"
-    if any(part in ("", ".", "..") for part in parts) or "\0" in key:
-        return None, "empty, '.' or '..' path segments"
-    if key == MANIFEST_NAME:
-        return None, "the name of the download manifest"
-    root = target.resolve()
-    path = root.joinpath(*PurePosixPath(key).parts)
-    resolved = path.resolve()
-    if resolved == root or root not in resolved.parents:
-        return None, f"it resolves to {resolved}, outside {root}"
-    return path, ""
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.root = target.resolve()
+        self._folders: dict[str, Path] = {}
+
+    def _resolved_folder(self, folder: str) -> Path:
+        found = self._folders.get(folder)
+        if found is None:
+            found = self._folders[folder] = (self.root.joinpath(*folder.split("/")) if folder else self.root).resolve()
+        return found
+
+    def place(self, key: str) -> tuple[Path | None, str]:
+        parts = key.split("/")
+        if key.startswith("/"):
+            return None, "an absolute path"
+        if any(part in ("", ".", "..") for part in parts) or "\0" in key:
+            return None, "empty, '.' or '..' path segments"
+        if key == MANIFEST_NAME:
+            return None, "the name of the download manifest"
+        path = self.root.joinpath(*parts)
+        folder = self._resolved_folder("/".join(parts[:-1]))
+        resolved = path.resolve() if os.path.islink(path) else folder / parts[-1]
+        if resolved == self.root or self.root not in resolved.parents:
+            return None, f"it resolves to {resolved}, outside {self.root}"
+        return path, ""
+
+
+def local_path(target: Path, key: str) -> tuple[Path | None, str]:
+    """Where ``key`` goes in ``target``, or ``(None, why)`` (``Destinations``, for one key)."""
+    return Destinations(target).place(key)
 
 
 @contextmanager
@@ -93,8 +113,9 @@ def download_all(storage: Storage, target: Path, workers: int = DOWNLOAD_WORKERS
     known_etags: dict[str, str] = json.loads(manifest.read_text()) if manifest.is_file() else {}
     report = DownloadReport()
     todo: list[tuple[StoredObject, Path]] = []
+    destinations = Destinations(target)
     for obj in storage.list_objects():
-        path, why = local_path(target, obj.key)
+        path, why = destinations.place(obj.key)
         if path is None:
             report.unsafe.append(f"{obj.key!r}: {why}")
         elif _is_complete(path, obj, known_etags):
