@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Union
 
 TEMP_SUFFIX = ".part"
 
-Content = bytes | str | Callable[[BinaryIO], None]
+Content = Union[bytes, str, Callable[[BinaryIO], None]]  # Union, not |: evaluated at import, on Python 3.9 too
 
 
 def write_atomically(target: Path | str, content: Content, exclusive: bool = False) -> os.stat_result:

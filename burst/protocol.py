@@ -96,6 +96,7 @@ WORKER_STARTED = "worker.started"  # written by the worker itself, under its loc
 WORKER_LOCK = "worker.lock"  # held by the live worker (flock)
 WORKER_EXIT = "worker.exit"
 INSTALL_LOG = "logs/install.log"
+NODE_PYTHON = "python.path"  # the interpreter (python3 >= 3.9) the bootstrap found or installed for the worker
 
 # -- what the probe answers (first word of its first line) -----------------------
 P_NEW = "NEW"  # nothing there yet: copy the bundle and start setup

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need on a fresh machine, then runs pytest.
 #   bash scripts/test.sh [pytest arguments]
-# - Debian's openssh-server when sshd is missing (the SSH tests start real sshd processes on 127.0.0.1)
+# - Debian's openssh-server and debootstrap when missing (real sshd processes; a stock Debian 12 userland)
 # - a virtualenv in .venv with requirements-dev.txt (reinstalled when the requirements change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/sbin/sshd ] && ! command -v sshd >/dev/null 2>&1; then
-    echo "scripts/test.sh: installing Debian's openssh-server (sshd) for the SSH tests"
+# Debian packages the tests need: sshd (real SSH servers on 127.0.0.1) and debootstrap (the stock Debian 12
+# userland of tests/stock.py, built once under /var/tmp/burst-test-userlands)
+missing=()
+[ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing+=(openssh-server)
+[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "scripts/test.sh: installing Debian's ${missing[*]} for the SSH and stock-machine tests"
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 python=${PYTHON:-python3}

@@ -14,13 +14,20 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def node_runtime_cache(tmp_path_factory) -> Path:
+    """One cache of the node's Python runtime (``burst.control.runtime``) for the whole test session."""
+    return tmp_path_factory.mktemp("node-runtime")
+
+
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
+def isolated_home(tmp_path, monkeypatch, node_runtime_cache):
     """Campaign records, sandboxes, buckets and ~/.ssh of a test stay in its tmp_path."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("BURST_HOME", str(tmp_path / "burst-home"))
+    monkeypatch.setenv("BURST_RUNTIME_CACHE", str(node_runtime_cache))  # built once per session, not per test
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)  # ~/.config/burst/config.toml is the test's HOME's
     monkeypatch.setenv("COLUMNS", "200")  # wide tables: assertions read whole cells
     return home

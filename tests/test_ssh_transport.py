@@ -324,29 +324,43 @@ def test_an_ssh_config_leads_to_the_server(sshd_server, ssh_keypair, known_hosts
 # ---------------------------------------------------------------- bootstrap.sh
 
 
-def test_bootstrap_has_nothing_to_do_when_python3_imports_boto3(node, tmp_path):
+def test_bootstrap_installs_nothing_when_a_python3_of_3_9_or_later_is_there(node, tmp_path):
     remote = tmp_path / "node" / "bootstrap.sh"
     node.put(BOOTSTRAP, str(remote))
-    result = node.run(f"export PATH={VENV_BIN}:/usr/bin:/bin; BURST_NEEDS_BOTO3=1 bash {remote}")
+    chosen = tmp_path / "node" / "python.path"
+    result = node.run(f"export PATH={VENV_BIN}:/usr/bin:/bin; bash {remote} {chosen}")
     assert result.exit == 0
-    assert "nothing to do" in result.out
+    assert "nothing to install: the worker runs on " in result.out and "with its own packages" in result.out
+    assert chosen.read_text().strip() == str(Path(VENV_BIN) / "python3")
 
 
-def test_bootstrap_fails_clearly_when_installing_does_not_provide_boto3(node, tmp_path):
+def _fake_machine(tmp_path, python_version: str) -> tuple[Path, Path]:
+    """A PATH of its own: a python3 that says ``python_version``, an apt-get that only records its arguments."""
     fake_bin = tmp_path / "fakebin"
     fake_bin.mkdir()
     calls = tmp_path / "apt-calls.txt"
-    # a python3 without boto3 and an apt-get that only records its arguments: nothing is installed
-    (fake_bin / "python3").write_text('#!/bin/sh\n[ "$1" = -c ] && exit 1\necho "Python 3.0-fake"\n')
+    major, minor = (int(n) for n in python_version.split(".")[:2])
+    old = "1" if (major, minor) < (3, 9) else "0"
+    (fake_bin / "python3").write_text(f'#!/bin/sh\n[ "$1" = -c ] && exit {old}\necho "Python {python_version}"\n')
     (fake_bin / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
     for tool in fake_bin.iterdir():
         tool.chmod(0o755)
-    result = node.run(f"export PATH={fake_bin}:/usr/bin:/bin; BURST_NEEDS_BOTO3=1 bash {BOOTSTRAP}", check=False)
-    assert result.exit != 0
-    assert "still missing after installing: boto3" in result.err
+    for tool in ("env", "id", "seq", "sleep", "cat"):
+        (fake_bin / tool).symlink_to(shutil.which(tool))
+    return fake_bin, calls
+
+
+def test_bootstrap_installs_python3_only_when_the_machine_s_is_older_than_3_9_and_says_so(node, tmp_path):
+    fake_bin, calls = _fake_machine(tmp_path, "3.7.16")
+    result = node.run(f"export PATH={fake_bin}; /bin/bash {BOOTSTRAP} {tmp_path / 'python.path'}", check=False)
+    assert "python3 (Python 3.7.16) is older than 3.9: installing a newer python3" in result.out
+    assert "running: apt-get install -y python3" in result.out
     recorded = calls.read_text().splitlines()
-    assert recorded[0].endswith("update")
-    assert recorded[1].endswith("install -y --no-install-recommends python3 python3-boto3")
+    assert recorded[0].endswith("update") and recorded[1].endswith("install -y --no-install-recommends python3")
+    # this apt-get installs nothing: the bootstrap says so instead of starting a worker that cannot run
+    assert result.exit != 0
+    assert "no python3 >= 3.9 after installing one; the AMI needs a python3 >= 3.9" in result.err
+    assert not (tmp_path / "python.path").exists()
 
 
 # ---------------------------------------------------------------- host keys by machine

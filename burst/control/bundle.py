@@ -20,14 +20,25 @@ from burst.node.config import NodeConfig
 from burst.transport.base import SKIPPED_NAMES
 
 PACKAGE_DIR = Path(burst.__file__).resolve().parent
+# What of burst a machine needs: the node, the storage seam and the shared bottom layer (tests/test_layout.py
+# keeps the node from importing anything else), not the dispatcher's cli, control, results, providers, transport.
+NODE_PARTS = ("node", "storage")
+SHARED_MODULES = ("__init__.py", "protocol.py", "records.py", "errors.py", "retry.py", "atomic.py", "concurrency.py")
+RUNTIME_DIR = "agent/runtime"  # the node's own boto3 and its dependencies (burst.control.runtime)
 # The machine's entry point: written here rather than copied from the checkout, so
 # that an installed burst (no checkout around it) makes the same bundle.
 AGENT_ENTRY = """#!/usr/bin/env python3
-# Written by burst: the machine's worker (``save_results.py work``), with the burst package beside it.
+# Written by burst: the machine's worker (``save_results.py work``), with the burst package beside it
+# and, on a stock machine, its own runtime (boto3 and what it needs) before the machine's site-packages.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+here = Path(__file__).resolve().parent
+sys.path.insert(0, str(here))
+if (here / "runtime").is_dir():
+    sys.path.insert(0, str(here / "runtime"))
+sys.stderr.write("worker: Python %s (%s)%s\\n" % (sys.version.split()[0], sys.executable,
+                 ", with its own runtime" if (here / "runtime").is_dir() else ""))
 from burst.node.worker import main  # noqa: E402
 
 sys.exit(main())
@@ -46,8 +57,8 @@ def write_file_command(name: str, value: str) -> str:
     return f"printf %s {value} > {temp} && {{ sync {temp} 2>/dev/null; true; }} && mv -f {temp} {shlex.quote(name)}"
 
 
-def setup_script(bootstrap: bool, needs_boto3: bool) -> str:
-    bootstrap_step = f"BURST_NEEDS_BOTO3={'1' if needs_boto3 else '0'} bash agent/burst/node/bootstrap.sh && " if bootstrap else ""
+def setup_script(bootstrap: bool) -> str:
+    bootstrap_step = f"bash agent/burst/node/bootstrap.sh {protocol.NODE_PYTHON} && " if bootstrap else ""
     return f"""#!/bin/bash
 # Written by burst: set this machine up, then (with -d) start its worker.
 cd "$(dirname "$0")" || exit 1
@@ -68,12 +79,14 @@ exit "$code"
 
 
 def worker_script(python: str) -> str:
+    """The worker's start: with the interpreter the bootstrap chose (a python3 >= 3.9), else ``python``."""
     return f"""#!/bin/bash
 # Written by burst: the machine's one worker (it refuses to start twice).
 cd "$(dirname "$0")" || exit 1
 . ./node.env
 export BURST_NODE_DIR="$PWD"
-exec {shlex.quote(python)} agent/save_results.py work --node-dir "$PWD" >> logs/worker.log 2>&1 < /dev/null
+python=$(cat {protocol.NODE_PYTHON} 2>/dev/null) || python=''
+exec "${{python:-{python}}}" agent/save_results.py work --node-dir "$PWD" >> logs/worker.log 2>&1 < /dev/null
 """
 
 
@@ -100,8 +113,20 @@ def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return None if any(part in SKIPPED_NAMES for part in Path(info.name).parts) else info
 
 
-def build_bundle(install_file: Path | None, code_dir: Path | None, python: str, bootstrap: bool, needs_boto3: bool) -> bytes:
-    """Everything a machine needs, as one gzipped tar (made once per campaign run)."""
+def _add_agent(archive: tarfile.TarFile) -> None:
+    for name in SHARED_MODULES:
+        archive.add(PACKAGE_DIR / name, f"agent/burst/{name}")
+    for part in NODE_PARTS:
+        archive.add(PACKAGE_DIR / part, f"agent/burst/{part}", filter=_skip_caches)
+
+
+def build_bundle(install_file: Path | None, code_dir: Path | None, python: str, bootstrap: bool,
+                 runtime: Path | None = None) -> bytes:
+    """Everything a machine needs, as one gzipped tar (made once per campaign run).
+
+    ``runtime``: a folder of the node's own Python packages (``burst.control.runtime``),
+    shipped as ``agent/runtime`` and put first on the worker's ``sys.path``.
+    """
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
         if install_file is not None:
@@ -109,14 +134,16 @@ def build_bundle(install_file: Path | None, code_dir: Path | None, python: str, 
         else:
             _add_text(archive, "INSTALL.sh", NO_INSTALL)
         _add_text(archive, "agent/save_results.py", AGENT_ENTRY)
-        archive.add(PACKAGE_DIR, "agent/burst", filter=_skip_caches)
+        _add_agent(archive)
+        if runtime is not None:
+            archive.add(runtime, RUNTIME_DIR, filter=_skip_caches)
         if code_dir is not None:
             archive.add(code_dir, "code", filter=_skip_caches)
         else:
             info = tarfile.TarInfo("code")
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             archive.addfile(info)
-        _add_text(archive, protocol.SETUP_SCRIPT, setup_script(bootstrap, needs_boto3))
+        _add_text(archive, protocol.SETUP_SCRIPT, setup_script(bootstrap))
         _add_text(archive, protocol.WORKER_SCRIPT, worker_script(python))
     return buffer.getvalue()
 

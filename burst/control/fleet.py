@@ -21,12 +21,13 @@ from burst.concurrency import parallel
 from burst.control.bundle import build_bundle, probe_command, start_setup_command, start_worker_command
 from burst.control.campaign_record import CampaignRecord
 from burst.control.decide import Actions, World
+from burst.control.runtime import ensure_runtime
 from burst.errors import BurstError
 from burst.node import claims
 from burst.node.bucket_view import RecordCache, read_bucket
 from burst.node.config import NodeConfig
 from burst.node.status_store import save_status
-from burst.providers.base import LaunchSpec, Provider
+from burst.providers.base import LaunchSpec, Provider, burst_home
 from burst.providers.pricing import LOCAL, ON_DEMAND, PriceBook
 from burst.records import InstanceInfo, JobStatus, MachineRecord, seconds_since, utc_now
 from burst.storage import Storage
@@ -280,7 +281,8 @@ class Fleet:
                 data = build_bundle(
                     Path(record.install_file) if record.install_file else None,
                     Path(record.code_dir) if record.code_dir else None,
-                    self.provider.node_python(), self.provider.needs_bootstrap, self.record.bucket_url.startswith("s3://"))
+                    self.provider.node_python(), self.provider.needs_bootstrap,
+                    runtime=ensure_runtime(burst_home(), self.report) if self.provider.needs_bootstrap else None)
                 self._bundle = Path(self._temp.name) / protocol.BUNDLE
                 self._bundle.write_bytes(data)
             return self._bundle

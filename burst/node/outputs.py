@@ -27,7 +27,9 @@ def _matches(code: Path, pattern: str) -> list[Path]:
     A match ending in "/" names a folder: glob gives ``results/`` for ``results/**`` even
     when ``results`` is a file, which no pattern means.
     """
-    return [Path(m) for m in glob.glob(pattern, root_dir=code, recursive=True) if not m.endswith("/")]
+    prefix = str(code).rstrip("/") + "/"  # not glob's root_dir: Python 3.10 and later only
+    found = glob.glob(glob.escape(prefix) + pattern, recursive=True)
+    return [Path(m[len(prefix):]) for m in found if not m.endswith("/") and m.startswith(prefix)]
 
 
 def prepare_results(code: Path, patterns: list[str]) -> list[str]:
