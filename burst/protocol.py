@@ -84,6 +84,27 @@ def tag_of_key(key: str) -> str:
     return key.split("/", 1)[0]
 
 
+# -- repetitions (``--repeat K``) --------------------------------------------------
+# Each repetition of a row is a unit of its own, tagged ``<tag>.r<k>`` (k = 1..K):
+# its own claim, status and attempts, so the claim protocol stays exactly-once per
+# unit and the repetitions spread over the machines like any rows. A job name has
+# no dot, so the suffix is never part of a row's own tag. Without --repeat (K = 1)
+# tags have no suffix and every row is repetition 1.
+REPEAT_MARK = ".r"
+
+
+def unit_tag(tag: str, repeat: int, repeats: int) -> str:
+    return tag if repeats <= 1 else f"{tag}{REPEAT_MARK}{repeat}"
+
+
+def split_unit(tag: str) -> tuple[str, int]:
+    """A unit's row tag and repetition number: ``demo3.r2`` -> (``demo3``, 2); ``demo3`` -> (``demo3``, 1)."""
+    row, mark, number = tag.rpartition(REPEAT_MARK)
+    if mark and row and number.isdigit() and "." not in row:
+        return row, int(number)
+    return tag, 1
+
+
 # -- files in a machine's folder on its node (``~/burst/<job>/<instance id>/``) ----
 BUNDLE = "bundle.tar.gz"  # agent, code, INSTALL.sh and scripts: one upload per machine
 NODE_CONFIG = "node.json"

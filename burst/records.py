@@ -103,6 +103,9 @@ class JobStatus:
     attempt: int = 0
     slot: int | None = None
     cpus: list[int] = field(default_factory=list)  # the CPUs the command was pinned to ([] = all)
+    cores: list[str] = field(default_factory=list)  # its slot's physical cores, "<package>:<core_id>" (burst.node.topology)
+    repeat: int = 1  # which repetition of its row this unit is (--repeat; protocol.split_unit)
+    machine_score: float | None = None  # its machine's calibration score (burst.node.calibrate); None = not calibrated
     heartbeat_age: float | None = None  # seconds since the running attempt's last heartbeat (shown, not stored)
     exit_code: int | None = None
     started: str | None = None  # when the command started
@@ -196,6 +199,8 @@ class WorkerRecord:
     running: list[str] = field(default_factory=list)
     keep_machine: bool = False  # an upload could not be verified: its files are still on the machine
     note: str = ""  # e.g. why it could not end its machine
+    topology: dict[str, Any] = field(default_factory=dict)  # cores, threads per core, packages (burst.node.topology)
+    calibration: dict[str, Any] = field(default_factory=dict)  # score and per-slot rates ({} = --no-calibrate)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "WorkerRecord":

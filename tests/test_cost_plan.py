@@ -53,12 +53,32 @@ def test_dry_run_prints_the_plan_with_prices_and_creates_nothing(tmp_path, moto_
                         "--machines", "2", "--max-hours", "3", "--ssh-cidr", "127.0.0.1/32", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    # per type: rows, machines, slots, vCPUs, $/h per machine and for the fleet
-    assert "│ c5.large │    2 │        2 │     1 │     2 │         $0.0850 │   $0.1700 │" in out, out
-    assert "│ t3.micro │    3 │        2 │     1 │     2 │         $0.0104 │   $0.0208 │" in out, out
+    # per type: rows, machines, slots, physical cores, vCPUs, $/h per machine and for the fleet
+    assert "│ c5.large │    2 │        2 │     1 │     1 │     2 │         $0.0850 │   $0.1700 │" in out, out
+    assert "│ t3.micro │    3 │        2 │     1 │     1 │     2 │         $0.0104 │   $0.0208 │" in out, out
     assert "$0.1908" in out  # the fleet per hour
     assert "worst case: $0.5724 (every machine running for --max-hours 3)" in out  # 0.1908 x 3
     assert "dry run: nothing was created" in out
+    assert account_snapshot(burst_home, isolated_home) == before
+
+
+def test_slots_auto_is_the_physical_cores_and_more_slots_than_cores_is_refused_on_ec2(tmp_path, moto_ami, burst_home,
+                                                                                       isolated_home):
+    """A c5.2xlarge has 8 vCPUs on 4 cores (DescribeInstanceTypes' DefaultCores): 'auto' is 4 slots, 5 is refused.
+
+    (The 2-socket and no-SMT layouts are in tests/test_topology.py: moto's AMI is x86, so no Graviton here.)"""
+    jobfile, install = write_campaign(tmp_path, [("c5.2xlarge", "echo a"), ("m6i.4xlarge", "echo b")])
+    args = (DISPATCHER, moto_ami, "cores1", str(jobfile), "-c", "-d", "--install", str(install), "--ssh-cidr",
+            "127.0.0.1/32", "--dry-run")
+    auto = run_script(*args, "--slots", "auto")
+    assert "│ c5.2xlarge  │    1 │        1 │     4 │     4 │     8 │" in auto.stdout, auto.stdout + auto.stderr
+    assert "│ m6i.4xlarge │    1 │        1 │     8 │     8 │    16 │" in auto.stdout, auto.stdout
+    before = account_snapshot(burst_home, isolated_home)
+    crowded = run_script(*args, "--slots", "5")
+    assert crowded.returncode == 2
+    assert ("--slots 5 on c5.2xlarge: a machine has 4 physical cores, so slots would share cores and disturb each "
+            "other's timings. Use --slots 4 or fewer (or --slots auto: one per core).") in crowded.stderr.replace("\n", " ")
+    assert "Traceback" not in crowded.stderr
     assert account_snapshot(burst_home, isolated_home) == before
 
 

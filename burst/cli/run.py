@@ -35,7 +35,7 @@ from burst.control.cost_plan import (
     plan_table,
     quota_needs,
 )
-from burst.control.jobs import read_jobs, validate_job_name
+from burst.control.jobs import read_jobs, repeated, validate_job_name
 from burst.control.ledger import money
 from burst.errors import BurstError, UserError
 from burst.providers import ProviderOptions, burst_home, make_provider
@@ -70,7 +70,9 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
     parser.add_argument("--env", action="append", metavar="NAME[=VALUE]", help="a variable for INSTALL.sh and the commands (repeatable; NAME alone: its value here); nothing else of this environment reaches a machine")
     pool = parser.add_argument_group("pool")
     pool.add_argument("--machines", type=positive_int, metavar="N", help="at most N machines per instance type (default: one per row on EC2, the CPU count locally)")
-    pool.add_argument("--slots", type=slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own CPUs (default 1, right for timings; 'auto' = its vCPUs)")
+    pool.add_argument("--slots", type=slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own whole physical cores (default 1; 'auto' = one per physical core)")
+    pool.add_argument("--repeat", type=positive_int, default=1, metavar="K", help="run each row K times, as units JOB<i>.r1 .. .rK spread over the machines (REPEAT=1..K in their environment; default 1)")
+    pool.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True, help="each machine measures its CPU and memory speed (about 2 s) when its worker starts; the score goes in every row (default on)")
     pool.add_argument("--heartbeat", type=positive_float, default=30.0, metavar="SECONDS", help="lease renewal interval; a row whose machine misses 4 heartbeats runs again (default 30)")
     pool.add_argument("--retries", type=non_negative_int, default=2, metavar="R", help="attempts after an attempt lost its machine (default 2)")
     pool.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=False, help="also rerun rows whose command exited non-zero (within --retries)")
@@ -168,7 +170,8 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         raise UserError(f"--{args.market} is for EC2 machines: local sandboxes have no market; leave it out with AMI 'local'.")
     env = validate.parse_env(args.env)
     job_file = str(args.jobfile.resolve())
-    jobs = [dataclasses.replace(job, job_file=job_file) for job in read_jobs(args.jobfile, args.job, args.tag_offset)]
+    jobs = [dataclasses.replace(job, job_file=job_file)
+            for job in repeated(read_jobs(args.jobfile, args.job, args.tag_offset), args.repeat)]
     install = _install_script(args)
     if args.ssh_config is not None and not args.ssh_config.is_file():
         raise UserError(f"--ssh-config {args.ssh_config} does not exist.")
@@ -183,7 +186,8 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         job_file=job_file, code_dir=str(cd) if (cd := _code_dir(args)) else "",
         install_file=str(install.resolve()) if install else "", results=_results(args), env=env,
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
-                         retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience),
+                         retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience,
+                         repeat=args.repeat, calibrate=args.calibrate),
         typed_options=given.typed if given else {}, used_options=given.used if given else {},
     )
     if previous is not None:
@@ -216,6 +220,9 @@ def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
         quote = price_plan(record, provider)
         if args.dry_run or provider.name != "local":
             show_plan(quote)
+        else:
+            for note in quote.notes:  # e.g. more slots than this machine has cores
+                report(f"note: {note}")
         if args.dry_run:
             report("dry run: nothing was created")
             return 0
@@ -242,7 +249,7 @@ def price_plan(record: CampaignRecord, provider: Provider) -> CampaignPlan:
     book = provider.price_book(types, spot=market in SPOT_MARKETS)
     quote = make_plan(record.job, "local" if local else book.region, market, record.options.max_hours, rows_per_type,
                       record.pool.machines_per_type(rows_per_type, local=local), record.pool.slots,
-                      provider.vcpus, book)
+                      provider.vcpus, book, cores=provider.physical_cores(types))
     needs = quota_needs(quote)
     provider.check_quotas(needs, quote.notes)
     quote.notes += [w for need in needs if (w := need.warning(quote.where))]

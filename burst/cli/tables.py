@@ -18,7 +18,7 @@ from rich.text import Text
 
 from burst.cli.console import command_name
 from burst.cli.row_summary import SHARED, print_summary, row_notes, rows_that_fit, shared_lines, shared_notes
-from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
+from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING, split_unit
 from burst.records import JobStatus
 
 STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow", RUNNING: "cyan"}
@@ -137,9 +137,11 @@ def print_status(console: Console, job: str, tags: list[str], statuses: dict[str
         hint = (f"{len(tags):,} rows are more than a screen: `{command_name()} status {job} --all` lists every row, "
                 f"`--json` gives every record.")
         print_summary(console, job, tags, statuses, types, STATE_STYLE, hint)
-        return
-    _out(console, wide).print(status_table(job, tags, statuses, width=console.width, wide=wide))
-    for line in notes_below(tags, statuses):
+    else:
+        _out(console, wide).print(status_table(job, tags, statuses, width=console.width, wide=wide))
+        for line in notes_below(tags, statuses):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if (line := repetitions_line(tags, statuses)) is not None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -190,7 +192,10 @@ def print_machines(console: Console, machines: list[dict], wide: bool = False, e
 
 def status_json(job: str, tags: list[str], statuses: dict[str, JobStatus | None], machines: list[dict]) -> str:
     rows = [statuses[t].to_dict() for t in tags if statuses.get(t) is not None]
-    return json.dumps({"job": job, "rows": rows, "machines": machines}, indent=2, ensure_ascii=False)
+    found = {"job": job, "rows": rows, "machines": machines}
+    if (counts := repetitions(tags, statuses)) is not None:
+        found["repetitions"] = counts
+    return json.dumps(found, indent=2, ensure_ascii=False)
 
 
 def exit_status(tags: list[str], statuses: dict[str, JobStatus | None]) -> int:
@@ -200,6 +205,27 @@ def exit_status(tags: list[str], statuses: dict[str, JobStatus | None]) -> int:
     if any(state not in (DONE, FAILED, INTERRUPTED) for state in states):
         return 3
     return 0 if all(state == DONE for state in states) else 1
+
+
+def repetitions(tags: list[str], statuses: dict[str, JobStatus | None]) -> dict[str, int] | None:
+    """With ``--repeat``: how many job-file rows there are and how many are done, a row counting done
+    when every one of its repetitions is (``{"rows", "done", "repeat"}``); None without repetitions."""
+    units: dict[str, list[str]] = {}
+    for tag in tags:
+        row, repeat = split_unit(tag)
+        units.setdefault(row, []).append(tag)
+    if all(len(group) == 1 and group[0] == row for row, group in units.items()):
+        return None
+    done = sum(all((s := statuses.get(t)) is not None and s.state == DONE for t in group) for group in units.values())
+    return {"rows": len(units), "done": done, "repeat": max(len(group) for group in units.values())}
+
+
+def repetitions_line(tags: list[str], statuses: dict[str, JobStatus | None]) -> str | None:
+    counts = repetitions(tags, statuses)
+    if counts is None:
+        return None
+    return (f"{counts['done']} of {counts['rows']} rows done in all {counts['repeat']} repetitions "
+            f"({len(tags)} units: {count_states({t: statuses.get(t) for t in tags})})")
 
 
 def campaign_succeeded(tags: list[str], statuses: dict[str, JobStatus | None]) -> bool:

@@ -18,6 +18,7 @@ from burst.control.decide import Actions, Policy, Rerun, World, decide
 from burst.control.fleet import Fleet
 from burst.control.ledger import Ledger, make_ledger
 from burst.errors import BurstError, command_name
+from burst.node.calibrate import outliers
 from burst.providers.base import Provider
 from burst.providers.pricing import PriceBook
 from burst.records import JobStatus
@@ -170,6 +171,8 @@ class Campaign:
         """Every machine the campaign started: its state, the rows it ran (``tag#attempt``), its note."""
         live = {m.id for m in world.live}
         found = []
+        scores = {i: (w.instance_type, (w.calibration or {}).get("score")) for i, (w, _) in world.bucket.workers.items()}
+        flagged = outliers(scores)
         for instance_id in sorted(set(world.bucket.machines) | set(world.bucket.workers) | live):
             record = world.bucket.machines.get(instance_id)
             worker = world.bucket.workers.get(instance_id)
@@ -186,7 +189,11 @@ class Campaign:
                 "rows": (worker[0].rows + worker[0].running) if worker else [], "note": note,
                 "heartbeat_age": round(world.bucket.now - worker[1], 1) if worker else None,
                 "launched": record.launched if record else "",
+                "score": scores.get(instance_id, ("", None))[1], "score_off": flagged.get(instance_id),
             })
+            if instance_id in flagged:  # timings from it may not compare with its type's others
+                found[-1]["note"] = (f"calibration score {found[-1]['score']:g} is {flagged[instance_id]:+.0%} from the "
+                                     f"median of its type" + (f"; {note}" if note else ""))
         return found
 
     def ledger(self, world: World | None = None) -> Ledger:

@@ -31,11 +31,13 @@ class PoolOptions:
     """How rows are spread over machines (``--machines``, ``--slots``, ``--heartbeat``, ``--retries``)."""
 
     machines: int | None = None  # per instance type; None: one per row (EC2) or the CPUs (local)
-    slots: str = "1"  # rows one machine runs at once: a number, or "auto" (its vCPUs)
+    slots: str = "1"  # rows one machine runs at once: a number, or "auto" (its physical cores)
     heartbeat: float = 30.0  # seconds between lease renewals; a lease lasts 4 heartbeats
     retries: int = 2  # attempts after lost machines
     retry_failed: bool = False  # a non-zero exit is retried too (within --retries)
     save_patience: float = 600.0  # seconds a machine retries a bucket write before it gives up
+    repeat: int = 1  # units per job-file row (--repeat K: tags <tag>.r1 .. <tag>.rK; burst.protocol)
+    calibrate: bool = True  # each machine measures itself when its worker starts (burst.node.calibrate)
 
     def machines_per_type(self, rows_per_type: dict[str, int], local: bool) -> dict[str, int]:
         default = lambda rows: rows if not local else min(rows, os.cpu_count() or 1)  # noqa: E731

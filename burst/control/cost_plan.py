@@ -34,6 +34,7 @@ class TypePlan:
     lifecycle: str  # what is asked for: on-demand | spot | local
     price_per_hour: float | None  # one machine, at the asked lifecycle (spot: the zones' highest)
     worst_price_per_hour: float | None  # what a machine may cost (spot with fallback: on-demand too)
+    cores: int | None = None  # physical cores of one machine, where known: each slot gets whole ones
 
     @property
     def fleet_per_hour(self) -> float | None:
@@ -69,11 +70,22 @@ class CampaignPlan:
 
 
 def make_plan(job: str, where: str, market: str, max_hours: float, rows_per_type: dict[str, int],
-              machines_per_type: dict[str, int], slots: str, vcpus: dict[str, int], book: PriceBook) -> CampaignPlan:
+              machines_per_type: dict[str, int], slots: str, vcpus: dict[str, int], book: PriceBook,
+              cores: dict[str, int] | None = None) -> CampaignPlan:
+    """``cores``: physical cores per type (``--slots auto`` is one slot per core; more slots than cores
+    is refused on EC2, where it would make every timing share a core, and a note locally)."""
     types = []
+    notes = list(book.notes)
     for instance_type in sorted(rows_per_type):
         cpus = vcpus.get(instance_type)
-        per_machine = (cpus or 1) if slots == "auto" else int(slots)
+        physical = (cores or {}).get(instance_type)
+        per_machine = (physical or cpus or 1) if slots == "auto" else int(slots)
+        if physical and per_machine > physical:
+            shared = (f"--slots {per_machine} on {instance_type}: a machine has {physical} physical core"
+                      f"{'s' if physical > 1 else ''}, so slots would share cores and disturb each other's timings")
+            if market != LOCAL:
+                raise UserError(f"{shared}. Use --slots {physical} or fewer (or --slots auto: one per core).")
+            notes.append(shared)
         if market == LOCAL:
             lifecycle, price, worst = LOCAL, 0.0, 0.0
         elif market in SPOT_MARKETS:
@@ -88,8 +100,8 @@ def make_plan(job: str, where: str, market: str, max_hours: float, rows_per_type
             lifecycle = ON_DEMAND
             price = worst = book.price(instance_type, ON_DEMAND)
         types.append(TypePlan(instance_type, rows_per_type[instance_type], machines_per_type[instance_type],
-                              per_machine, cpus, lifecycle, price, worst))
-    return CampaignPlan(job, where, market, max_hours, types, book, notes=list(book.notes))
+                              per_machine, cpus, lifecycle, price, worst, physical))
+    return CampaignPlan(job, where, market, max_hours, types, book, notes=notes)
 
 
 def quota_needs(plan: CampaignPlan) -> list[QuotaNeed]:
@@ -113,13 +125,13 @@ def _money(value: float | None) -> str:
 def plan_table(plan: CampaignPlan) -> Table:
     where = "this machine (sandboxes)" if plan.market == LOCAL else f"EC2 {plan.where}, {plan.market}"
     table = Table(title=f"plan for job {plan.job}: {where}", title_justify="left")
-    for column in ("type", "rows", "machines", "slots", "vCPUs", "$/h per machine", "$/h fleet"):
+    for column in ("type", "rows", "machines", "slots", "cores", "vCPUs", "$/h per machine", "$/h fleet"):
         table.add_column(column, no_wrap=True, justify="left" if column == "type" else "right")
     for kind in plan.types:
-        table.add_row(kind.instance_type, str(kind.rows), str(kind.machines), str(kind.slots),
+        table.add_row(kind.instance_type, str(kind.rows), str(kind.machines), str(kind.slots), str(kind.cores or ""),
                       str(kind.vcpus or ""), _money(kind.price_per_hour), _money(kind.fleet_per_hour))
     table.add_section()
-    table.add_row("total", str(sum(t.rows for t in plan.types)), str(plan.machines), "", "", "",
+    table.add_row("total", str(sum(t.rows for t in plan.types)), str(plan.machines), "", "", "", "",
                   _money(plan.fleet_per_hour))
     return table
 

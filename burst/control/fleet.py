@@ -271,6 +271,7 @@ class Fleet:
             instance_type=instance.instance_type, bucket_url=self.record.bucket_url, results=list(self.record.results),
             provider_options=self.provider.node_options(), slots=str(pool.slots), heartbeat=pool.heartbeat,
             retries=pool.retries, retry_failed=pool.retry_failed, save_patience=pool.save_patience,
+            calibrate=pool.calibrate,
             facts={"id": instance.id, "instance_type": instance.instance_type, "host": instance.host, **instance.details},
         )
 

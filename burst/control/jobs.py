@@ -8,10 +8,12 @@ every message here names that line.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from pathlib import Path
 
 from burst.errors import UserError
+from burst.protocol import unit_tag
 from burst.records import Job
 
 HEADER = ("instance_type", "command")
@@ -39,6 +41,12 @@ def validate_job_name(name: str) -> None:
 def make_tag(job: str, index: int) -> str:
     """Tags are ``JOB<i>`` as in aws-runner: paj170, paj171, ..."""
     return f"{job}{index}"
+
+
+def repeated(jobs: list[Job], repeats: int) -> list[Job]:
+    """``--repeat K``: each row as K units ``<tag>.r1`` .. ``<tag>.rK`` (burst.protocol.unit_tag), spread over the
+    machines like any rows; K = 1 leaves the rows as they are."""
+    return [dataclasses.replace(job, tag=unit_tag(job.tag, k, repeats)) for job in jobs for k in range(1, repeats + 1)]
 
 
 def read_jobs(path: Path, job: str, tag_offset: int = 0) -> list[Job]:

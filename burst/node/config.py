@@ -33,7 +33,7 @@ class NodeConfig:
     bucket_url: str
     results: list[str]
     provider_options: dict[str, Any] = field(default_factory=dict)  # e.g. region, burst_home
-    slots: str = "1"  # a number, or "auto" (the machine's CPUs)
+    slots: str = "1"  # a number, or "auto" (the machine's physical cores)
     heartbeat: float = 30.0
     retries: int = 2  # attempts after the first one lost its machine
     retry_failed: bool = False  # a non-zero exit is retried too
@@ -41,10 +41,12 @@ class NodeConfig:
     facts: dict[str, Any] = field(default_factory=dict)  # what the provider says of the machine
     lifecycle: str = ""  # "spot": the worker watches for an interruption notice
     price_per_hour: float | None = None  # the machine's price, for each row's cost; None = unknown
+    calibrate: bool = True  # measure the machine when the worker starts (burst.node.calibrate); --no-calibrate
 
-    def slot_count(self) -> int:
+    def slot_count(self, cores: int) -> int:
+        """Slots on a machine of ``cores`` physical cores: "auto" is one per core."""
         if self.slots == "auto":
-            return max(1, len(os.sched_getaffinity(0)))
+            return max(1, cores)
         return max(1, int(self.slots))
 
     def storage_options(self) -> dict[str, Any]:

@@ -9,17 +9,16 @@ import os
 import signal
 import subprocess
 
+from burst.node import topology
+from burst.node.topology import Core
+
 KILL_GRACE = 5.0  # seconds between TERM and KILL
 
 
-def slot_cpus(slot: int, slots: int) -> list[int]:
-    """The CPUs of one slot: the machine's CPUs split evenly; [] (all of them) with one slot."""
-    available = sorted(os.sched_getaffinity(0))
-    if slots <= 1:
-        return []
-    per = max(1, len(available) // slots)
-    start = (slot * per) % len(available)
-    return available[start:start + per]
+def slot_placement(slot: int, slots: int, cores: list[Core]) -> tuple[list[int], list[str]]:
+    """The CPUs a slot pins ([] with one slot: all of them, unpinned) and its cores' names (whole cores, siblings together)."""
+    mine = cores if slots <= 1 else topology.slot_cores(cores, slots, slot)
+    return ([] if slots <= 1 else topology.slot_cpus(mine)), [core.name for core in mine]
 
 
 def stop_process_group(process: subprocess.Popen | None) -> None:

@@ -28,11 +28,12 @@ from pathlib import Path
 
 from burst import protocol
 from burst.atomic import write_atomically
-from burst.node import claims, spot_notice
+from burst.node import bench, claims, spot_notice
 from burst.node.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
 from burst.node.config import NodeConfig, lease_seconds, provenance
+from burst.node.ending import terminate_self
 from burst.node.outputs import find_outputs, prepare_results
-from burst.node.processes import slot_cpus, stop_process_group
+from burst.node.processes import stop_process_group
 from burst.node.status_store import save_status
 from burst.protocol import tail
 from burst.records import JobStatus, WorkerRecord, iso_utc, row_cost, seconds_since, utc_now
@@ -67,7 +68,8 @@ class Worker:
         self.root = root
         self.config = config
         self.storage = storage
-        self.slots = config.slot_count()
+        self.bench = bench.Bench(config)  # whole cores per slot, the machine's calibration
+        self.slots = self.bench.slots
         self.patience = config.save_patience
         self.cache = RecordCache()
         self.runs: dict[str, RowRun] = {}
@@ -158,6 +160,7 @@ class Worker:
             "TAG": run.held.claim.tag, "JOB": self.config.job, "INSTANCE_ID": self.config.instance_id,
             "INSTANCE_TYPE": self.config.instance_type, "BURST_PROVIDER": self.config.provider,
             "ATTEMPT": str(run.held.claim.attempt), "SLOT": str(slot), "BURST_NODE_DIR": str(self.root),
+            "REPEAT": str(protocol.split_unit(run.held.claim.tag)[1]),
         })
         return env
 
@@ -191,7 +194,7 @@ class Worker:
             exit_code=exit_code, started=iso_utc(started), ended=iso_utc(ended), seconds=seconds,
             provenance=provenance(), instance=dict(self.config.facts), warnings=prepared, lifecycle=self.config.lifecycle,
             price_per_hour=self.config.price_per_hour, cost_usd=row_cost(seconds, self.config.price_per_hour, self.slots),
-        )
+            **self.bench.row_facts(claim.tag, slot))
         try:
             self._save(run, status, code, logs)
         finally:
@@ -308,7 +311,7 @@ class Worker:
             record = WorkerRecord(id=self.config.instance_id, instance_type=self.config.instance_type, slots=self.slots,
                                   state=state, started=self.started, rows=list(self.ran),
                                   running=[f"{t}#{r.held.claim.attempt}" for t, r in self.runs.items()],
-                                  keep_machine=self.keep_machine, note=note)
+                                  keep_machine=self.keep_machine, note=note, **self.bench.record_facts())
         text = json.dumps(record.__dict__, ensure_ascii=False) + "\n"
         try:
             self._patiently(lambda: self.storage.write_text(protocol.worker_key(self.config.instance_id), text),
@@ -318,9 +321,7 @@ class Worker:
 
     # -- the whole life ----------------------------------------------------------
     def _slot(self, slot: int) -> None:
-        cpus = slot_cpus(slot, self.slots)
-        if cpus:
-            os.sched_setaffinity(0, cpus)  # this thread; the commands it starts inherit it
+        cpus = self.bench.pin(slot)  # this thread; the commands it starts inherit it
         while not self.stop.is_set():
             run = self._claim_next(slot)
             if run is None:
@@ -344,6 +345,7 @@ class Worker:
         if install_log.is_file():
             self._upload(protocol.install_log_key(self.config.instance_id), install_log)
         self._write_record("working")
+        self.bench.calibrate(log)  # before any claim: the slots' processes measure alone
         beats = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
         beats.start()
         if self.config.provider == "ec2" and self.config.lifecycle == "spot":
@@ -362,8 +364,6 @@ class Worker:
             return 1
         else:
             self._write_record("finished")
-        from burst.node.ending import terminate_self
-
         try:
             terminate_self(self.config)
         except Exception as error:  # the reconcile ends it; say why here

@@ -46,6 +46,12 @@ class Provider(ABC):
     needs_bootstrap: bool = False
     # vCPUs per instance type, as ``validate`` found them (for slots=auto and the quota check)
     vcpus: dict[str, int] = {}
+    # each type's VCpuInfo as ``validate`` found it (EC2: DefaultCores, DefaultThreadsPerCore, ValidThreadsPerCore)
+    cpu_info: dict[str, dict[str, Any]] = {}
+
+    def physical_cores(self, types: list[str]) -> dict[str, int]:
+        """Physical cores of a machine of each type, where known (slots get whole cores; 'auto' is one per core)."""
+        return {t: int(self.cpu_info[t]["DefaultCores"]) for t in types if self.cpu_info.get(t, {}).get("DefaultCores")}
 
     def node_python(self) -> str:
         """Python interpreter that runs the agent on a node."""

@@ -110,6 +110,7 @@ class EC2Provider(Provider):
         self._identity: dict[str, str] | None = None
         self._marketplace_codes: list[str] = []
         self.vcpus: dict[str, int] = {}
+        self.cpu_info: dict[str, dict] = {}  # VCpuInfo per type: physical cores, threads per core
         self.spot_waits: dict[str, ec2_spot.SpotWait] = {}  # --spot-only: per type, when to ask again
 
     # -- checks and setup ----------------------------------------------------
@@ -123,7 +124,7 @@ class EC2Provider(Provider):
         """AMI exists (and may be used), every instance type exists and fits its architecture."""
         self._check_credentials()
         image = ec2_checks.describe_image(self.ec2, self.image, self.region)
-        types = ec2_checks.describe_instance_types(self.ec2, jobs, self.region, self.vcpus)
+        types = ec2_checks.describe_instance_types(self.ec2, jobs, self.region, self.vcpus, self.cpu_info)
         ec2_checks.check_architecture(self.image, image, jobs, types)
         self._marketplace_codes = ec2_checks.marketplace_codes(image)
         if self._marketplace_codes:

@@ -63,8 +63,13 @@ def describe_image(ec2, image_id: str, region: str) -> dict[str, Any]:
     return image
 
 
-def describe_instance_types(ec2, jobs: list[Job], region: str, vcpus: dict[str, int] | None = None) -> dict[str, list[str]]:
-    """Instance type -> supported architectures (and into ``vcpus``: its vCPUs); a UserError naming unknown types and lines."""
+def describe_instance_types(ec2, jobs: list[Job], region: str, vcpus: dict[str, int] | None = None,
+                            cpu_info: dict[str, dict] | None = None) -> dict[str, list[str]]:
+    """Instance type -> supported architectures; a UserError naming unknown types and lines.
+
+    Into ``vcpus``: each type's vCPUs; into ``cpu_info``: its ``VCpuInfo`` as AWS gives it
+    (DefaultCores, DefaultThreadsPerCore, ValidThreadsPerCore: whole cores per slot, --threads-per-core).
+    """
     wanted = sorted({job.instance_type for job in jobs})
     known: dict[str, list[str]] = {}
     unknown: list[str] = []
@@ -85,6 +90,8 @@ def describe_instance_types(ec2, jobs: list[Job], region: str, vcpus: dict[str, 
             known[item["InstanceType"]] = list(item.get("ProcessorInfo", {}).get("SupportedArchitectures", []))
             if vcpus is not None and item.get("VCpuInfo", {}).get("DefaultVCpus"):
                 vcpus[item["InstanceType"]] = int(item["VCpuInfo"]["DefaultVCpus"])
+            if cpu_info is not None and item.get("VCpuInfo"):
+                cpu_info[item["InstanceType"]] = dict(item["VCpuInfo"])
         unknown += [name for name in chunk if name not in known]
     if unknown:
         lines = {name: [job.line for job in jobs if job.instance_type == name] for name in unknown}

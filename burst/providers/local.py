@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from burst.node.sandbox import LIVE, SandboxRegistry, end_sandbox
+from burst.node.topology import read_cores
 from burst.providers.base import LaunchSpec, Provider, ShellCommand
 from burst.records import InstanceInfo, utc_now
 from burst.transport.local import LocalTransport
@@ -32,6 +33,10 @@ class LocalProvider(Provider):
 
     def node_options(self) -> dict:
         return {"burst_home": str(self.burst_home.resolve())}
+
+    def physical_cores(self, types: list[str]) -> dict[str, int]:
+        """Every sandbox shares this machine's cores (those this process may use)."""
+        return dict.fromkeys(types, len(read_cores()))
 
     def node_python(self) -> str:
         return sys.executable  # the sandbox runs the agent with the dispatcher's Python

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from burst.errors import UserError
-from burst.protocol import CAMPAIGN_KEY, results_prefix
+from burst.protocol import CAMPAIGN_KEY, results_prefix, split_unit
 from burst.records import Job, JobStatus, from_known_fields
 
 PREFIX = "burst_"
@@ -25,10 +25,11 @@ INTEGER, FLOAT, TEXT = "Int64", "Float64", "string"
 # burst's columns, in order, with their types. The first four lead every table.
 BURST_COLUMNS: dict[str, str] = {
     "job": TEXT, "tag": TEXT, "instance_type": TEXT, "exit_code": INTEGER,
-    "command": TEXT, "attempt": INTEGER, "csv_line": INTEGER, "note": TEXT,
-    "state": TEXT, "started": TEXT, "ended": TEXT, "seconds": FLOAT, "slot": INTEGER, "cpus": TEXT,
+    "command": TEXT, "attempt": INTEGER, "csv_line": INTEGER, "note": TEXT, "row": TEXT, "repeat": INTEGER,
+    "state": TEXT, "started": TEXT, "ended": TEXT, "seconds": FLOAT, "slot": INTEGER, "cpus": TEXT, "cores": TEXT,
     "lifecycle": TEXT, "price_per_hour": FLOAT, "cost_usd": FLOAT,
-    "instance_id": TEXT, "host": TEXT, "cpu_model": TEXT, "cpu_count": INTEGER, "kernel": TEXT, "os": TEXT,
+    "instance_id": TEXT, "machine_score": FLOAT, "host": TEXT, "cpu_model": TEXT, "cpu_count": INTEGER,
+    "kernel": TEXT, "os": TEXT,
     "python": TEXT, "instance_availability_zone": TEXT, "instance_image_id": TEXT, "instance_launch_time": TEXT,
     "result_file": TEXT,
 }
@@ -77,15 +78,20 @@ def facts_of(status: JobStatus, job: Job | None) -> dict[str, Any]:
     provenance = status.provenance if isinstance(status.provenance, dict) else {}
     instance = status.instance if isinstance(status.instance, dict) else {}
     cpus = status.cpus if isinstance(status.cpus, list) else []
+    cores = status.cores if isinstance(status.cores, list) else []
+    row, repeat = split_unit(status.tag)
     facts: dict[str, Any] = {
         "job": status.job, "tag": status.tag, "instance_type": status.instance_type or (job.instance_type if job else ""),
         "exit_code": status.exit_code, "command": status.command or (job.command if job else ""),
+        "row": row, "repeat": status.repeat if isinstance(status.repeat, int) else repeat,
         "attempt": status.attempt, "csv_line": getattr(status, "csv_line", None) or (job.line if job else None),
         "note": status.note, "state": status.state, "started": status.started, "ended": status.ended,
         "seconds": status.seconds, "slot": status.slot,
         "cpus": " ".join(str(c) for c in cpus),  # "" = every CPU of the machine
+        "cores": " ".join(str(c) for c in cores),  # "<package>:<core_id>" of each of the slot's physical cores
         "lifecycle": status.lifecycle or instance.get("lifecycle", ""),
         "price_per_hour": status.price_per_hour, "cost_usd": status.cost_usd, "instance_id": status.instance_id,
+        "machine_score": status.machine_score,
     }
     facts.update({name: provenance.get(name) for name in PROVENANCE})
     facts.update({f"instance_{name}": instance.get(name) for name in INSTANCE_FACTS})

@@ -121,7 +121,8 @@ def _legend_entries(timeline: Timeline) -> list[tuple[str, dict]]:
 def _lane_label(lane: MachineLane) -> str:
     kind = lane.instance_type + (" spot" if lane.lifecycle == "spot" else "")
     slots = f" · {lane.slots} slots" if lane.slots > 1 else ""
-    return f"{lane.id}  {kind}{slots}"
+    off = f" · ⚠ score {lane.score_off:+.0%} vs type" if lane.score_off is not None else ""
+    return f"{lane.id}  {kind}{slots}{off}"
 
 
 def _unit(span: float) -> tuple[float, str]:

@@ -21,6 +21,7 @@ from typing import Iterable
 from burst import protocol
 from burst.concurrency import parallel
 from burst.node.bucket_view import BucketView, HeldClaim, RecordCache
+from burst.node.calibrate import outliers
 from burst.records import Claim, JobStatus, MachineRecord, WorkerRecord, epoch, machine_end
 from burst.storage.base import Storage, StoredObject
 
@@ -63,6 +64,8 @@ class MachineLane:
     end: float | None = None  # None: still alive
     end_reason: str = ""
     bars: list[RowBar] = field(default_factory=list)
+    score: float | None = None  # its calibration score (burst.node.calibrate); None: not calibrated
+    score_off: float | None = None  # how far from its type's median, when more than 10% (e.g. -0.14)
 
     def until(self, now: float) -> float:
         """Its end, or ``now`` while it lives."""
@@ -212,6 +215,8 @@ def gather_timeline(storage: Storage, job: str = "", tags: Iterable[str] | None 
     timeline = Timeline(job=job, now=now, rows=Counter(view.row_state(t) for t in (all_tags if tags is None else tags)))
     ids = set(machines) | set(workers) | set(live_ids or ()) | {s.instance_id for s in attempts.values()}
     lanes = {i: _lane(i, machines.get(i), workers.get(i), i in (live_ids or ()), now) for i in ids if i not in NOT_MACHINES}
+    for machine, off in outliers({i: (lane.instance_type, lane.score) for i, lane in lanes.items()}).items():
+        lanes[machine].score_off = off
 
     bars = [_status_bar(status) for status in attempts.values()]
     for tag, held in view.claims.items():  # running attempts have a claim and no status yet
@@ -253,7 +258,8 @@ def _lane(instance_id: str, record: MachineRecord | None, worker: tuple[WorkerRe
         slots=max(1, worker[0].slots) if worker is not None else 1,
         launched=launched, installing=epoch(phases.get(protocol.INSTALLING)),
         ready=min(ready) if ready and failed is None else None, install_failed=failed,
-        end=end if ended_iso or not live else None, end_reason=_why_it_ended(record, worker, live, failed))
+        end=end if ended_iso or not live else None, end_reason=_why_it_ended(record, worker, live, failed),
+        score=(worker[0].calibration or {}).get("score") if worker is not None else None)
 
 
 def _why_it_ended(record: MachineRecord | None, worker: tuple[WorkerRecord, float] | None, live: bool,
