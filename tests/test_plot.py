@@ -14,7 +14,7 @@ from burst import protocol
 from burst.control.campaign import Campaign
 from burst.control.campaign_record import load_record
 from burst.records import Claim, JobStatus, MachineRecord, WorkerRecord, iso_utc
-from burst.results.plot import STATE_COLOURS, draw_timeline, figure_size, plot_campaign
+from burst.results.plot import STATE_COLOURS, _lane_label, draw_timeline, figure_size, plot_campaign
 from burst.results.timeline import campaign_timeline, gather_timeline
 from burst.storage import open_storage
 from tests.conftest import REPO, run_script, status_report
@@ -195,6 +195,21 @@ def test_a_retried_row_shows_both_attempts_and_the_lost_machine_is_guessed(tmp_p
     assert image.shape[:2] == figure_size(timeline)[::-1] and image.shape[1] == 1200
     for state in ("done", "interrupted", "running"):
         assert has_colour(image, STATE_COLOURS[state]), state
+
+
+def test_a_machine_whose_calibration_is_far_from_its_types_median_is_flagged(tmp_path):
+    storage = open_storage((tmp_path / "bucket").as_uri())
+    for n, score in enumerate((10.0, 10.5, 8.0, 9.5)):  # the median of c5.large is 9.75; 8 is 18% below it
+        machine(storage, f"i-{n}", {"launched": n, "working": 30}, protocol.WORKING, lifecycle="on-demand")
+        worker(storage, f"i-{n}", "finished", started=31, last_word=60, rows=[])
+        record = json.loads(storage.read_text(protocol.worker_key(f"i-{n}")))
+        record["calibration"] = {"score": score}
+        storage.write_text(protocol.worker_key(f"i-{n}"), json.dumps(record))
+    timeline = gather_timeline(storage, "hand", [], live_ids=set(), now=T0 + 100)
+    assert {lane.id: lane.score_off for lane in timeline.lanes} == {"i-0": None, "i-1": None, "i-2": -0.179, "i-3": None}
+    assert _lane_label(timeline.lanes[2]) == "i-2  c5.large · score -18% off its type"
+    assert _lane_label(timeline.lanes[0]) == "i-0  c5.large"
+    assert draw_timeline(timeline, tmp_path / "flagged.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_a_hundred_machines_stay_readable(tmp_path):

@@ -121,7 +121,7 @@ def _legend_entries(timeline: Timeline) -> list[tuple[str, dict]]:
 def _lane_label(lane: MachineLane) -> str:
     kind = lane.instance_type + (" spot" if lane.lifecycle == "spot" else "")
     slots = f" · {lane.slots} slots" if lane.slots > 1 else ""
-    off = f" · ⚠ score {lane.score_off:+.0%} vs type" if lane.score_off is not None else ""
+    off = f" · score {lane.score_off:+.0%} off its type" if lane.score_off is not None else ""  # calibration
     return f"{lane.id}  {kind}{slots}{off}"
 
 
