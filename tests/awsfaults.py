@@ -192,6 +192,7 @@ class FaultProxy:
         self._rules: list[FaultRule] = []
         self._fired: dict[int, int] = {}
         self._requests: list[tuple[str, str]] = []
+        self._params: list[tuple[str, dict[str, str]]] = []  # (action, form parameters) of query-protocol calls (EC2, IAM)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._sockets: set[socket.socket] = set()
@@ -223,6 +224,17 @@ class FaultProxy:
         """Every request seen, in order, as ``(service, action)``: a copy."""
         with self._lock:
             return list(self._requests)
+
+    def params(self, action: str) -> list[dict[str, str]]:
+        """The form parameters of every query-protocol call of ``action`` (``{"CpuOptions.CoreCount": "4", ...}``)."""
+        with self._lock:
+            return [dict(p) for a, p in self._params if a == action]
+
+    def _note_params(self, action: str, headers, body: bytes) -> None:
+        if "x-www-form-urlencoded" in headers.get("Content-Type", ""):
+            form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+            with self._lock:
+                self._params.append((action, form))
 
     def count(self, action: str, service: str | None = None) -> int:
         return sum(1 for s, a in self.requests if a == action and (service is None or s == service))
@@ -312,6 +324,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         body = self._read_body()
         service, action = classify(self.command, self.path, self.headers, body)
+        self.owner._note_params(action, self.headers, body)
         rule = self.owner._decide(service, action, self.headers.get("User-Agent", ""))
         if rule is not None:
             self._send_fault(service, rule)

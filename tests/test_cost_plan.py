@@ -82,6 +82,18 @@ def test_slots_auto_is_the_physical_cores_and_more_slots_than_cores_is_refused_o
     assert account_snapshot(burst_home, isolated_home) == before
 
 
+def test_the_plan_says_what_threads_per_core_1_does_to_each_type(tmp_path, moto_ami):
+    jobfile, install = write_campaign(tmp_path, [("c5.2xlarge", "echo a"), ("t3.micro", "echo b")])
+    result = run_script(DISPATCHER, moto_ami, "tpc1", str(jobfile), "-c", "-d", "--install", str(install), "--ssh-cidr",
+                        "127.0.0.1/32", "--dry-run", "--threads-per-core", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert ("note: --threads-per-core 1: c5.2xlarge runs its 4 cores with 1 thread each (4 of its 8 vCPUs; CpuOptions "
+            "at launch), at the price of the whole instance") in out
+    assert "note: --threads-per-core 1: t3.micro runs its 1 core with 1 thread each (1 of its 2 vCPUs" in out
+    assert "│ c5.2xlarge │    1 │        1 │     1 │     4 │     8 │" in result.stdout, "priced per instance, as before"
+
+
 def test_without_a_terminal_and_without_yes_nothing_is_created(tmp_path, moto_ami, campaign, burst_home, isolated_home):
     jobfile, install = campaign
     before = account_snapshot(burst_home, isolated_home)

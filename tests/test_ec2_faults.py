@@ -14,6 +14,8 @@ from burst.errors import BurstError, UserError
 from burst.providers import ProviderOptions
 from burst.providers.base import LaunchSpec
 from burst.providers.ec2 import CAPACITY_TRIES, EC2Provider
+from burst.providers.ec2_checks import threads_notes
+from burst.records import Job
 from tests.awsfaults import (  # noqa: F401  (aws_faults: fixture)
     INSUFFICIENT_INSTANCE_CAPACITY,
     INTERNAL_ERROR,
@@ -249,3 +251,33 @@ def test_the_bucket_listing_throttled_12_times_is_a_round_retried(aws_faults, tm
     code, err = dispatch(tmp_path, moto_ami, "listing", capsys)
     assert code == 0 and aws_faults.fired(rule) == 12
     assert "Traceback" not in err
+
+
+def test_threads_per_core_1_launches_every_core_with_one_thread(aws_faults, launcher, moto_ami):  # noqa: F811
+    """CpuOptions in the RunInstances request (moto ignores it; the proxy sees what AWS would get)."""
+    provider = launcher("tpc")
+    provider.options.threads_per_core = 1
+    jobs = [Job(tag=f"tpc{n}", instance_type=kind, command="true", line=n + 2)
+            for n, kind in enumerate(("c5.2xlarge", "m6i.4xlarge", "c6g.2xlarge"))]
+    provider.validate(jobs[:2])  # the x86 AMI: no Graviton type in the same job file
+    assert provider.launch(LaunchSpec("tpc", "c5.2xlarge", moto_ami), 2)
+    assert provider.launch(LaunchSpec("tpc", "m6i.4xlarge", moto_ami), 1)
+    assert provider.launch(LaunchSpec("tpc", "c6g.2xlarge", moto_ami), 1)  # one thread per core already
+    sent = [{k: v for k, v in p.items() if k.startswith("CpuOptions")} | {"type": p["InstanceType"]}
+            for p in aws_faults.params("RunInstances")]
+    assert sent == [
+        {"CpuOptions.CoreCount": "4", "CpuOptions.ThreadsPerCore": "1", "type": "c5.2xlarge"},
+        {"CpuOptions.CoreCount": "8", "CpuOptions.ThreadsPerCore": "1", "type": "m6i.4xlarge"},
+        {"type": "c6g.2xlarge"},
+    ]
+    assert threads_notes(provider.cpu_info, ["c5.2xlarge", "c6g.2xlarge"], 1) == [
+        "--threads-per-core 1: c5.2xlarge runs its 4 cores with 1 thread each (4 of its 8 vCPUs; CpuOptions at launch), "
+        "at the price of the whole instance",
+        "--threads-per-core 1: c6g.2xlarge runs 1 thread per core already",
+    ]
+
+
+def test_without_threads_per_core_no_cpu_options_are_sent(aws_faults, launcher, moto_ami):  # noqa: F811
+    provider = launcher("tpd")
+    assert provider.launch(LaunchSpec("tpd", "c5.2xlarge", moto_ami), 1)
+    assert [k for p in aws_faults.params("RunInstances") for k in p if k.startswith("CpuOptions")] == []

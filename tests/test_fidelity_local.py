@@ -62,6 +62,15 @@ def test_more_slots_than_cores_is_a_warning_locally(tmp_path):
             "so slots would share cores") in result.stdout.replace("\n", " ")
 
 
+def test_threads_per_core_is_refused_locally(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "true")])
+    result = run_script(DISPATCHER, "local", "tpc", str(jobfile), "-c", "-d", "--install", str(install),
+                        "--threads-per-core", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--threads-per-core is for EC2 machines" in result.stderr
+    assert not (burst_home / "buckets" / "tpc").exists(), "nothing created"
+
+
 def test_repeat_runs_each_row_k_times_as_units_and_status_counts_rows(tmp_path, burst_home):
     # the second row fails in its second repetition only
     jobfile, install = write_campaign(tmp_path, [("t3.micro", RESULT), ("t3.micro", RESULT + '; test "$REPEAT" != 2')])

@@ -40,6 +40,7 @@ from burst.control.ledger import money
 from burst.errors import BurstError, UserError
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
+from burst.providers.ec2_checks import threads_notes
 from burst.providers.pricing import PriceBook, remember_prices
 from burst.records import Job
 from burst.results.plot import plot_campaign
@@ -90,6 +91,7 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
                         help="spot machines (60-90%% cheaper; an interrupted row runs again elsewhere); a type AWS has no spot capacity for runs on-demand")
     market.add_argument("--spot-only", action="store_const", dest="market", const="spot-only",
                         help="like --spot, but wait for spot capacity instead of falling back to on-demand")
+    aws.add_argument("--threads-per-core", type=int, choices=[1, 2], metavar="N", help="1: every physical core with one hardware thread, its sibling off (RunInstances CpuOptions, where the type allows it; the price stays per instance); default: as AWS sells the type")
     aws.add_argument("--user", default="ubuntu", help="SSH user on the AMI (default ubuntu; ec2-user on Amazon Linux)")
     aws.add_argument("--ssh-config", type=Path, help="OpenSSH client config consulted per instance (bastions, ports)")
     aws.add_argument("--bucket", help="bucket name (default: the job name)")
@@ -168,6 +170,9 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         validate.check_ssh_cidr(args.ssh_cidr, args.allow_wide_ssh)
     if args.ami == "local" and args.market != "on-demand":
         raise UserError(f"--{args.market} is for EC2 machines: local sandboxes have no market; leave it out with AMI 'local'.")
+    if args.ami == "local" and args.threads_per_core is not None:
+        raise UserError("--threads-per-core is for EC2 machines: local sandboxes run on this machine's CPUs as they are; "
+                        "leave it out with AMI 'local'.")
     env = validate.parse_env(args.env)
     job_file = str(args.jobfile.resolve())
     jobs = [dataclasses.replace(job, job_file=job_file)
@@ -179,7 +184,7 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         region=args.region, profile=args.profile, ssh_cidr=args.ssh_cidr, allow_wide_ssh=args.allow_wide_ssh,
         max_hours=args.max_hours,
         user=args.user, ssh_config=str(args.ssh_config.resolve()) if args.ssh_config else None,
-        bucket=args.bucket, node_root=args.node_root, market=args.market,
+        bucket=args.bucket, node_root=args.node_root, market=args.market, threads_per_core=args.threads_per_core,
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
@@ -250,6 +255,7 @@ def price_plan(record: CampaignRecord, provider: Provider) -> CampaignPlan:
     quote = make_plan(record.job, "local" if local else book.region, market, record.options.max_hours, rows_per_type,
                       record.pool.machines_per_type(rows_per_type, local=local), record.pool.slots,
                       provider.vcpus, book, cores=provider.physical_cores(types))
+    quote.notes += threads_notes(provider.cpu_info, types, record.options.threads_per_core)
     needs = quota_needs(quote)
     provider.check_quotas(needs, quote.notes)
     quote.notes += [w for need in needs if (w := need.warning(quote.where))]

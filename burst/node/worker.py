@@ -344,8 +344,8 @@ class Worker:
         install_log = self.root / protocol.INSTALL_LOG
         if install_log.is_file():
             self._upload(protocol.install_log_key(self.config.instance_id), install_log)
+        self.bench.calibrate(log)  # before any claim, so the slots' processes measure alone; its record says the result
         self._write_record("working")
-        self.bench.calibrate(log)  # before any claim: the slots' processes measure alone
         beats = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
         beats.start()
         if self.config.provider == "ec2" and self.config.lifecycle == "spot":

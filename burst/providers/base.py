@@ -156,6 +156,7 @@ class ProviderOptions:
     bucket: str | None = None  # bucket name; default: the job name
     node_root: str = "burst"
     market: str = "on-demand"  # on-demand | spot (falls back to on-demand) | spot-only (waits for spot)
+    threads_per_core: int | None = None  # --threads-per-core: RunInstances' CpuOptions (None: as AWS sells the type)
     key_dir: str = field(default_factory=lambda: str(Path.home() / ".ssh"))
 
     def to_dict(self) -> dict[str, Any]:

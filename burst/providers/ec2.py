@@ -190,6 +190,7 @@ class EC2Provider(Provider):
                 for kind in ("instance", "volume")
             ],
         }
+        params.update(ec2_checks.cpu_options(self.ec2, self.cpu_info, spec.instance_type, self.options.threads_per_core))
         if self.options.market == "on-demand":
             return self.launch_batches(params, count)
         return ec2_spot.launch_spot(self, params, count)

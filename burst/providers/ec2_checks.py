@@ -63,6 +63,46 @@ def describe_image(ec2, image_id: str, region: str) -> dict[str, Any]:
     return image
 
 
+def cpu_options(ec2, cpu_info: dict[str, dict], instance_type: str, threads_per_core: int | None) -> dict[str, Any]:
+    """RunInstances' ``CpuOptions`` for ``--threads-per-core``: every core, with that many threads each.
+
+    {} when it was not asked for, when the type runs so already (Graviton: one thread
+    per core), or when the type cannot (no CPU options, or that count not among its
+    ValidThreadsPerCore): the plan says which (``threads_notes``). The price stays the
+    instance's whatever runs on it.
+    """
+    if not threads_per_core:
+        return {}
+    info = cpu_info.get(instance_type)
+    if info is None:  # a reconcile of a later run: not validated in this process
+        found = ec2.describe_instance_types(InstanceTypes=[instance_type])["InstanceTypes"]
+        info = cpu_info[instance_type] = dict(found[0].get("VCpuInfo", {})) if found else {}
+    if (threads_per_core == info.get("DefaultThreadsPerCore") or not info.get("DefaultCores")
+            or threads_per_core not in info.get("ValidThreadsPerCore", [])):
+        return {}
+    return {"CpuOptions": {"CoreCount": int(info["DefaultCores"]), "ThreadsPerCore": threads_per_core}}
+
+
+def threads_notes(cpu_info: dict[str, dict], types: list[str], threads_per_core: int | None) -> list[str]:
+    """What ``--threads-per-core`` does to each type, for the plan."""
+    notes = []
+    for kind in types if threads_per_core else []:
+        info = cpu_info.get(kind, {})
+        cores, default = info.get("DefaultCores"), info.get("DefaultThreadsPerCore")
+        if threads_per_core == default:
+            notes.append(f"--threads-per-core {threads_per_core}: {kind} runs {default} thread{'s' if default > 1 else ''} "
+                         f"per core already")
+        elif cores and threads_per_core in info.get("ValidThreadsPerCore", []):
+            notes.append(f"--threads-per-core {threads_per_core}: {kind} runs its {cores} core{'s' if cores > 1 else ''} "
+                         f"with {threads_per_core} thread{'s' if threads_per_core > 1 else ''} each ({cores * threads_per_core} of its "
+                         f"{info.get('DefaultVCpus')} vCPUs; CpuOptions at launch), at the price of the whole instance")
+        else:
+            valid = ", ".join(map(str, info.get("ValidThreadsPerCore", []))) or "none"
+            notes.append(f"--threads-per-core {threads_per_core}: {kind} cannot run so (its valid threads per core: "
+                         f"{valid}); it runs as AWS sells it")
+    return notes
+
+
 def describe_instance_types(ec2, jobs: list[Job], region: str, vcpus: dict[str, int] | None = None,
                             cpu_info: dict[str, dict] | None = None) -> dict[str, list[str]]:
     """Instance type -> supported architectures; a UserError naming unknown types and lines.
