@@ -73,7 +73,7 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
     pool.add_argument("--machines", type=positive_int, metavar="N", help="at most N machines per instance type (default: one per row on EC2, the CPU count locally)")
     pool.add_argument("--slots", type=slots, default="1", metavar="K", help="rows one machine runs at once, each pinned to its own whole physical cores (default 1; 'auto' = one per physical core)")
     pool.add_argument("--repeat", type=positive_int, default=1, metavar="K", help="run each row K times, as units JOB<i>.r1 .. .rK spread over the machines (REPEAT=1..K in their environment; default 1)")
-    pool.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=True, help="each machine measures its CPU and memory speed (about 2 s) when its worker starts; the score goes in every row (default on)")
+    pool.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None, help="each machine measures its CPU and memory speed (about 2 s) when its worker starts; the score goes in every row (default: on EC2; off locally, where every sandbox shares this machine)")
     pool.add_argument("--heartbeat", type=positive_float, default=30.0, metavar="SECONDS", help="lease renewal interval; a row whose machine misses 4 heartbeats runs again (default 30)")
     pool.add_argument("--retries", type=non_negative_int, default=2, metavar="R", help="attempts after an attempt lost its machine (default 2)")
     pool.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=False, help="also rerun rows whose command exited non-zero (within --retries)")
@@ -192,7 +192,7 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         install_file=str(install.resolve()) if install else "", results=_results(args), env=env,
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
                          retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience,
-                         repeat=args.repeat, calibrate=args.calibrate),
+                         repeat=args.repeat, calibrate=args.ami != "local" if args.calibrate is None else args.calibrate),
         typed_options=given.typed if given else {}, used_options=given.used if given else {},
     )
     if previous is not None:
