@@ -179,6 +179,7 @@ class MachineRecord:
     price_per_hour: float | None = None  # USD at launch (spot: its zone's price then); None = unknown
     ended: str = ""  # when the dispatcher ended it ("" = it ended itself, or runs)
     phases: dict[str, str] = field(default_factory=dict)  # machine state -> when the dispatcher first saw it
+    fatal: bool = False  # its failure is its type's (a refused login): no machine of the type is started again
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MachineRecord":

@@ -155,3 +155,29 @@ def test_retries_count_from_the_start_of_a_rows_current_run():
     lost = HeldClaim(Claim(tag="j0", attempt=5, machine="i-gone", slot=0, retry_base=3), "e", NOW)
     actions = decide(World(rows(1), BucketView(NOW, claims={"j0": lost}), []), policy(retries=2))
     assert [(r.tag, r.final) for r in actions.requeue] == [("j0", False)], "attempt 5 is the 2nd of its run: one retry left"
+
+
+def test_a_refused_login_is_its_type_s_verdict_no_machine_of_it_starts_again():
+    refused = {"i-0": MachineRecord(id="i-0", instance_type="t3.micro", state=protocol.INSTALL_FAILED, fatal=True,
+                                    note="i-0 refused user 'ubuntu' (publickey): this AMI (Amazon Linux 2023) logs in "
+                                         "as ec2-user: pass --user ec2-user")}
+    actions = decide(World(rows(2), BucketView(NOW, machines=refused), []), policy(retries=2))
+    assert actions.launch == {} and set(actions.fail_rows) == {"j0", "j1"}, "one verdict, not --retries of them"
+    assert actions.fail_rows["j0"] == (refused["i-0"].note + "; no more machines of type t3.micro are started")
+    other = decide(World([Job(tag="c0", instance_type="c5.large", command="true", line=2)],
+                         BucketView(NOW, machines=refused), []), policy())
+    assert other.launch == {"c5.large": 1}, "other types still launch"
+
+
+def test_machines_launched_in_the_second_the_run_started_count_as_this_run_s():
+    """EC2's launch times have whole seconds; the run's start has milliseconds: the same second counts."""
+    failed = {f"i-{n}": MachineRecord(id=f"i-{n}", instance_type="t3.micro", state=protocol.INSTALL_FAILED,
+                                      launched="2026-11-23T19:40:01+00:00", note="exit 3") for n in range(3)}
+    since = Policy(machines={"t3.micro": 3}, slots=1, heartbeat=1.0, retries=2, may_launch=True,
+                   installs_since="2026-11-23T19:40:01.900+00:00")
+    actions = decide(World(rows(1), BucketView(NOW, machines=failed), []), since)
+    assert actions.launch == {} and set(actions.fail_rows) == {"j0"}
+    earlier = Policy(machines={"t3.micro": 3}, slots=1, heartbeat=1.0, retries=2, may_launch=True,
+                     installs_since="2026-11-23T19:40:02.000+00:00")
+    assert decide(World(rows(1), BucketView(NOW, machines=failed), []), earlier).launch == {"t3.micro": 1}, \
+        "a previous run's failures do not count"

@@ -92,7 +92,7 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
     market.add_argument("--spot-only", action="store_const", dest="market", const="spot-only",
                         help="like --spot, but wait for spot capacity instead of falling back to on-demand")
     aws.add_argument("--threads-per-core", type=int, choices=[1, 2], metavar="N", help="1: every physical core with one hardware thread, its sibling off (RunInstances CpuOptions, where the type allows it; the price stays per instance); default: as AWS sells the type")
-    aws.add_argument("--user", default="ubuntu", help="SSH user on the AMI (default ubuntu; ec2-user on Amazon Linux)")
+    aws.add_argument("--user", help="SSH user on the machines (default: the AMI's: ubuntu, ec2-user, admin, ...; docs/aws.md)")
     aws.add_argument("--ssh-config", type=Path, help="OpenSSH client config consulted per instance (bastions, ports)")
     aws.add_argument("--bucket", help="bucket name (default: the job name)")
     aws.add_argument("--node-root", default="burst", help="folder on each machine holding the job's files (default ~/burst)")
@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)
+        if provider.login_note():
+            report(provider.login_note())
         quote = price_plan(record, provider)
         if args.dry_run or provider.name != "local":
             show_plan(quote)

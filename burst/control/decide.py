@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from burst import protocol
 from burst.node.bucket_view import BucketView, HeldClaim
 from burst.node.config import lease_seconds
-from burst.records import InstanceInfo, Job, seconds_since
+from burst.records import InstanceInfo, Job, MachineRecord, epoch, seconds_since
 
 
 @dataclass(frozen=True)
@@ -155,19 +155,22 @@ def decide(world: World, policy: Policy) -> Actions:
 
     # launches: up to the pool's size, as many as the pending rows need
     # a new dispatcher run (a fixed INSTALL.sh, --force) gives each type its --retries of installs afresh
-    install_failures = Counter(r.instance_type for r in world.bucket.machines.values()
-                               if r.state == protocol.INSTALL_FAILED and r.launched >= policy.installs_since)
+    failed = [r for r in world.bucket.machines.values()
+              if r.state == protocol.INSTALL_FAILED and _launched_since(r, policy.installs_since)]
+    install_failures = Counter(r.instance_type for r in failed)
+    fatal = {r.instance_type: r.note for r in sorted(failed, key=lambda r: r.updated) if r.fatal}
     for instance_type, count in sorted(pending.items()):
         working = [m for m in world.live if m.instance_type == instance_type and m.id not in ending
                    and _still_taking_rows(m, world)]
-        if install_failures[instance_type] > policy.retries:
+        if install_failures[instance_type] > policy.retries or instance_type in fatal:
             if not working:
-                note = _last_install_note(world, instance_type)
+                why = (f"{fatal[instance_type]}; no more machines of type {instance_type} are started"
+                       if instance_type in fatal else
+                       f"INSTALL.sh failed on {install_failures[instance_type]} machine(s) of type "
+                       f"{instance_type}; no more are started. {_last_install_note(world, instance_type)}".strip())
                 for row in world.rows:
                     if row.instance_type == instance_type and world.bucket.row_state(row.tag) == protocol.PENDING:
-                        actions.fail_rows[row.tag] = (
-                            f"INSTALL.sh failed on {install_failures[instance_type]} machine(s) of type "
-                            f"{instance_type}; no more are started. {note}").strip()
+                        actions.fail_rows[row.tag] = why
             continue
         slots = max(1, policy.slots)
         busy = Counter(world.bucket.claims[row.tag].claim.machine for row in world.rows
@@ -200,6 +203,17 @@ def _changed(row: Job, state: str, world: World) -> Rerun | None:
         return None  # pending: its next attempt runs the row as the campaign says now
     changes = row.changes(*ran)
     return Rerun(row.tag, attempt, f"changed ({', '.join(changes)})", running) if changes else None
+
+
+def _launched_since(record: MachineRecord, since: str) -> bool:
+    """Whether the machine was launched by this dispatcher run (or later), by the times' values.
+
+    EC2's launch times have whole seconds ("…:01+00:00") and ours milliseconds
+    ("…:01.500+00:00"): as text the first sorts before the second, though it may be the
+    same second. Hence numbers, and EC2's second given whole.
+    """
+    launched, start = epoch(record.launched), epoch(since)
+    return launched is None or start is None or launched >= math.floor(start)
 
 
 def _still_taking_rows(instance: InstanceInfo, world: World) -> bool:

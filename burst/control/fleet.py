@@ -35,7 +35,7 @@ from burst.transport.base import Transport, tail
 
 CONNECT_PER_ROUND = 15.0  # seconds one round tries to reach a machine that does not answer yet
 BOOT_TIMEOUT = 900.0  # a machine that no SSH connection reached for this long after launch is failed
-LOGIN_TIMEOUT = 300.0  # ... or that refused the job's key for this long
+LOGIN_GRACE = 10.0  # a machine older than this that refuses the job's key for a whole round: a verdict, for its type
 
 
 class Fleet:
@@ -129,12 +129,13 @@ class Fleet:
         self.storage.write_text(protocol.machine_key(record.id), json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n")
 
     def _set_machine(self, instance_id: str, state: str, note: str, world: World,
-                     instance: InstanceInfo | None = None) -> None:
+                     instance: InstanceInfo | None = None, fatal: bool = False) -> None:
         record = world.bucket.machines.get(instance_id)
         if record is None:
             kind = instance.instance_type if instance else ""
             record = MachineRecord(id=instance_id, instance_type=kind, state=state)
-        record = dataclasses.replace(record, state=state, note=note or record.note, phases=dict(record.phases))
+        record = dataclasses.replace(record, state=state, note=note or record.note, phases=dict(record.phases),
+                                     fatal=fatal or record.fatal)
         record.phases.setdefault(state, utc_now())  # the timeline: when it began installing, was ready, ...
         if state in (protocol.ENDED, protocol.INSTALL_FAILED) and not record.ended:
             record.ended = utc_now()  # the dispatcher terminates it now: the end of its cost
@@ -201,8 +202,15 @@ class Fleet:
 
             if not isinstance(error, SSHAuthenticationFailed):
                 raise
-            self._unless_too_old(instance, world, LOGIN_TIMEOUT)  # cloud-init may still be installing the key
-            return protocol.P_NEW
+            # it refused for a whole connection attempt (CONNECT_PER_ROUND of retries); cloud-init installs
+            # the key before sshd starts, but a machine just launched gets LOGIN_GRACE all the same
+            if self._age(instance, world) < LOGIN_GRACE:
+                return protocol.P_NEW
+            verdict = self.provider.login_refused(instance, error)
+            self._set_machine(instance.id, protocol.INSTALL_FAILED, verdict, world, instance, fatal=True)
+            self.provider.terminate([instance.id])
+            self.report(f"{self.noun} {verdict}")
+            return protocol.P_FAILED
         node_dir = self.provider.node_dir(instance)
         first, _, rest = transport.run(probe_command(node_dir)).out.partition("\n")
         word, _, argument = first.strip().partition(" ")
@@ -239,11 +247,14 @@ class Fleet:
         return word
 
     @staticmethod
-    def _unless_too_old(instance: InstanceInfo, world: World, seconds: float) -> None:
-        """Re-raise the error being handled once the machine has had ``seconds`` since its launch."""
+    def _age(instance: InstanceInfo, world: World) -> float:
+        """Seconds since the machine's launch."""
         record = world.bucket.machines.get(instance.id)
-        launched = record.launched if record else str(instance.details.get("launch_time", ""))
-        if seconds_since(launched) > seconds:
+        return seconds_since(record.launched if record else str(instance.details.get("launch_time", "")))
+
+    def _unless_too_old(self, instance: InstanceInfo, world: World, seconds: float) -> None:
+        """Re-raise the error being handled once the machine has had ``seconds`` since its launch."""
+        if self._age(instance, world) > seconds:
             raise
 
     def _install_failed(self, instance: InstanceInfo, world: World, transport: Transport, node_dir: str,

@@ -115,6 +115,14 @@ class Provider(ABC):
         """The machine's folder on it (``~/burst/<job>/<instance id>`` by default)."""
         return f"{self.node_root.rstrip('/')}/{instance.job}/{instance.id}"
 
+    def login_note(self) -> str:
+        """What the person should know about who logs in to the machines ("" when nothing)."""
+        return ""
+
+    def login_refused(self, instance: InstanceInfo, error: Exception) -> str:
+        """The verdict on a machine that refused the job's SSH login: why, and what to pass instead."""
+        return str(error)
+
     def live_ids(self) -> list[str] | None:
         """Ids of the job's live machines, for a message after a failure; None when that cannot be known now."""
         try:
@@ -151,7 +159,7 @@ class ProviderOptions:
     ssh_cidr: str | None = None
     allow_wide_ssh: bool = False  # --allow-wide-ssh: an --ssh-cidr wider than /16 (/48) is meant
     max_hours: float = 24.0
-    user: str = "ubuntu"
+    user: str | None = None  # --user; None: the AMI's (burst.providers.ami_user)
     ssh_config: str | None = None
     bucket: str | None = None  # bucket name; default: the job name
     node_root: str = "burst"

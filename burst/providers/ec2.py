@@ -22,7 +22,6 @@ paramiko comes in with ``transport()``.
 
 from __future__ import annotations
 
-import shlex
 import time
 import uuid
 from pathlib import Path
@@ -32,7 +31,8 @@ from botocore.exceptions import ClientError, WaiterError
 
 from burst.errors import BurstError, UserError, command_name, live_sentence
 from burst.providers import aws_setup, ec2_checks, ec2_spot
-from burst.providers.base import LaunchSpec, Provider, ShellCommand
+from burst.providers.ec2_access import EC2Access
+from burst.providers.base import LaunchSpec, Provider
 from burst.providers.ec2_checks import _chunks, _code, _message
 from burst.providers.ec2_spot import SpotRefused
 from burst.providers.ec2_userdata import user_data
@@ -87,7 +87,7 @@ def _instance_info(instance: dict[str, Any]) -> InstanceInfo:
     )
 
 
-class EC2Provider(Provider):
+class EC2Provider(EC2Access, Provider):
     name = "ec2"
     needs_bootstrap = True  # stock AMIs may lack boto3 for the agent
 
@@ -112,6 +112,7 @@ class EC2Provider(Provider):
         self.vcpus: dict[str, int] = {}
         self.cpu_info: dict[str, dict] = {}  # VCpuInfo per type: physical cores, threads per core
         self.spot_waits: dict[str, ec2_spot.SpotWait] = {}  # --spot-only: per type, when to ask again
+        self._image: dict[str, Any] | None = None  # DescribeImages' answer, once asked
 
     # -- checks and setup ----------------------------------------------------
 
@@ -123,7 +124,7 @@ class EC2Provider(Provider):
     def validate(self, jobs: list[Job]) -> None:
         """AMI exists (and may be used), every instance type exists and fits its architecture."""
         self._check_credentials()
-        image = ec2_checks.describe_image(self.ec2, self.image, self.region)
+        image = self._image = ec2_checks.describe_image(self.ec2, self.image, self.region)
         types = ec2_checks.describe_instance_types(self.ec2, jobs, self.region, self.vcpus, self.cpu_info)
         ec2_checks.check_architecture(self.image, image, jobs, types)
         self._marketplace_codes = ec2_checks.marketplace_codes(image)
@@ -350,30 +351,6 @@ class EC2Provider(Provider):
             for reservation in page.get("Reservations", []):
                 known.update(instance["InstanceId"] for instance in reservation.get("Instances", []))
         return [i for i in ids if i in known]
-
-    def _target(self, instance: InstanceInfo):
-        from burst.transport.ssh_target import resolve_target
-
-        details = instance.details or {}
-        names = [details.get("public_ip"), details.get("public_dns"), details.get("private_ip"), instance.id]
-        if instance.host and instance.host not in names:
-            names.insert(0, instance.host)
-        return resolve_target([name for name in names if name], user=self.options.user,
-                              key_file=str(self.key_file), ssh_config=self.options.ssh_config)
-
-    def shell_command(self, instance: InstanceInfo, workdir: str, command: str | None = None) -> ShellCommand:
-        from burst.transport.ssh_target import ssh_argv
-
-        remote = f"cd {shlex.quote(workdir)} && " + (command or 'exec "$SHELL" -l')
-        return ShellCommand(ssh_argv(self._target(instance), known_hosts=str(self.known_hosts),
-                                     ssh_config=self.options.ssh_config, remote=remote, host_key_alias=instance.id))
-
-    def transport(self, instance: InstanceInfo, connect_timeout: float = 600.0) -> "Transport":
-        from burst.transport.ssh import SSHTransport
-
-        target = self._target(instance)
-        return SSHTransport(target, known_hosts=self.known_hosts, where=f"machine {instance.id} ({instance.host})",
-                            connect_timeout=connect_timeout, host_key_alias=instance.id)
 
     # -- clean-up ------------------------------------------------------------
 
