@@ -45,8 +45,8 @@ def key_kind(path: str) -> str:
     key = unquote(path).lstrip("/").partition("/")[2]
     if not key:
         return "(bucket)"
-    key = re.sub(r"^machines/i-[0-9a-f]+", "machines/ID", key)
-    key = re.sub(r"^[a-z]+\d+(?=/)", "TAG", key)
+    key = re.sub(r"^(state/)?machines/i-[0-9a-f]+", r"\1machines/ID", key)
+    key = re.sub(r"^(state/rows/)?[a-z]+\d+(?=/)", r"\1TAG", key)
     return re.sub(r"/attempts/\d+/", "/attempts/N/", key)
 
 

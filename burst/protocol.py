@@ -10,7 +10,7 @@ claims rows of its instance type until none are left, then ends the machine.
 
 from __future__ import annotations
 
-# -- row states (``<tag>/status.json`` and the status table) -------------------
+# -- row states (``state/rows/<tag>/status.json`` and the status table) -------------------
 PENDING = "pending"  # nobody holds it: no claim yet, or its last attempt was released
 RUNNING = "running"  # a worker holds its claim (derived from the claim; not written)
 DONE = "done"
@@ -19,11 +19,11 @@ INTERRUPTED = "interrupted"  # an attempt lost its machine; final when no retry 
 TERMINAL_STATES = frozenset({DONE, FAILED, INTERRUPTED})
 SPOT_INTERRUPTION = "spot interruption"  # the reason of a row a spot machine gave back
 
-# -- claim states (``<tag>/claim.json``) ------------------------------------------
+# -- claim states (``state/rows/<tag>/claim.json``) ------------------------------------------
 HELD = "held"  # a worker runs this attempt and renews the lease
 RELEASED = "released"  # this attempt is over without a final result: the next attempt may claim it
 
-# -- machine states (``machines/<id>.json``, written by the dispatcher) ------------
+# -- machine states (``state/machines/<id>.json``, written by the dispatcher) ------------
 LAUNCHED = "launched"
 INSTALLING = "installing"
 READY = "ready"
@@ -32,20 +32,34 @@ INSTALL_FAILED = "install-failed"
 ENDED = "ended"  # ended by the reconcile; the record says why
 
 # -- bucket keys ------------------------------------------------------------------
+# What decides (claims, statuses, machine and worker records) lives under ``state/``,
+# apart from the rows' logs and results, so the reconcile and the workers list only
+# it: a listing costs the same at row 100 and row 100,000 whatever the rows upload.
 CAMPAIGN_KEY = "campaign.json"
+LAYOUT = 2  # campaign.json's "layout": 2 = this one; none = the first (records beside the logs)
+ROWS_PREFIX = "state/rows/"  # <tag>/claim.json, <tag>/status.json, <tag>/released
+MACHINES_PREFIX = "state/machines/"  # <id>.json (the dispatcher's), <id>/worker.json (the worker's)
 
 
 def status_key(tag: str) -> str:
-    return f"{tag}/status.json"
+    return f"{ROWS_PREFIX}{tag}/status.json"
 
 
 def claim_key(tag: str) -> str:
-    return f"{tag}/claim.json"
+    return f"{ROWS_PREFIX}{tag}/claim.json"
 
 
 def released_key(tag: str) -> str:
     """A marker beside a released claim, so that workers can find released rows from a listing alone."""
-    return f"{tag}/released"
+    return f"{ROWS_PREFIX}{tag}/released"
+
+
+def row_record(key: str) -> tuple[str, str] | None:
+    """``(tag, name)`` of a key under ``ROWS_PREFIX`` (name: claim.json, status.json or released), else None."""
+    if not key.startswith(ROWS_PREFIX):
+        return None
+    parts = key[len(ROWS_PREFIX):].split("/")
+    return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
 def attempt_prefix(tag: str, attempt: int) -> str:
@@ -54,7 +68,7 @@ def attempt_prefix(tag: str, attempt: int) -> str:
 
 
 def attempt_status_key(tag: str, attempt: int) -> str:
-    """An earlier attempt's status, kept when a later attempt's replaced ``<tag>/status.json``."""
+    """An earlier attempt's status, kept when a later attempt's replaced the row's status."""
     return f"{attempt_prefix(tag, attempt)}status.json"
 
 
@@ -68,20 +82,28 @@ def results_prefix(tag: str, attempt: int) -> str:
 
 def machine_key(instance_id: str) -> str:
     """The dispatcher's record of a machine: setup state, facts, why it was ended."""
-    return f"machines/{instance_id}.json"
+    return f"{MACHINES_PREFIX}{instance_id}.json"
 
 
 def worker_key(instance_id: str) -> str:
     """The worker's own record of its machine, renewed with every heartbeat."""
-    return f"machines/{instance_id}/worker.json"
+    return f"{MACHINES_PREFIX}{instance_id}/worker.json"
+
+
+def machine_record(key: str) -> tuple[str, str] | None:
+    """``(instance id, "machine" | "worker")`` of a key under ``MACHINES_PREFIX``, else None."""
+    if not key.startswith(MACHINES_PREFIX):
+        return None
+    parts = key[len(MACHINES_PREFIX):].split("/")
+    if len(parts) == 1 and parts[0].endswith(".json"):
+        return parts[0][:-len(".json")], "machine"
+    if len(parts) == 2 and parts[1] == "worker.json":
+        return parts[0], "worker"
+    return None
 
 
 def install_log_key(instance_id: str) -> str:
     return f"machines/{instance_id}/install.log"
-
-
-def tag_of_key(key: str) -> str:
-    return key.split("/", 1)[0]
 
 
 # -- repetitions (``--repeat K``) --------------------------------------------------

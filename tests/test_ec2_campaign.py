@@ -212,8 +212,8 @@ def test_campaign_on_ec2_end_to_end(tmp_path, moto_ami, make_nodes):  # noqa: F8
         log = (out / "machines" / instance_id / "install.log").read_text()
         assert f"install on {instance_id} ({instance_type}, ec2) for {job} tag=[]" in log, log
         assert "env FOO=[bar baz]" in log, "--env reaches INSTALL.sh"
-        assert (out / "machines" / f"{instance_id}.json").is_file()
-        assert json.loads((out / "machines" / instance_id / "worker.json").read_text())["state"] == "finished"
+        assert (out / "state" / "machines" / f"{instance_id}.json").is_file()
+        assert json.loads((out / "state" / "machines" / instance_id / "worker.json").read_text())["state"] == "finished"
 
     again = run_script(str(REPO / "get_s3_files.py"), job, str(out))
     assert again.returncode == 0 and "downloaded 0 file(s)" in again.stdout

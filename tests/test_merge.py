@@ -8,7 +8,7 @@ from pathlib import Path
 
 import boto3
 
-from burst.protocol import results_prefix
+from burst.protocol import results_prefix, status_key
 from burst.results.merge import BURST_COLUMNS, merge
 from burst.storage import Storage, open_storage
 from tests.conftest import REPO, run_script
@@ -22,7 +22,7 @@ def put_row(storage: Storage, scratch: Path, tag: str, files: dict[str, bytes], 
     record = {"job": "mj", "tag": tag, "state": "done", "instance_type": "t3.micro", "attempt": attempt,
               "exit_code": 0, "seconds": 1.25, "cpus": [1], "provenance": {"host": "node-a", "cpu_count": 2},
               **status}
-    storage.write_text(f"{tag}/status.json", json.dumps(record))
+    storage.write_text(status_key(tag), json.dumps(record))
     for name, data in files.items():
         local = scratch / f"{tag}-{attempt}-{name.replace('/', '_')}"
         local.write_bytes(data)
@@ -135,7 +135,7 @@ def test_odd_or_unreadable_statuses_do_not_stop_the_merge(tmp_path):
     scratch = tmp_path / "scratch"
     put_row(storage, scratch, "odd0", {"r.csv": b"v\n1\n"}, cpus=None, provenance={"cpu_count": "many"}, exit_code="x")
     put_row(storage, scratch, "odd1", {"r.csv": b"v\n2\n"})
-    storage.write_text("odd2/status.json", "{not json")
+    storage.write_text(status_key("odd2"), "{not json")
 
     result, header, rows = fetch_and_merge(storage.url, tmp_path / "out")
     by_tag = {row["tag"]: row for row in rows}

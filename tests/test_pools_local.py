@@ -186,7 +186,7 @@ def test_a_bucket_outage_mid_run_loses_nothing(tmp_path, burst_home):
 
 def machine_states(bucket: Path) -> list[str]:
     found = []
-    for path in (bucket / "machines").glob("*.json") if (bucket / "machines").is_dir() else []:
+    for path in (bucket / "state" / "machines").glob("*.json") if (bucket / "state" / "machines").is_dir() else []:
         try:
             found.append(json.loads(path.read_text())["state"])
         except (OSError, ValueError, KeyError):
@@ -198,8 +198,8 @@ KILL_POINTS = {
     "campaign recorded": lambda b: (b / "campaign.json").exists(),
     "machines launched": lambda b: "launched" in machine_states(b) or "installing" in machine_states(b),
     "installing": lambda b: "installing" in machine_states(b),
-    "workers started": lambda b: any(b.glob("machines/*/worker.json")),
-    "first row done": lambda b: any(b.glob("*/status.json")),
+    "workers started": lambda b: any(b.glob("state/machines/*/worker.json")),
+    "first row done": lambda b: any(b.glob("state/rows/*/status.json")),
 }
 
 
@@ -239,3 +239,18 @@ def test_retry_failed_reruns_a_failing_row_and_keeps_both_attempts_logs(tmp_path
     attempts = burst_home / "buckets" / "flaky" / "flaky0" / "attempts"
     assert (attempts / "1" / "logs" / "stderr.log").read_text() == "flaky: attempt 1\n"
     assert (attempts / "2" / "logs" / "stdout.log").read_text() == "attempt 2\n"
+
+
+def test_three_machines_of_four_slots_walk_their_own_arcs_and_run_each_row_once(tmp_path, burst_home):
+    """The candidate draw (a ring of tags from a random start, a jump after a lost race): exactly once still."""
+    log = tmp_path / "ran.log"
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", f"echo $TAG:$BURST_INSTANCE_ID >> {log}")] * 240)
+    result = run_script(DISPATCHER, "local", "arcs", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                        "--machines", "3", "--slots", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = ran(log)
+    assert Counter(line.split(":")[0] for line in lines) == Counter(f"arcs{i}" for i in range(240)), "each row once"
+    by_machine = Counter(line.split(":")[1] for line in lines)
+    assert len(by_machine) == 3 and min(by_machine.values()) > 0, by_machine
+    rows = statuses("arcs")
+    assert {r["state"] for r in rows.values()} == {"done"} and {r["attempt"] for r in rows.values()} == {1}

@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from burst import protocol
 from burst.control.ledger import cost_line
 from burst.providers import ProviderOptions, ec2_spot
 from burst.providers.base import LaunchSpec
@@ -87,7 +88,7 @@ def held_claims(bucket: str, tags: list[str]) -> int:
     held = 0
     for tag in tags:
         try:
-            claim = json.loads(s3.get_object(Bucket=bucket, Key=f"{tag}/claim.json")["Body"].read())
+            claim = json.loads(s3.get_object(Bucket=bucket, Key=protocol.claim_key(tag))["Body"].read())
         except s3.exceptions.NoSuchKey:
             continue
         except Exception:  # the bucket does not exist yet

@@ -74,8 +74,11 @@ def _note(message: str) -> None:
     errors.print(message, markup=False, soft_wrap=True)
 
 
-def _campaign(job: str) -> Campaign:
+def _campaign(job: str, any_layout: bool = False) -> Campaign:
+    """The campaign, refused when its bucket has another layout (``any_layout``: terminate and cleanup work on any)."""
     record = load_record(job)
+    if not any_layout:
+        record.check_layout()
     provider = record.provider()
     return Campaign(record, provider, record.storage(provider), report=_note)
 
@@ -158,7 +161,7 @@ def cmd_logs(job: str, tag: str, attempt: int | None) -> int:
 
 def cmd_terminate(job: str) -> int:
     """End every live machine of the job; their running rows are requeued by the next reconcile."""
-    campaign = _campaign(job)
+    campaign = _campaign(job, any_layout=True)
     live = campaign.provider.list({"job": job})
     campaign.provider.terminate([i.id for i in live])
     report(f"terminated {len(live)} machine(s) of job {job}")
@@ -166,7 +169,7 @@ def cmd_terminate(job: str) -> int:
 
 
 def cmd_cleanup(job: str, yes: bool) -> int:
-    campaign = _campaign(job)
+    campaign = _campaign(job, any_layout=True)
     live = campaign.provider.list({"job": job})
     if live:
         raise UserError(f"job {job} still has {len(live)} live machine(s): run `{command_name()} terminate {job}` first.")

@@ -196,6 +196,7 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         typed_options=given.typed if given else {}, used_options=given.used if given else {},
     )
     if previous is not None:
+        previous.check_layout()
         if previous.image != record.image:
             raise UserError(
                 f"job {args.job!r} already ran with AMI {previous.image}: use another job name, or "

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from burst import __version__
 from burst.atomic import write_atomically
 from burst.errors import UserError, command_name
-from burst.protocol import CAMPAIGN_KEY
+from burst.protocol import CAMPAIGN_KEY, LAYOUT
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
 from burst.records import Job, from_known_fields, utc_now
@@ -66,6 +66,18 @@ class CampaignRecord:
     created: str = field(default_factory=utc_now)
     updated: str = field(default_factory=utc_now)
     version: str = __version__
+    layout: int = LAYOUT  # of its bucket (``burst.protocol``); a record without one is of the first layout
+
+    def check_layout(self) -> None:
+        """Refuse a campaign whose bucket has another layout: this burst would see none of its rows' records."""
+        if self.layout != LAYOUT:
+            raise UserError(
+                f"job {self.job!r} was started by burst {self.version}, whose bucket layout ({self.layout}) keeps each "
+                f"row's claim and status beside its logs; this burst ({__version__}) keeps them under state/ (layout "
+                f"{LAYOUT}) and does not move the records of a campaign whose machines may still write them. Finish it "
+                f"with burst {self.version}, or download its results (`{command_name()} download {self.job} DIR` "
+                f"still works), then `{command_name()} cleanup {self.job}` and run it again under another name or this one.",
+            )
 
     @property
     def provider_name(self) -> str:
@@ -90,6 +102,7 @@ class CampaignRecord:
         data["jobs"] = [from_known_fields(Job, row) for row in data["jobs"]]
         data["options"] = ProviderOptions.from_dict(data.get("options", {}))
         data["pool"] = PoolOptions.from_dict(data.get("pool", {}))
+        data.setdefault("layout", 1)  # written before layouts were numbered
         return from_known_fields(cls, data)
 
     def to_json(self) -> str:

@@ -1,6 +1,7 @@
-"""One read of a campaign's bucket: every claim, status and machine record, from one listing.
+"""One read of a campaign's bucket: every claim, status and machine record, from listings of ``state/``.
 
-A listing gives each object's etag and last-write time; a record is fetched
+Only what decides is listed (``protocol.ROWS_PREFIX`` and ``MACHINES_PREFIX``), never
+the rows' logs and results. A listing gives each object's etag and last-write time; a record is fetched
 only when its etag is new to this reader (``RecordCache``), so a reconcile round
 costs one LIST plus a GET per record that changed. The cache holds nothing that
 could not be read again: it maps (key, etag) to what that exact object says.
@@ -61,7 +62,7 @@ class BucketView:
     statuses: dict[str, JobStatus] = field(default_factory=dict)
     machines: dict[str, MachineRecord] = field(default_factory=dict)
     workers: dict[str, tuple[WorkerRecord, float]] = field(default_factory=dict)  # record, last write
-    campaign_etag: str = ""  # of campaign.json as listed: a worker reads its rows again when it changes
+    campaign_etag: str = ""  # of campaign.json as listed (workers only): a worker reads its rows again when it changes
 
     def row_state(self, tag: str) -> str:
         """PENDING, RUNNING, or the final state; one rule for dispatcher and worker.
@@ -92,14 +93,14 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
     """
     view = BucketView(now=time.time())
     if with_machines:
-        for obj in storage.list_objects("machines/"):
-            parts = obj.key.split("/")
-            if len(parts) == 2 and parts[1].endswith(".json"):
+        for obj in storage.list_objects(protocol.MACHINES_PREFIX):
+            kind = protocol.machine_record(obj.key)
+            if kind is not None and kind[1] == "machine":
                 data = cache.load(storage, obj)
                 if isinstance(data, dict):
                     record = MachineRecord.from_dict(data)
                     view.machines[record.id] = record
-            elif len(parts) == 3 and parts[2] == "worker.json":
+            elif kind is not None:
                 data = cache.load(storage, obj)
                 if isinstance(data, dict):
                     worker = WorkerRecord.from_dict(data)
@@ -111,17 +112,12 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
 
 
 def _listed_rows(storage: Storage, tags: set[str] | None, view: BucketView) -> dict[str, dict[str, StoredObject]]:
-    """tag -> {"claim.json" | "status.json" | "released": its object}, from one listing of the bucket.
-
-    Notes the etag of ``campaign.json`` in ``view`` on the way.
-    """
+    """tag -> {"claim.json" | "status.json" | "released": its object}, from one listing of ``state/rows/``."""
     listed: dict[str, dict[str, StoredObject]] = {}
-    for obj in storage.list_objects():
-        if obj.key == protocol.CAMPAIGN_KEY:
-            view.campaign_etag = obj.etag
-        parts = obj.key.split("/")
-        if len(parts) == 2 and parts[1] in ("claim.json", "status.json", "released") and (tags is None or parts[0] in tags):
-            listed.setdefault(parts[0], {})[parts[1]] = obj
+    for obj in storage.list_objects(protocol.ROWS_PREFIX):
+        found = protocol.row_record(obj.key)
+        if found is not None and found[1] in ("claim.json", "status.json", "released") and (tags is None or found[0] in tags):
+            listed.setdefault(found[0], {})[found[1]] = obj
     return listed
 
 
@@ -159,6 +155,9 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
     reads everything: it shows every row.)
     """
     view = BucketView(now=time.time())
+    for obj in storage.list_objects(protocol.CAMPAIGN_KEY):  # its etag: one small listing, not the file
+        if obj.key == protocol.CAMPAIGN_KEY:
+            view.campaign_etag = obj.etag
     listed = _listed_rows(storage, tags, view)
     free = set()
     for tag in tags:

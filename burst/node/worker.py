@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from burst import protocol
 from burst.atomic import write_atomically
 from burst.node import bench, claims, spot_notice
 from burst.node.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
+from burst.node.candidates import LOSSES_BEFORE_LISTING, from_random_start, in_ring_order
 from burst.node.config import NodeConfig, lease_seconds, provenance
 from burst.node.ending import terminate_self
 from burst.node.outputs import find_outputs, prepare_results
@@ -103,15 +103,17 @@ class Worker:
     def _claim_next(self, slot: int) -> RowRun | None:
         """Claim a pending row, or take over one whose lease expired; None when nothing is left.
 
-        Candidates come from one listing, shared by the slots; a lost race costs one
-        conditional write, and two lost races in a row mean the listing is stale.
+        Candidates come from one listing, shared by the slots, in the order of
+        ``burst.node.candidates`` (which says when to list again).
         """
         while True:
             losses = 0
-            while losses < 2:
+            while losses < LOSSES_BEFORE_LISTING:
                 with self.queue_lock:
                     if not self.queue:
                         break
+                    if losses:
+                        self.queue = from_random_start(self.queue)
                     tag, held = self.queue.pop()
                 if held is not None and held.claim.state == protocol.RELEASED and held.claim.tries == 0 \
                         and time.time() - seconds_since(held.claim.heartbeat) > self.rows_read:
@@ -150,8 +152,7 @@ class Worker:
             elif (state == protocol.RUNNING and held is not None and view.now - held.modified > lease
                   and held.claim.tries <= self.config.retries and held.claim.machine != self.config.instance_id):
                 found.append((tag, held))  # its machine stopped renewing: the next attempt is ours
-        random.shuffle(found)  # machines racing for the same rows spread over them
-        return found
+        return from_random_start(in_ring_order(found))
 
     # -- one row -----------------------------------------------------------------
     def _environment(self, run: RowRun, slot: int) -> dict[str, str]:

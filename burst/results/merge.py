@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from burst.errors import UserError
-from burst.protocol import CAMPAIGN_KEY, results_prefix, split_unit
+from burst.protocol import CAMPAIGN_KEY, ROWS_PREFIX, results_prefix, split_unit
 from burst.records import Job, JobStatus, from_known_fields
 
 PREFIX = "burst_"
@@ -133,7 +133,9 @@ def merge(folder: Path) -> Merged:
     jobs = campaign_jobs(folder)
     facts: list[dict[str, Any]] = []
     tables: list[pd.DataFrame] = []
-    for status_file in sorted(folder.glob("*/status.json")):
+    # this layout's statuses; a folder downloaded from a first-layout bucket has them beside the results
+    status_files = sorted(folder.glob(f"{ROWS_PREFIX}*/status.json")) or sorted(folder.glob("*/status.json"))
+    for status_file in status_files:
         tag = status_file.parent.name
         try:
             status = JobStatus.from_dict({"tag": tag, "job": "", "state": "",
@@ -160,7 +162,7 @@ def merge(folder: Path) -> Merged:
             facts.append({**row, "result_file": None})
             tables.append(pd.DataFrame(index=range(1)))
     if not facts:
-        raise UserError(f"{folder} holds no <tag>/status.json: download a job's bucket into it first.")
+        raise UserError(f"{folder} holds no {ROWS_PREFIX}<tag>/status.json: download a job's bucket into it first.")
     user = pd.concat([t.reset_index(drop=True) for t in tables], ignore_index=True, sort=False)
     names = burst_names(set(user.columns))
     ours = _typed(facts).rename(columns=names)

@@ -158,15 +158,13 @@ def _list(storage: Storage) -> _Listing:
     found = _Listing()
     for obj in storage.list_objects():
         parts = obj.key.split("/")
-        if parts[0] == "machines":
-            if len(parts) == 2 and parts[1].endswith(".json"):
-                found.machines[parts[1][:-len(".json")]] = obj
-            elif len(parts) == 3 and parts[2] == "worker.json":
-                found.workers[parts[1]] = obj
-        elif len(parts) == 2 and parts[1] == "claim.json":
-            found.claims[parts[0]] = obj
-        elif len(parts) == 2 and parts[1] == "status.json":
-            found.statuses[parts[0]] = obj
+        machine, row = protocol.machine_record(obj.key), protocol.row_record(obj.key)
+        if machine is not None:
+            (found.machines if machine[1] == "machine" else found.workers)[machine[0]] = obj
+        elif row is not None and row[1] == "claim.json":
+            found.claims[row[0]] = obj
+        elif row is not None and row[1] == "status.json":
+            found.statuses[row[0]] = obj
         elif len(parts) >= 4 and parts[1] == "attempts" and parts[2].isdigit():
             key = (parts[0], int(parts[2]))
             if len(parts) == 4 and parts[3] == "status.json":
@@ -186,7 +184,7 @@ def gather_timeline(storage: Storage, job: str = "", tags: Iterable[str] | None 
     where the bucket last heard of it, as the ledger would tell a gone machine).
     ``cache``: the dispatcher's, so records its rounds read are not read again (no
     GET per row at the end of ``--wait``). A copy of the current attempt's status
-    (written by burst before 0.1.0's last change) is not read: ``<tag>/status.json`` is it.
+    (written by burst before 0.1.0's last change) is not read: ``state/rows/<tag>/status.json`` is it.
     """
     now = time.time() if now is None else now
     listing = _list(storage)

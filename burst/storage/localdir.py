@@ -119,9 +119,12 @@ class LocalDirStorage(Storage):
             raise KeyNotFound(f"the bucket folder {self.root} does not exist")
         found = []
         root = str(self.root)
-        for folder, _dirs, files in os.walk(root):
+        # only the folders that can hold keys with this prefix: a listing of state/ never walks the logs
+        start = os.path.join(root, *prefix.split("/")[:-1])
+        for folder, dirs, files in os.walk(start):
             relative = os.path.relpath(folder, root).replace(os.sep, "/")
             base = "" if relative == "." else relative + "/"
+            dirs[:] = [d for d in dirs if (base + d + "/").startswith(prefix) or prefix.startswith(base + d + "/")]
             for name in files:
                 if name.startswith(".") and name.endswith((TEMP_SUFFIX, ".lock")):
                     continue  # a write in progress, or a key's lock
