@@ -29,7 +29,7 @@ def test_repetitions_cores_and_calibration_on_ec2(tmp_path, moto_ami, make_nodes
     out = tmp_path / "out"
     assert run_script(str(REPO / "get_s3_files.py"), job, str(out), "--merge").returncode == 0
     for machine in report["machines"]:
-        record = json.loads((out / "machines" / machine["id"] / "worker.json").read_text())
+        record = json.loads((out / "state" / "machines" / machine["id"] / "worker.json").read_text())
         assert record["calibration"]["score"] > 0 and record["topology"]["cores"] >= 1
         scores[machine["id"]] = record["calibration"]["score"]
     for row in rows.values():

@@ -22,7 +22,7 @@ def merged(tmp_path, job: str) -> list[dict]:
 
 
 def worker_records(burst_home, job: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((burst_home / "buckets" / job / "machines").glob("*/worker.json"))]
+    return [json.loads(p.read_text()) for p in sorted((burst_home / "buckets" / job / "state" / "machines").glob("*/worker.json"))]
 
 
 def test_slots_get_whole_cores_each_row_records_them_and_the_machine_is_calibrated(tmp_path, burst_home):
@@ -103,7 +103,7 @@ def test_status_flags_a_machine_whose_score_is_far_from_its_types_median(tmp_pat
     result = run_script(DISPATCHER, "local", "calib", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
                         "--machines", "3")
     assert result.returncode == 0, result.stdout + result.stderr
-    records = sorted((burst_home / "buckets" / "calib" / "machines").glob("*/worker.json"))
+    records = sorted((burst_home / "buckets" / "calib" / "state" / "machines").glob("*/worker.json"))
     assert len(records) == 3
     for path, score in zip(records, (10.0, 10.4, 7.0)):  # sandboxes share this machine: the test writes the scores
         record = json.loads(path.read_text())

@@ -127,4 +127,4 @@ def test_a_campaign_on_stock_machines_finishes_every_row_and_ends_every_machine(
         assert f"install on {instance_id} as {LOGIN_USER}" in install_log
         worker_log = (nodes.folder(job, instance_id) / "logs" / "worker.log").read_text()
         assert f"worker: Python {python_says[7:]}" in worker_log and "with its own runtime" in worker_log, worker_log
-        assert json.loads((out / "machines" / instance_id / "worker.json").read_text())["state"] == "finished"
+        assert json.loads((out / "state" / "machines" / instance_id / "worker.json").read_text())["state"] == "finished"
