@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from burst.protocol import HELD, TERMINAL_STATES
+from burst.protocol import HELD, TERMINAL_STATES, split_unit
 
 
 def from_known_fields(cls, data: dict[str, Any]):
@@ -119,6 +119,9 @@ class JobStatus:
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)  # host, cpu_model, kernel, ...
     instance: dict[str, Any] = field(default_factory=dict)  # what the provider says of the machine
+
+    def __post_init__(self) -> None:
+        self.repeat = split_unit(self.tag)[1]  # the tag says it, whoever wrote the status (a worker, the dispatcher)
 
     @property
     def terminal(self) -> bool:
