@@ -106,6 +106,10 @@ def install_log_key(instance_id: str) -> str:
     return f"machines/{instance_id}/install.log"
 
 
+def worker_log_key(instance_id: str) -> str:
+    return f"machines/{instance_id}/worker.log"
+
+
 # -- repetitions (``--repeat K``) --------------------------------------------------
 # Each repetition of a row is a unit of its own, tagged ``<tag>.r<k>`` (k = 1..K):
 # its own claim, status and attempts, so the claim protocol stays exactly-once per

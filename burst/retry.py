@@ -25,12 +25,31 @@ def backoff(first: float = 0.2, factor: float = 1.5, cap: float = 5.0, jitter: f
         delay = min(cap, delay * factor)
 
 
+# error codes of a request refused as such: the same request is refused again, however often it is sent
+REFUSALS = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NotImplemented",
+            "UnauthorizedOperation", "AuthFailure", "InvalidArgument"}
+# botocore refuses the call before sending it; the worker's own code is wrong (or does not run on this Python)
+UNFIXABLE_ERRORS = ("ParamValidationError", "UnknownParameterError", "UnknownClientMethodError")
+
+
+def unfixable(error: BaseException) -> str | None:
+    """Why no retry can fix ``error``, or None for a fault that passes (5xx, throttling, timeouts, a lost connection)."""
+    code = str((getattr(error, "response", None) or {}).get("Error", {}).get("Code", ""))
+    if code in REFUSALS:
+        return f"{code}: {error}"
+    if type(error).__name__ in UNFIXABLE_ERRORS or isinstance(error, (ImportError, SyntaxError, NameError,
+                                                                        AttributeError, TypeError)):
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def retry_call(function: Callable[[], T], *, seconds: float, retry_on: tuple[type[BaseException], ...] = (Exception,),
                give_up_on: tuple[type[BaseException], ...] = (), on_retry: Callable[[BaseException, float], None] | None = None,
                first: float = 0.5, cap: float = 15.0, sleep: Callable[[float], None] = time.sleep) -> T:
     """``function()``, retried on ``retry_on`` (except ``give_up_on``) with backoff for up to ``seconds``.
 
-    The last error propagates once the budget is spent. ``on_retry(error, delay)``
+    The last error propagates once the budget is spent, and at once when no retry
+    can fix it (``unfixable``: a refusal, a bad parameter, a bug). ``on_retry(error, delay)``
     lets a caller log each retry.
     """
     deadline = time.monotonic() + seconds
@@ -40,7 +59,7 @@ def retry_call(function: Callable[[], T], *, seconds: float, retry_on: tuple[typ
         except give_up_on:
             raise
         except retry_on as error:
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + delay > deadline or unfixable(error) is not None:
                 raise
             if on_retry is not None:
                 on_retry(error, delay)

@@ -148,7 +148,8 @@ def cmd_logs(job: str, tag: str, attempt: int | None) -> int:
     if not attempt:
         report(f"{tag} has not started yet ({row.state})")
         return 0
-    sources = [("install.log", protocol.install_log_key(machine), protocol.INSTALL_LOG)]
+    sources = [("install.log", protocol.install_log_key(machine), protocol.INSTALL_LOG),
+               ("worker.log", protocol.worker_log_key(machine), "logs/worker.log")]
     sources += [(name, protocol.attempt_logs_prefix(tag, attempt) + name, f"runs/{tag}.{attempt}/logs/{name}")
                 for name in ("stdout.log", "stderr.log")]
     for name, key, remote in sources:

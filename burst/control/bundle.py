@@ -27,7 +27,7 @@ SHARED_MODULES = ("__init__.py", "protocol.py", "records.py", "errors.py", "retr
 RUNTIME_DIR = "agent/runtime"  # the node's own boto3 and its dependencies (burst.control.runtime)
 # The machine's entry point: written here rather than copied from the checkout, so
 # that an installed burst (no checkout around it) makes the same bundle.
-AGENT_ENTRY = """#!/usr/bin/env python3
+AGENT_ENTRY = f"""#!/usr/bin/env python3
 # Written by burst: the machine's worker (``save_results.py work``), with the burst package beside it
 # and, on a stock machine, its own runtime (boto3 and what it needs) before the machine's site-packages.
 import sys
@@ -39,8 +39,15 @@ if (here / "runtime").is_dir():
     sys.path.insert(0, str(here / "runtime"))
 sys.stderr.write("worker: Python %s (%s)%s\\n" % (sys.version.split()[0], sys.executable,
                  ", with its own runtime" if (here / "runtime").is_dir() else ""))
-from burst.node.worker import main  # noqa: E402
+try:
+    from burst.node.entry import main
+except BaseException:  # the worker's code does not run here: say so, and leave {protocol.WORKER_EXIT} for the probe
+    import traceback
 
+    traceback.print_exc()
+    sys.stderr.write("worker: cannot work: its code does not import on this Python\\n")
+    (here.parent / "{protocol.WORKER_EXIT}").write_text("3\\n")
+    sys.exit(3)
 sys.exit(main())
 """
 NO_INSTALL = "#!/bin/bash\n# Written by burst: no INSTALL.sh was given (--install), so there is nothing to set up.\n"

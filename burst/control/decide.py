@@ -98,6 +98,8 @@ def _machine_verdict(instance: InstanceInfo, world: World, lease: float, grace: 
         return None  # not set up yet, or its worker is starting: setup owns it
     worker_record, modified = worker
     age = world.bucket.now - modified
+    if worker_record.state == "failed":
+        return f"its worker cannot work: {worker_record.note}; ended by the reconcile"
     if worker_record.state == "finished":
         if worker_record.keep_machine:
             return None  # keeps unsaved outputs; its status says how to collect them
@@ -159,6 +161,10 @@ def decide(world: World, policy: Policy) -> Actions:
               if r.state == protocol.INSTALL_FAILED and _launched_since(r, policy.installs_since)]
     install_failures = Counter(r.instance_type for r in failed)
     fatal = {r.instance_type: r.note for r in sorted(failed, key=lambda r: r.updated) if r.fatal}
+    for worker, _ in world.bucket.workers.values():  # a worker that cannot work: the next one of its type could not either
+        record = world.bucket.machines.get(worker.id)
+        if worker.state == "failed" and record is not None and _launched_since(record, policy.installs_since):
+            fatal.setdefault(worker.instance_type, f"the worker on {worker.id} cannot work: {worker.note}")
     for instance_type, count in sorted(pending.items()):
         working = [m for m in world.live if m.instance_type == instance_type and m.id not in ending
                    and _still_taking_rows(m, world)]
@@ -218,7 +224,7 @@ def _launched_since(record: MachineRecord, since: str) -> bool:
 
 def _still_taking_rows(instance: InstanceInfo, world: World) -> bool:
     worker = world.bucket.workers.get(instance.id)
-    return worker is None or worker[0].state != "finished"
+    return worker is None or worker[0].state not in ("finished", "failed")
 
 
 def _last_install_note(world: World, instance_type: str) -> str:

@@ -35,6 +35,7 @@ from burst.transport.base import Transport, tail
 
 CONNECT_PER_ROUND = 15.0  # seconds one round tries to reach a machine that does not answer yet
 BOOT_TIMEOUT = 900.0  # a machine that no SSH connection reached for this long after launch is failed
+WORKER_LOG = "logs/worker.log"
 LOGIN_GRACE = 10.0  # a machine older than this that refuses the job's key for a whole round: a verdict, for its type
 
 
@@ -153,8 +154,8 @@ class Fleet:
             if instance.id in ending or instance.id in world.bucket.workers:
                 continue
             state = record.state if record else protocol.LAUNCHED
-            if state in (protocol.INSTALL_FAILED, protocol.ENDED, protocol.WORKING):
-                continue
+            if state in (protocol.INSTALL_FAILED, protocol.ENDED):
+                continue  # (a working machine with no worker record yet is probed: its worker may not have started)
             if state == protocol.READY and not start_workers:
                 continue
             if state == protocol.LAUNCHED and not set_up:
@@ -229,6 +230,12 @@ class Fleet:
                                             f"INSTALL.sh still running after {self.install_timeout:.0f} s (--install-timeout)", log)
         elif word == protocol.P_FAILED:
             return self._install_failed(instance, world, transport, node_dir, f"INSTALL.sh exited with status {argument}", rest)
+        elif word in (protocol.P_FINISHED, protocol.P_DEAD) and instance.id not in world.bucket.workers:
+            log = transport.run(f"tail -n 20 {shlex.quote(node_dir + '/' + WORKER_LOG)}", check=False).out
+            return self._install_failed(instance, world, transport, node_dir, "its worker could not work", log,
+                                        WORKER_LOG, protocol.worker_log_key(instance.id))
+        elif word == protocol.P_READY and record is not None and record.state == protocol.WORKING:
+            pass  # its worker was started: it has not taken its lock yet
         elif word == protocol.P_READY:
             if start_workers:
                 transport.run(start_worker_command(node_dir))
@@ -258,16 +265,20 @@ class Fleet:
             raise
 
     def _install_failed(self, instance: InstanceInfo, world: World, transport: Transport, node_dir: str,
-                        why: str, log_tail: str) -> str:
-        """Keep the install log in the bucket, record the failure and end the machine (it costs money)."""
-        local = Path(self._temp.name) / f"{instance.id}.install.log"
+                        why: str, log_tail: str, log: str = protocol.INSTALL_LOG, key: str = "") -> str:
+        """Keep the log in the bucket, record the failure and end the machine (it costs money).
+
+        A worker that could not work (its log, not INSTALL.sh's) is its type's failure: the
+        same bundle fails the same way on the next machine of that AMI, so none is started.
+        """
+        local = Path(self._temp.name) / f"{instance.id}.{Path(log).name}"
         try:
-            transport.get(f"{node_dir}/{protocol.INSTALL_LOG}", local)
-            self.storage.upload_file(local, protocol.install_log_key(instance.id))
+            transport.get(f"{node_dir}/{log}", local)
+            self.storage.upload_file(local, key or protocol.install_log_key(instance.id))
         except Exception:  # best effort: the log's tail goes into the record anyway
             pass
-        note = f"{why}; last lines of install.log:\n{tail(log_tail)}".rstrip()
-        self._set_machine(instance.id, protocol.INSTALL_FAILED, note, world, instance)
+        note = f"{why}; last lines of {Path(log).name}:\n{tail(log_tail)}".rstrip()
+        self._set_machine(instance.id, protocol.INSTALL_FAILED, note, world, instance, fatal=log != protocol.INSTALL_LOG)
         self._close(instance.id)
         self.provider.terminate([instance.id])
         self.report(f"{self.noun} {instance.id} ({instance.instance_type}): {note}")

@@ -13,20 +13,16 @@ transient fault never kills the worker. Standard library (+ boto3 on EC2) only.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from burst import protocol
-from burst.atomic import write_atomically
 from burst.node import bench, claims, spot_notice
 from burst.node.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
 from burst.node.candidates import LOSSES_BEFORE_LISTING, from_random_start, in_ring_order
@@ -35,33 +31,11 @@ from burst.node.ending import terminate_self
 from burst.node.outputs import find_outputs, prepare_results
 from burst.node.processes import stop_process_group
 from burst.node.status_store import save_status
+from burst.node.worker_basics import CANNOT_WORK, RowRun, _retry_storage, log
 from burst.protocol import tail
 from burst.records import JobStatus, WorkerRecord, iso_utc, row_cost, seconds_since, utc_now
-from burst.retry import retry_call
-from burst.storage import KeyNotFound, PreconditionFailed, Storage, open_storage
-
-
-def log(message: str) -> None:
-    print(f"{utc_now()} {message}", file=sys.stderr, flush=True)
-
-
-def _retry_storage(function, what: str, seconds: float):
-    """``function()`` retried on transient faults; a lost race or a missing key is an answer, not a fault."""
-    return retry_call(function, seconds=seconds, give_up_on=(PreconditionFailed, KeyNotFound),
-                      on_retry=lambda error, delay: log(f"{what}: {type(error).__name__}: {error}; retrying in {delay:.1f} s"))
-
-
-@dataclass
-class RowRun:
-    held: HeldClaim
-    command: str
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    process: subprocess.Popen | None = None
-    lost: bool = False
-    interrupted: bool = False  # a spot interruption notice came: give the row back
-    finished: bool = False
-    written: float = field(default_factory=time.time)  # when this worker last wrote the claim
-
+from burst.retry import retry_call, unfixable
+from burst.storage import PreconditionFailed, Storage
 
 class Worker:
     def __init__(self, root: Path, config: NodeConfig, storage: Storage):
@@ -80,7 +54,12 @@ class Worker:
         self.interruption: dict | None = None  # the spot interruption notice, once one came
         self.started = utc_now()
         self.campaign_etag = ""
-        self.rows = self._rows_of_my_type()
+        self.failure = ""  # why this worker cannot work (an error no retry fixes): it stops at once
+        try:
+            self.rows = self._rows_of_my_type()
+        except Exception as error:  # retry_call gave up at once, or --save-patience ran out: run() says why
+            self.rows = {}
+            self.fail(error)
         self.queue: list[tuple[str, HeldClaim | None]] = []
         self.queue_lock = threading.Lock()
 
@@ -305,9 +284,15 @@ class Worker:
                         threading.Thread(target=stop_process_group, args=(run.process,), daemon=True).start()
                     except Exception as error:  # storage down for long: the next beat tries again
                         log(f"renewing {run.held.claim.tag} failed: {error}")
-            self._write_record("working", quick=True)
+            self.write_record("working", quick=True)
 
-    def _write_record(self, state: str, note: str = "", quick: bool = False) -> None:
+    def save_log(self) -> None:
+        """This worker's log into the bucket (``machines/<id>/worker.log``): ``burst logs`` and status show it."""
+        worker_log = self.root / "logs" / "worker.log"
+        if worker_log.is_file():
+            self._upload(protocol.worker_log_key(self.config.instance_id), worker_log, seconds=30)
+
+    def write_record(self, state: str, note: str = "", quick: bool = False) -> bool:
         with self.lock:
             record = WorkerRecord(id=self.config.instance_id, instance_type=self.config.instance_type, slots=self.slots,
                                   state=state, started=self.started, rows=list(self.ran),
@@ -317,11 +302,26 @@ class Worker:
         try:
             self._patiently(lambda: self.storage.write_text(protocol.worker_key(self.config.instance_id), text),
                       "writing the worker record", seconds=30 if quick else self.patience)
+            return True
         except Exception as error:  # advisory: the leases are what protect the rows
             log(f"writing the worker record failed: {error}")
+            return False
 
     # -- the whole life ----------------------------------------------------------
+    def fail(self, error: BaseException) -> None:
+        """Stop: ``error`` is one no retry fixes (or the bucket stayed unreachable for --save-patience)."""
+        reason = unfixable(error) or f"{type(error).__name__}: {error}"
+        log(f"this worker cannot work: {reason}")
+        self.failure = self.failure or reason
+        self.stop.set()
+
     def _slot(self, slot: int) -> None:
+        try:
+            self._slot_rows(slot)
+        except Exception as error:  # out of a claim or a listing: what retry_call would not or could not fix
+            self.fail(error)
+
+    def _slot_rows(self, slot: int) -> None:
         cpus = self.bench.pin(slot)  # this thread; the commands it starts inherit it
         while not self.stop.is_set():
             run = self._claim_next(slot)
@@ -340,13 +340,17 @@ class Worker:
                         claims.release(self.storage, run.held, reason)
                     except Exception as again:  # the lease runs out and the reconcile requeues it
                         log(f"releasing {run.held.claim.tag} failed too: {again}")
+                if unfixable(error):
+                    raise
 
     def run(self) -> int:
         install_log = self.root / protocol.INSTALL_LOG
         if install_log.is_file():
             self._upload(protocol.install_log_key(self.config.instance_id), install_log)
+        if self.failure:
+            return CANNOT_WORK  # burst.node.entry.cannot_work says why and ends the machine
         self.bench.calibrate(log)  # before any claim, so the slots' processes measure alone; its record says the result
-        self._write_record("working")
+        self.write_record("working")
         beats = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
         beats.start()
         if self.config.provider == "ec2" and self.config.lifecycle == "spot":
@@ -358,43 +362,20 @@ class Worker:
             thread.join()
         self.stop.set()
         beats.join()
+        if self.failure:
+            return CANNOT_WORK  # burst.node.entry.cannot_work says why and ends the machine
         if self.interruption is not None:
-            self._write_record("interrupted", note=f"spot interruption notice: {self.interruption}")
+            self.write_record("interrupted", note=f"spot interruption notice: {self.interruption}")
         elif self.keep_machine:
-            self._write_record("finished", note="kept running: an upload could not be verified")
+            self.write_record("finished", note="kept running: an upload could not be verified")
             return 1
         else:
-            self._write_record("finished")
+            self.write_record("finished")
+        self.save_log()
         try:
             terminate_self(self.config)
         except Exception as error:  # the reconcile ends it; say why here
             log(f"could not end this machine: {error}")
-            self._write_record("finished", note=f"could not end its machine: {type(error).__name__}: {error}")
+            self.write_record("finished", note=f"could not end its machine: {type(error).__name__}: {error}")
             return 1
         return 0
-
-
-def work(root: Path) -> int:
-    """The worker's life on one machine, once: a second start (or a restart after a kill) exits at once."""
-    with open(root / protocol.WORKER_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (root / protocol.WORKER_STARTED).exists():
-            log("a worker already ran on this machine; not starting another")
-            return 0
-        write_atomically(root / protocol.WORKER_STARTED, utc_now() + "\n")
-        config = NodeConfig.load(root)
-        storage = open_storage(config.bucket_url, **config.storage_options())
-        code = Worker(root, config, storage).run()
-        write_atomically(root / protocol.WORKER_EXIT, f"{code}\n")  # before the lock is released
-        return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="save_results.py", description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["work"], help="work: claim and run rows of this machine's type until none are left")
-    parser.add_argument("--node-dir", type=Path, default=Path(__file__).resolve().parents[3],
-                        help="the machine's folder (default: two levels above this file)")
-    args = parser.parse_args(argv)
-    return work(args.node_dir)

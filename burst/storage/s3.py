@@ -93,6 +93,7 @@ class S3Storage(Storage):
         multipart_threshold: int = 64 * MiB,
         multipart_chunksize: int = 16 * MiB,
         max_concurrency: int = 8,
+        user_agent_extra: str = "",
     ):
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -111,7 +112,7 @@ class S3Storage(Storage):
             # The classic transfer manager: its part sizes are the ones expected_etag predicts.
             preferred_transfer_client="classic",
         )
-        self.client = make_client(profile, region, max_concurrency)
+        self.client = make_client(profile, region, max_concurrency, user_agent_extra)
 
     # -- names ---------------------------------------------------------------
 

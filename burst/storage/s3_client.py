@@ -46,7 +46,7 @@ def user_agent() -> str:
             f"os/{platform.system().lower()}#{platform.release()} burst/{__version__}")
 
 
-def make_client(profile: str | None, region: str | None, max_concurrency: int):
+def make_client(profile: str | None, region: str | None, max_concurrency: int, user_agent_extra: str = ""):
     """An S3 client whose pool has a connection for every thread of any one transfer."""
     core = botocore.session.Session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
@@ -57,6 +57,7 @@ def make_client(profile: str | None, region: str | None, max_concurrency: int):
             connect_timeout=20,
             read_timeout=120,
             user_agent=user_agent(),
+            user_agent_extra=user_agent_extra or None,  # "burst-worker" on machines (CloudTrail shows who did what)
             max_pool_connections=max(max_concurrency, POOL_WORKERS) + 2,
         ),
     )
