@@ -20,6 +20,7 @@ from pathlib import Path
 
 import boto3
 
+from burst import protocol
 from burst.control.bundle import build_bundle
 from burst.control.runtime import PINS, ensure_runtime
 from burst.providers.base import burst_home
@@ -84,5 +85,5 @@ def test_the_node_package_claims_renews_and_releases_on_python_3_9_with_only_the
     assert report["claimed"] == 1 and report["second"] is False, "of two claims of a new row exactly one wins"
     assert report["stale_renewal"] == "taken over" and report["released"] is True
 
-    claim = json.loads(boto3.client("s3").get_object(Bucket="py39-bucket", Key="job/row0/claim.json")["Body"].read())
+    claim = json.loads(boto3.client("s3").get_object(Bucket="py39-bucket", Key="job/" + protocol.claim_key("row0"))["Body"].read())
     assert (claim["machine"], claim["state"], claim["reason"]) == ("i-py39", "released", "py39 says goodbye")

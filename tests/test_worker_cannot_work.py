@@ -14,6 +14,7 @@ import time
 
 import boto3
 
+from burst import protocol
 from burst.records import epoch
 from tests.awsfaults import Fault, aws_faults  # noqa: F401  (fixture)
 from tests.conftest import run_script, status_report, write_campaign
@@ -62,7 +63,7 @@ def test_a_worker_the_bucket_refuses_ends_its_rows_and_its_machine_with_the_reas
         assert worker["state"] in ("worker failed", "ended") and "AccessDenied" in worker["note"], worker
         log = bucket_text("denied", f"machines/{instance_id}/worker.log")
         assert "this worker cannot work: AccessDenied" in log, log
-        record = bucket_text("denied", f"machines/{instance_id}/worker.json")
+        record = bucket_text("denied", protocol.worker_key(instance_id))
         assert '"state": "failed"' in record and "AccessDenied" in record
         assert epoch(json.loads(record)["heartbeat"]) - epoch(json.loads(record)["started"]) < 30, \
             "the worker gave up within seconds of its start, not after --save-patience (600 s)"
