@@ -83,3 +83,21 @@ def test_an_old_campaign_is_refused_with_what_to_do_and_still_downloads_and_clea
     cleaned = run_script("-m", "burst", "cleanup", "old", "--yes")
     assert cleaned.returncode == 0, cleaned.stderr
     assert not record_path("old").exists() and not bucket.exists()
+
+
+def test_a_local_key_never_leaves_the_bucket_folder_even_through_a_symlink(tmp_path):
+    import pytest
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not the bucket's")
+    bucket = tmp_path / "bucket"
+    (bucket / "state").mkdir(parents=True)
+    (bucket / "state" / "away").symlink_to(outside)
+    (bucket / "state" / "file").symlink_to(outside / "secret")
+    storage = open_storage(bucket.as_uri())
+    for key in ("../outside/secret", "state/away/secret", "state/file", "state/../../outside/secret"):
+        with pytest.raises(ValueError, match="leaves the bucket"):
+            storage.read_text(key)
+    storage.write_text("state/rows/t0/status.json", "{}")  # an ordinary key, its folder made on the way
+    assert storage.read_text("state/rows/t0/status.json") == "{}"

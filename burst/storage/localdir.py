@@ -34,13 +34,38 @@ class LocalDirStorage(Storage):
         parsed = urlparse(url)
         self.url = url
         self.root = Path(unquote(parsed.path))
+        self._root: Path | None = None
+        self._root_exists = False
+        self._folders: dict[str, Path] = {}  # key folder -> its resolved path (inside the bucket)
 
     def _path(self, key: str) -> Path:
+        """The file of ``key``, which must stay inside the bucket folder (symlinks followed).
+
+        Each folder is resolved once per storage object and the file costs one ``lstat``:
+        resolving every path whole was half of what `status` spent on 10,000 rows.
+        """
         key = key.lstrip("/")
-        path = (self.root / key).resolve()
-        if path != self.root.resolve() and self.root.resolve() not in path.parents:
-            raise ValueError(f"key {key!r} leaves the bucket {self.url}")
+        folder, _, name = key.rpartition("/")
+        root = self._resolved_root()
+        parent = self._folders.get(folder)
+        if parent is None:
+            parent = (root / folder).resolve() if folder else root
+            if parent != root and root not in parent.parents:
+                raise ValueError(f"key {key!r} leaves the bucket {self.url}")
+            self._folders[folder] = parent
+        path = parent / name
+        if name in ("", ".", "..") or os.path.islink(path):
+            path = path.resolve()
+            if path != root and root not in path.parents:
+                raise ValueError(f"key {key!r} leaves the bucket {self.url}")
         return path
+
+    def _resolved_root(self) -> Path:
+        if self._root is None or not self._root_exists:
+            self._root = self.root.resolve()
+            self._root_exists = self.root.is_dir()  # resolved again until the folder exists
+            self._folders = {}
+        return self._root
 
     def _write(self, target: Path, content, exclusive: bool = False) -> str:
         """Whole or not at all (``burst.atomic``): readers never see half a file. Returns the etag.
