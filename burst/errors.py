@@ -40,3 +40,12 @@ def live_sentence(job: str, live: list[str] | None) -> str:
         return "No machine of the job is running."
     return (f"{len(live)} machine(s) of the job keep running and working on rows ({', '.join(live[:5])}"
             f"{', ...' if len(live) > 5 else ''}): `{command_name()} terminate {job}` ends them.")
+
+
+def credentials_expired(detail: str, job: str | None = None) -> str:
+    """The message for AWS credentials that expired (session token, SSO): only their renewal can help."""
+    resume = (f"Machines keep working and rows are untouched: once renewed, run the same command again to resume "
+              f"(`{command_name()} status {job}` shows where it is).") if job else "Once renewed, run the command again."
+    return (f"Your AWS credentials have expired ({detail.rstrip('.')}). Renew them: `aws sso login` (with "
+            f"--profile NAME if you use one) for IAM Identity Center (SSO), or new temporary keys "
+            f"(AWS_SESSION_TOKEN) from where you got them. {resume}")

@@ -17,6 +17,18 @@ RETRY_MODE = "standard"  # botocore's: exponential backoff with jitter, throttli
 REPORT_EVERY = 30.0  # seconds between the messages of a long wait (e.g. for EC2 capacity)
 
 
+# Answers no retry can pass: credentials that expired (a session token, an SSO session)
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})  # RequestExpired: EC2's word
+EXPIRED_SSO_ERRORS = frozenset({"UnauthorizedSSOTokenError", "TokenRetrievalError", "SSOTokenLoadError"})
+
+
+def credentials_expired(error: BaseException) -> bool:
+    """Whether ``error`` (botocore's, seen by its code or class name) says the AWS credentials expired."""
+    response = getattr(error, "response", None) or {}
+    code = response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+    return code in EXPIRED_CODES or any(cls.__name__ in EXPIRED_SSO_ERRORS for cls in type(error).__mro__)
+
+
 def backoff(first: float = 0.2, factor: float = 1.5, cap: float = 5.0, jitter: float = 0.1) -> Iterator[float]:
     """Delays: quick at first (a fast answer is seen at once), then gentler, never above ``cap``."""
     delay = first

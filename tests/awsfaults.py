@@ -86,6 +86,11 @@ INSUFFICIENT_INSTANCE_CAPACITY = Fault(
     500, "InsufficientInstanceCapacity",
     "We currently do not have sufficient capacity in the Availability Zone you requested.", "ec2",
 )
+UNSUPPORTED_IN_ZONE = Fault(
+    400, "Unsupported",
+    "Your requested instance type (c5.large) is not supported in your requested Availability Zone (us-east-1a). "
+    "Please retry your request by not specifying an Availability Zone or choosing us-east-1b, us-east-1c.", "ec2",
+)
 VCPU_LIMIT_EXCEEDED = Fault(
     400, "VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit allows.", "ec2"
 )

@@ -13,7 +13,10 @@ Use in a test module::
 
 from __future__ import annotations
 
+import json
 import urllib.request
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -88,14 +91,94 @@ def reset_moto(url: str) -> None:
         response.read()
 
 
+def _set_auth_after(url: str, requests: float) -> None:
+    """moto checks signatures and IAM policies of every request after the next ``requests`` ones."""
+    request = urllib.request.Request(f"{url}/moto-api/reset-auth", data=str(requests).encode(), method="POST",
+                                     headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    user: str
+    key_id: str
+    secret: str
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret}
+
+    def session(self):
+        import boto3
+
+        return boto3.session.Session(aws_access_key_id=self.key_id, aws_secret_access_key=self.secret,
+                                     region_name=REGION)
+
+
+_admin: AccessKey | None = None  # the current test's administrator (moto_server)
+
+
+def iam_user(name: str, policy: dict, signer: AccessKey | None = None) -> AccessKey:
+    """An IAM user whose only policy is ``policy``, and its access key (made by the test's administrator)."""
+    signer = signer or _admin
+    assert signer is not None, "iam_user needs the moto_server fixture"
+    iam = signer.session().client("iam")
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName="only", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return AccessKey(name, key["AccessKeyId"], key["SecretAccessKey"])
+
+
+def admin() -> AccessKey:
+    """The test's administrator: for what a test itself sets up or inspects beyond the dispatcher's policy."""
+    assert _admin is not None, "admin() needs the moto_server fixture"
+    return _admin
+
+
+def node_key(job: str, bucket: str | None = None) -> AccessKey:
+    """Credentials with exactly the node role's policy for ``job`` (moto hands out no instance-profile keys)."""
+    from burst.providers.aws_iam import node_policy
+    from burst.providers.aws_names import bucket_name
+
+    return iam_user(f"node-{job}-{uuid.uuid4().hex[:6]}", node_policy(job, bucket_name(job, bucket)))
+
+
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    """URL of a moto server with empty state; the environment points boto3 at it."""
+    """URL of a moto server with empty state and IAM enforced; the environment points boto3 at it.
+
+    The environment signs as a user whose only policy is the one ``burst permissions``
+    prints, so every call burst's dispatcher makes must be allowed by it; the test's own
+    ``boto3.client(...)`` (what it inspects or sets up) signs as :func:`admin`;
+    :func:`node_key` makes the nodes' credentials.
+    """
+    global _admin
+    from burst.providers.aws_policy import dispatcher_policy
+
     url = _shared_server_url()
+    _set_auth_after(url, float("inf"))
     reset_moto(url)
     aws_test_environment(monkeypatch, tmp_path, url)
-    yield url
-    reset_moto(url)
+    bootstrap = AccessKey("bootstrap", "testing", "testing")  # unchecked until enforcement starts
+    _admin = iam_user("burst-test-admin", ADMIN_POLICY, signer=bootstrap)
+    dispatcher = iam_user("burst-dispatcher", dispatcher_policy(), signer=bootstrap)
+    for name, value in dispatcher.env().items():
+        monkeypatch.setenv(name, value)
+    # burst makes its own sessions (the environment: the dispatcher); a test's own ``boto3.client(...)``,
+    # which looks at or sets up what burst made, signs as the administrator
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", _admin.session())
+    _set_auth_after(url, 0)
+    try:
+        yield url
+    finally:
+        _set_auth_after(url, float("inf"))
+        _admin = None
+        reset_moto(url)
 
 
 def find_ami(architecture: str = "x86_64") -> str:

@@ -15,6 +15,8 @@ import sys
 import boto3
 import pytest
 
+from burst.control.ledger import money
+
 from burst.control.cost_plan import make_plan, quota_needs
 from burst.providers.pricing import PriceBook
 from burst.providers.quotas import QuotaNeed, quota_class
@@ -53,11 +55,14 @@ def test_dry_run_prints_the_plan_with_prices_and_creates_nothing(tmp_path, moto_
                         "--machines", "2", "--max-hours", "3", "--ssh-cidr", "127.0.0.1/32", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    # per type: rows, machines, slots, physical cores, vCPUs, $/h per machine and for the fleet
-    assert "│ c5.large │    2 │        2 │     1 │     1 │     2 │         $0.0850 │   $0.1700 │" in out, out
-    assert "│ t3.micro │    3 │        2 │     1 │     1 │     2 │         $0.0104 │   $0.0208 │" in out, out
-    assert "$0.1908" in out  # the fleet per hour
-    assert "worst case: $0.5724 (every machine running for --max-hours 3)" in out  # 0.1908 x 3
+    # per type: rows, machines, slots, physical cores, vCPUs, $/h per machine and for the fleet; each
+    # machine's public IPv4 address (the default VPC's subnets give one) costs $0.005/h on top of its type
+    assert "│ c5.large │    2 │        2 │     1 │     1 │     2 │         $0.0900 │   $0.1800 │" in out, out
+    assert "│ t3.micro │    3 │        2 │     1 │     1 │     2 │         $0.0154 │   $0.0308 │" in out, out
+    assert "$0.2108" in out  # the fleet per hour
+    assert "worst case: $0.6324 (every machine running for --max-hours 3)" in out  # 0.2108 x 3
+    assert "note: each machine's price includes a public IPv4 address ($0.005/h)" in out
+    assert "subnets subnet-" in out and "(us-east-1a)" in out and "tried in this order" in out
     assert "dry run: nothing was created" in out
     assert account_snapshot(burst_home, isolated_home) == before
 
@@ -157,10 +162,10 @@ def test_spot_plan_uses_the_spot_price_history_and_on_demand_for_the_worst_case(
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "EC2 us-east-1, spot" in out
-    assert "$1e-05" in out  # moto's spot price history: $0.00001 in every zone
+    assert "$0.0050" in out  # moto's spot price history: $0.00001 in every zone, and the public IPv4 address
     # if spot is refused, machines run on-demand: the worst case is priced so
-    worst = (PRICES["t3.micro"] + PRICES["c5.large"]) * 10
-    assert f"worst case: ${worst:.4f} (every machine running for --max-hours 10, at the on-demand price if spot is refused)" in out
+    worst = (PRICES["t3.micro"] + PRICES["c5.large"] + 2 * 0.005) * 10
+    assert f"worst case: {money(worst)} (every machine running for --max-hours 10, at the on-demand price if spot is refused)" in out
 
 
 def test_prices_are_cached_for_a_day_by_a_real_run_but_never_by_a_dry_run(moto_ami, campaign, burst_home):
@@ -175,8 +180,24 @@ def test_prices_are_cached_for_a_day_by_a_real_run_but_never_by_a_dry_run(moto_a
     assert len(server.requests) == asked + 4
     assert (burst_home / "prices" / "on-demand-us-east-1.json").is_file()
     again = run_script(*args, "--dry-run")
-    assert again.returncode == 0 and "$0.0850" in again.stdout
+    assert again.returncode == 0 and "$0.0900" in again.stdout
     assert len(server.requests) == asked + 4, "the day-old cache answered"
+
+
+def test_the_root_volume_and_the_public_address_are_in_the_plan_and_its_prices(moto_ami, campaign):
+    jobfile, install = campaign
+    args = [DISPATCHER, moto_ami, "plan7", str(jobfile), "-c", "-d", "--install", str(install), "--machines", "1",
+            "--ssh-cidr", "127.0.0.1/32", "--dry-run", "--disk-gb", "30"]
+    out = run_script(*args, "--no-public-ip").stdout
+    disk = 30 * 0.08 / 730  # gp3: $0.08 per GB-month
+    assert f"│ t3.micro │    3 │        1 │     1 │     1 │     2 │         ${PRICES['t3.micro'] + disk:.4f} │" in out, out
+    assert f"note: each machine's price includes a 30 GiB gp3 root volume (${disk:.4f}/h)" in out
+    assert "no public IPv4 address (--no-public-ip)" in out
+    out = run_script(*args, "--public-ip").stdout
+    assert f"│ t3.micro │    3 │        1 │     1 │     1 │     2 │         ${PRICES['t3.micro'] + disk + 0.005:.4f} │" in out, out
+    assert "a 30 GiB gp3 root volume ($0.0033/h) and a public IPv4 address ($0.005/h)" in out
+    refused = run_script(*args[:-1], "4")
+    assert refused.returncode == 2 and "--disk-gb 4 is smaller than the 15 GiB root snapshot" in refused.stderr, refused.stderr
 
 
 def test_the_fleet_is_compared_with_the_vcpu_quotas():

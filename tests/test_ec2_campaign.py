@@ -2,7 +2,8 @@
 
 The "nodes" are real OpenSSH sshd processes on 127.0.0.1. ``--ssh-config`` maps
 every instance onto them; their ``SetEnv`` hands the agent moto's endpoint and
-fake credentials, which on EC2 come from the instance profile. The agents upload
+credentials with exactly the node role's policy, which on EC2 come from the instance
+profile (moto enforces IAM: the dispatcher signs with the policy `burst permissions` prints). The agents upload
 to moto's S3 and terminate their instances through moto's EC2 API.
 """
 
@@ -23,7 +24,7 @@ import boto3
 import pytest
 
 from tests.conftest import REPO, run_script, status_report, statuses, wait_until
-from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
+from tests.motoserver import moto_ami, moto_server, node_key  # noqa: F401  (fixtures)
 from tests.sshd import SSHServer, node_env, sshd_factory, write_ssh_config  # noqa: F401  (fixtures)
 
 DISPATCHER = str(REPO / "dispatcher.py")
@@ -36,12 +37,14 @@ def public_key_of(pem) -> str:
 class Nodes:
     """One sshd standing in for every instance, started once the job's key pair exists."""
 
-    def __init__(self, tmp_path, home, factory, endpoint, job, metadata_url: str | None = None):
+    def __init__(self, tmp_path, home, factory, endpoint, job, metadata_url: str | None = None,
+                 bucket: str | None = None):
         # the instance metadata: a loopback IMDSv2 server, or none at all; never the link-local address
         metadata = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata_url} if metadata_url else {"AWS_EC2_METADATA_DISABLED": "true"}
+        # on EC2 the node signs with its instance profile: here with a user holding exactly that role's policy
+        self.key = node_key(job, bucket)
         self.server: SSHServer = factory(start=False, env=node_env(
-            AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="node-testing", AWS_SECRET_ACCESS_KEY="node-testing",
-            **metadata,
+            AWS_ENDPOINT_URL=endpoint, **self.key.env(), **metadata,
         ))
         self.ssh_config = write_ssh_config(tmp_path / "ssh_config", {"*": {
             "HostName": "127.0.0.1", "Port": self.server.port, "User": self.server.user,

@@ -6,6 +6,9 @@ a rule can fail their calls alone (by their ``burst-worker`` user agent).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from burst.cli.console import run_entry
@@ -13,11 +16,13 @@ from burst.cli.run import main as dispatcher_main
 from burst.errors import BurstError, UserError
 from burst.providers import ProviderOptions
 from burst.providers.base import LaunchSpec
-from burst.providers.ec2 import CAPACITY_TRIES, EC2Provider
+from burst.providers.ec2 import EC2Provider
 from burst.providers.ec2_checks import threads_notes
+from burst.providers.ec2_launch import CAPACITY_TRIES, PROFILE_WAIT
 from burst.records import Job
 from tests.awsfaults import (  # noqa: F401  (aws_faults: fixture)
     INSUFFICIENT_INSTANCE_CAPACITY,
+    UNSUPPORTED_IN_ZONE,
     INTERNAL_ERROR,
     REQUEST_LIMIT_EXCEEDED,
     SERVICE_UNAVAILABLE,
@@ -28,7 +33,7 @@ from tests.awsfaults import (  # noqa: F401  (aws_faults: fixture)
     FaultRule,
     aws_faults,
 )
-from tests.conftest import run_script, status_report, write_campaign
+from tests.conftest import REPO, run_script, status_report, statuses, wait_until, write_campaign
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
 from tests.test_ec2_campaign import DISPATCHER, Nodes, instances_of
@@ -60,6 +65,34 @@ def test_a_worker_whose_terminate_is_throttled_is_ended_by_the_reconcile(campaig
     assert record["state"] == "ended"
     assert "could not end its machine" in record["note"] and "RequestLimitExceeded" in record["note"]
     assert "ended by the reconcile" in result.stdout
+
+
+REQUEST_EXPIRED = Fault(400, "RequestExpired", "Request has expired.", "ec2")  # EC2's answer to expired credentials
+
+
+def test_credentials_that_expire_during_wait_stop_at_once_and_the_same_command_resumes(campaign, aws_faults):
+    args, nodes = campaign("expiry", rows=3, command="mkdir -p results; echo $TAG > results/r.txt; sleep 4")
+    dispatcher = subprocess.Popen([sys.executable, *args, "--machines", "1", "--heartbeat", "2"], cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: any(s["state"] == "running" for s in statuses("expiry").values()), timeout=180,
+                   what="a row running")
+        rule = aws_faults.add(REQUEST_EXPIRED.on("DescribeInstances"))
+        out, err = dispatcher.communicate(timeout=120)  # at once: not after 600 s of failing rounds
+    finally:
+        if dispatcher.poll() is None:
+            dispatcher.kill()
+    assert dispatcher.returncode == 1, out + err
+    assert "Your AWS credentials have expired" in err and "aws sso login" in err and "RequestExpired" in err
+    assert "run the same command again to resume" in err and "round failed" not in out
+    assert aws_faults.fired(rule) == 1, "never retried: no retry can pass"
+    aws_faults.remove(rule)
+    (machine,) = instances_of("expiry")
+    assert machine["State"]["Name"] == "running", "the machine was left alone"
+    result = run_script(*args, "--machines", "1", "--heartbeat", "2")  # renewed: the same command goes on
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {s["state"] for s in statuses("expiry").values()} == {"done"}
+    assert [s["attempt"] for s in statuses("expiry").values()] == [1, 1, 1], "no row ran twice"
 
 
 def test_s3_errors_mid_run_lose_nothing(campaign, aws_faults):
@@ -126,12 +159,53 @@ def test_waiting_for_capacity_says_so_every_30_s_and_then_launches(aws_faults, l
     ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 4)
     assert len(ids) == 4 and states(ids) == {"running"}
     assert provider.slept == [15, 30, 30, 30]  # never more than 30 s without a word
+    zones = "InsufficientInstanceCapacity in 6 zones"  # every default subnet of us-east-1 was asked each time
     assert provider.said == [
-        f"waiting for capacity for 4 × c5.large (try 2 of {CAPACITY_TRIES}) in us-east-1: InsufficientInstanceCapacity; next try in 15 s",
-        f"waiting for capacity for 4 × c5.large (try 3 of {CAPACITY_TRIES}) in us-east-1: InsufficientInstanceCapacity; next try in 30 s",
-        f"waiting for capacity for 4 × c5.large (try 4 of {CAPACITY_TRIES}) in us-east-1: InsufficientInstanceCapacity; next try in 60 s",
-        f"waiting for capacity for 4 × c5.large (try 4 of {CAPACITY_TRIES}) in us-east-1: InsufficientInstanceCapacity; next try in 30 s",
+        f"waiting for capacity for 4 × c5.large (try 2 of {CAPACITY_TRIES}) in us-east-1: {zones}; next try in 15 s",
+        f"waiting for capacity for 4 × c5.large (try 3 of {CAPACITY_TRIES}) in us-east-1: {zones}; next try in 30 s",
+        f"waiting for capacity for 4 × c5.large (try 4 of {CAPACITY_TRIES}) in us-east-1: {zones}; next try in 60 s",
+        f"waiting for capacity for 4 × c5.large (try 4 of {CAPACITY_TRIES}) in us-east-1: {zones}; next try in 30 s",
     ]
+
+
+def zones_of(ids: list[str]) -> list[str]:
+    import boto3
+
+    found = boto3.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    return sorted(i["Placement"]["AvailabilityZone"] for r in found for i in r["Instances"])
+
+
+def test_a_zone_that_does_not_offer_the_type_is_skipped_for_the_next_one(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    rule = aws_faults.add(UNSUPPORTED_IN_ZONE.on("RunInstances", times=1))
+    ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 3)
+    assert aws_faults.fired(rule) == 1
+    assert len(ids) == 3 and states(ids) == {"running"}
+    assert zones_of(ids) == ["us-east-1b"] * 3
+    assert provider.slept == [] and provider.said == []
+
+
+def test_a_zone_short_of_capacity_gives_what_it_has_and_the_rest_comes_next_round(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    """All 3 refused in us-east-1a (HTTP 500: botocore's 10 retries first); then EC2 starts what it has there."""
+    provider = launcher()
+    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", times=11))
+    asked: list[tuple[int, int]] = []
+    provider.ec2.meta.events.register("provide-client-params.ec2.RunInstances",
+                                      lambda params, **_: asked.append((params["MinCount"], params["MaxCount"])))
+    ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 3)
+    assert aws_faults.fired(rule) == 11 and asked == [(3, 3), (1, 3)]
+    assert states(ids) == {"running"} and zones_of(ids) == ["us-east-1a"] * len(ids)  # moto starts MinCount
+    assert provider.said == [f"EC2 started {len(ids)} of 3 × c5.large in us-east-1a: the rest next round"]
+    assert provider.slept == []
+
+
+def test_a_zone_with_no_capacity_at_all_is_skipped_for_the_next_one(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", times=22))  # all, then even one
+    ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 3)
+    assert aws_faults.fired(rule) == 22
+    assert len(ids) == 3 and zones_of(ids) == ["us-east-1b"] * 3
+    assert provider.slept == [] and provider.said == []
 
 
 def test_no_capacity_at_last_says_what_runs_and_how_to_go_on(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
@@ -149,7 +223,7 @@ def test_no_capacity_at_last_says_what_runs_and_how_to_go_on(aws_faults, launche
     assert states([running]) == {"running"}, "what runs is said to run, and does"
 
 
-def test_a_quota_error_ends_what_this_run_started_and_says_so(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+def test_a_quota_error_ends_no_machine_and_says_what_runs(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
     provider = launcher()
     first = provider.launch(LaunchSpec("prof", "t3.micro", moto_ami), 2)
     aws_faults.add(VCPU_LIMIT_EXCEEDED.on("RunInstances", times=1))
@@ -157,17 +231,30 @@ def test_a_quota_error_ends_what_this_run_started_and_says_so(aws_faults, launch
         provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 4)
     message = str(raised.value)
     assert "VcpuLimitExceeded" in message and "Service Quotas" in message
-    assert "The 2 machines this run had started were terminated." in message
+    assert "2 machine(s) of the job keep running" in message and "They go on with their rows." in message
     assert "run the same command again" in message
-    assert states(first) <= {"shutting-down", "terminated"}
+    assert states(first) == {"running"}, "machines running rows are never ended by a quota error"
 
 
-def test_a_new_instance_profile_is_waited_for(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+def test_a_new_instance_profile_is_waited_for_up_to_3_minutes_saying_so(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
     provider = launcher()
-    rule = aws_faults.add(PROFILE_NOT_YET.on("RunInstances", times=3))
+    rule = aws_faults.add(PROFILE_NOT_YET.on("RunInstances", times=6))
     (instance_id,) = provider.launch(LaunchSpec("prof", "t3.micro", moto_ami), 1)
-    assert aws_faults.fired(rule) == 3 and provider.slept == [2, 4, 8]
+    assert aws_faults.fired(rule) == 6 and provider.slept == [2, 4, 8, 15, 15, 15]
+    assert provider.said == ["waiting for the new instance profile burst-prof-node to reach EC2 (44 s of up to 180 s)"]
     assert states([instance_id]) == {"running"}
+
+
+def test_an_instance_profile_never_usable_is_one_message_after_3_minutes(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    aws_faults.add(PROFILE_NOT_YET.on("RunInstances"))
+    with pytest.raises(BurstError) as raised:
+        provider.launch(LaunchSpec("prof", "t3.micro", moto_ami), 1)
+    assert sum(provider.slept) >= PROFILE_WAIT and max(provider.slept) <= 15
+    assert "EC2 still refuses the instance profile burst-prof-node after" in str(raised.value)
+    assert "Run the same command again in a few minutes" in str(raised.value)
+    assert len(provider.said) == int(sum(provider.slept) // 30)  # a word every 30 s of waiting
+    assert provider.list({"job": "prof"}) == []
 
 
 def dispatch(tmp_path, moto_ami, job: str, capsys) -> tuple[int, str]:  # noqa: F811

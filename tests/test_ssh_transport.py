@@ -409,3 +409,68 @@ def test_the_dispatchers_shell_lines_quote_hostile_values(node, sshd_server):
         assert made == [], "a value was run as shell code"
     finally:
         shutil.rmtree(sshd_server.home / folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- bastions
+
+
+@pytest.fixture
+def bastion_and_node(sshd_factory, ssh_keypair, tmp_path):
+    """Two real sshds: a machine, and a bastion in front of it (both take the job's key)."""
+    machine = sshd_factory(env=node_env(BURST_WHO="the machine"))
+    bastion = sshd_factory(env=node_env(BURST_WHO="the bastion"))
+    for server in (machine, bastion):
+        server.authorize(ssh_keypair.public_text)
+    return bastion, machine
+
+
+def logins(server: SSHServer) -> int:
+    return server.log_path.read_text(errors="replace").count("Accepted publickey")
+
+
+@pytest.mark.parametrize("how", ["ProxyJump", "ProxyCommand"])
+def test_a_machine_behind_a_bastion_is_reached_through_it(bastion_and_node, ssh_keypair, known_hosts, tmp_path, how):
+    bastion, machine = bastion_and_node
+    key = str(ssh_keypair.private_path)
+    through = {"ProxyJump": {"ProxyJump": "bastion"},
+               "ProxyCommand": {"ProxyCommand": f"ssh -F {tmp_path / 'ssh_config'} -o BatchMode=yes "
+                                                f"-o StrictHostKeyChecking=no -o UserKnownHostsFile={tmp_path / 'kh'} "
+                                                f"-W %h:%p bastion"}}[how]
+    config = write_ssh_config(tmp_path / "ssh_config", {
+        "bastion": {"HostName": "127.0.0.1", "Port": bastion.port, "User": bastion.user, "IdentityFile": key},
+        "i-*": {"HostName": "127.0.0.1", "Port": machine.port, "User": machine.user, "IdentityFile": key, **through},
+    })
+    target = resolve_target(["i-0abc"], user="ubuntu", key_file=None, ssh_config=str(config))
+    before = logins(bastion)
+    transport = SSHTransport(target, known_hosts=known_hosts, where="machine i-0abc", connect_timeout=30,
+                             host_key_alias="i-0abc")
+    try:
+        assert transport.run("echo $BURST_WHO").out == "the machine\n"
+    finally:
+        transport.close()
+    assert wait_for(lambda: logins(bastion) == before + 1), "the connection went through the bastion"
+    bastion.stop()  # without the bastion, no way in
+    with pytest.raises(SSHError):
+        SSHTransport(target, known_hosts=known_hosts, where="machine i-0abc", connect_timeout=3, host_key_alias="i-0abc")
+
+
+def test_proxy_jump_hops_are_looked_up_in_the_same_config(tmp_path):
+    config = write_ssh_config(tmp_path / "ssh_config", {
+        "outer": {"HostName": "198.51.100.1", "User": "ops", "Port": 2222},
+        "inner": {"HostName": "10.0.0.5", "ProxyJump": "outer"},
+        "i-*": {"HostName": "10.0.1.9", "ProxyJump": "admin@inner:2200"},
+    })
+    target = resolve_target(["i-1"], user="ubuntu", key_file="/k.pem", ssh_config=str(config))
+    assert (target.hostname, target.port, target.user) == ("10.0.1.9", 22, "ubuntu")
+    assert (target.jump.hostname, target.jump.port, target.jump.user) == ("10.0.0.5", 2200, "admin")
+    assert (target.jump.jump.hostname, target.jump.jump.port, target.jump.jump.user) == ("198.51.100.1", 2222, "ops")
+    assert target.jump.jump.jump is None and target.jump.key_files == ["/k.pem"]
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

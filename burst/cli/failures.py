@@ -7,7 +7,8 @@ is lost by such a failure (every step is idempotent and resumable).
 
 from __future__ import annotations
 
-from burst.errors import live_sentence
+from burst.errors import credentials_expired, live_sentence
+from burst.retry import credentials_expired as expired
 
 
 def is_aws_error(error: BaseException) -> bool:
@@ -23,6 +24,8 @@ def aws_failure(job: str | None, error: BaseException, live: list[str] | None = 
     operation = getattr(error, "operation_name", "") or "an AWS call"
     attempts = response.get("ResponseMetadata", {}).get("RetryAttempts")
     tried = f" after {attempts + 1} attempts" if isinstance(attempts, int) and attempts else ""
+    if expired(error):
+        return credentials_expired(f"{operation}: {code}: {detail}", job)
     text = f"AWS answered {operation} with {code}{tried}: {detail.rstrip('.')}."
     if job is None:
         return text + " Nothing was changed by the failed call; run the command again."

@@ -60,6 +60,10 @@ def build_parser(prog: str = "burst") -> argparse.ArgumentParser:
     cleanup = sub.add_parser("cleanup", help="delete the job's bucket data and its local records")
     cleanup.add_argument("job", help="the job name (as given to `run`)")
     cleanup.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    permissions = sub.add_parser("permissions", help="print the IAM policy (JSON) that running burst on EC2 needs, "
+                                                     "for `aws iam put-user-policy`")
+    permissions.add_argument("--node", metavar="JOB", help="print the policy of JOB's machines instead (for --instance-profile)")
+    permissions.add_argument("--bucket", help="with --node: the job's --bucket, if it has one")
     return parser
 
 
@@ -213,4 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "terminate":
         return cmd_terminate(args.job)
+    if args.command == "permissions":
+        from burst.cli.permissions import print_permissions
+
+        return print_permissions(args.node, args.bucket)
     return cmd_cleanup(args.job, args.yes)

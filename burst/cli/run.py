@@ -96,6 +96,14 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
     aws.add_argument("--ssh-config", type=Path, help="OpenSSH client config consulted per instance (bastions, ports)")
     aws.add_argument("--bucket", help="bucket name (default: the job name)")
     aws.add_argument("--node-root", default="burst", help="folder on each machine holding the job's files (default ~/burst)")
+    aws.add_argument("--subnet", action="append", metavar="ID", dest="subnet",
+                     help="subnet to launch into, one per Availability Zone, tried in this order (repeatable; default: the default VPC's)")
+    aws.add_argument("--disk-gb", type=positive_int, metavar="N",
+                     help="root volume of N GiB (gp3, $0.08 per GB-month, in the plan's prices); default: the AMI's (8 GiB on stock AMIs)")
+    aws.add_argument("--instance-profile", metavar="NAME",
+                     help="an existing instance profile for the machines (burst then creates no role); its role needs what `burst permissions --node JOB` prints")
+    aws.add_argument("--public-ip", action=argparse.BooleanOptionalAction, default=None,
+                     help="give each machine a public IPv4 address, or not (--no-public-ip: reach the private one through a VPN or ProxyJump); default: what the subnet gives")
     return parser
 
 
@@ -185,6 +193,8 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         max_hours=args.max_hours,
         user=args.user, ssh_config=str(args.ssh_config.resolve()) if args.ssh_config else None,
         bucket=args.bucket, node_root=args.node_root, market=args.market, threads_per_core=args.threads_per_core,
+        subnets=list(args.subnet or []), public_ip=args.public_ip, instance_profile=args.instance_profile,
+        disk_gb=args.disk_gb,
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
@@ -259,6 +269,7 @@ def price_plan(record: CampaignRecord, provider: Provider) -> CampaignPlan:
                       record.pool.machines_per_type(rows_per_type, local=local), record.pool.slots,
                       provider.vcpus, book, cores=provider.physical_cores(types))
     quote.notes += threads_notes(provider.cpu_info, types, record.options.threads_per_core)
+    quote.notes += provider.plan_notes()
     needs = quota_needs(quote)
     provider.check_quotas(needs, quote.notes)
     quote.notes += [w for need in needs if (w := need.warning(quote.where))]

@@ -22,7 +22,7 @@ from burst.node.calibrate import outliers
 from burst.providers.base import Provider
 from burst.providers.pricing import PriceBook
 from burst.records import JobStatus
-from burst.retry import backoff
+from burst.retry import backoff, credentials_expired
 from burst.storage import Storage
 
 STORAGE_PATIENCE = 600.0  # seconds of failing rounds (storage or cloud down) before --wait gives up
@@ -95,6 +95,8 @@ class Campaign:
                 except BurstError:
                     raise
                 except Exception as error:  # a storage or cloud hiccup: the next round reads afresh
+                    if credentials_expired(error):
+                        raise  # no round can pass until they are renewed: the entry point says how, at once
                     failing_since = failing_since or time.monotonic()
                     if time.monotonic() - failing_since > STORAGE_PATIENCE:
                         raise BurstError(f"the campaign could not be read or changed for {STORAGE_PATIENCE:.0f} s: {error}. "

@@ -30,6 +30,7 @@ from burst.node.status_store import save_status
 from burst.providers.base import LaunchSpec, Provider, burst_home
 from burst.providers.pricing import LOCAL, ON_DEMAND, PriceBook
 from burst.records import InstanceInfo, JobStatus, MachineRecord, seconds_since, utc_now
+from burst.retry import credentials_expired
 from burst.storage import Storage
 from burst.transport.base import Transport, tail
 
@@ -169,6 +170,8 @@ class Fleet:
         try:
             return self._step(instance, world, start_workers)
         except Exception as error:  # reported, recorded and ended: the reconcile replaces it
+            if credentials_expired(error):
+                raise  # not the machine's fault: it stays, and the entry point says how to renew them
             self._close(instance.id)
             self._set_machine(instance.id, protocol.INSTALL_FAILED, f"setup failed: {error}", world, instance)
             self.provider.terminate([instance.id])

@@ -65,8 +65,20 @@ def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: Held
     except KeyNotFound:
         return None
     if current is not None and current.claim.state == protocol.RELEASED:
-        storage.delete_keys([protocol.released_key(tag)])  # a stale marker costs a reader one GET, no more
+        _forget_marker(storage, tag)
     return HeldClaim(claim, etag, 0.0)
+
+
+def _forget_marker(storage: Storage, tag: str) -> None:
+    """Delete ``<tag>/released`` once its claim is held: best-effort, as a stale marker costs a reader one GET.
+
+    Whatever the bucket answers (refused, throttled, gone), the claim is this
+    worker's and the row runs.
+    """
+    try:
+        storage.delete_keys([protocol.released_key(tag)])
+    except Exception:  # noqa: BLE001 - any answer: the claim stays held and the row runs
+        pass
 
 
 def renew(storage: Storage, held: HeldClaim) -> HeldClaim:

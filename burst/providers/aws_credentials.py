@@ -14,7 +14,8 @@ from botocore.exceptions import (
     UnauthorizedSSOTokenError,
 )
 
-from burst.errors import UserError
+from burst.errors import BurstError, UserError, credentials_expired
+from burst.retry import credentials_expired as expired
 from burst.providers.aws_names import _BAD_CREDENTIAL_CODES, CLIENT_CONFIG, DEFAULT_REGION, _code, _message
 
 
@@ -52,11 +53,15 @@ def check_credentials(session: boto3.session.Session, profile: str | None = None
         raise credentials_help("none were found", profile) from None
     except PartialCredentialsError as error:
         raise credentials_help(f"incomplete: {error}", profile) from None
-    except (UnauthorizedSSOTokenError, TokenRetrievalError, SSOError) as error:
-        raise credentials_help(f"the SSO session has expired or is missing: {error}", profile) from None
+    except (UnauthorizedSSOTokenError, TokenRetrievalError) as error:
+        raise BurstError(credentials_expired(f"the SSO session: {error}")) from None
+    except SSOError as error:
+        raise credentials_help(f"the SSO session is missing: {error}", profile) from None
     except CredentialRetrievalError as error:
         raise credentials_help(str(error), profile) from None
     except ClientError as error:
+        if expired(error):
+            raise BurstError(credentials_expired(f"{_code(error)}: {_message(error)}")) from None
         if _code(error) in _BAD_CREDENTIAL_CODES:
             raise credentials_help(f"AWS refused them: {_code(error)}: {_message(error)}", profile) from None
         raise

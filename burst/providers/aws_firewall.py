@@ -246,9 +246,9 @@ def _revocable(permission: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def ensure_security_group(ec2, job: str, cidr: str, tags: list[dict[str, str]]) -> str:
-    """Group ``burst-<job>`` whose only ingress is tcp/22 from ``cidr`` (older rules are replaced)."""
-    vpc_id = default_vpc_id(ec2)
+def ensure_security_group(ec2, job: str, cidr: str, tags: list[dict[str, str]], vpc_id: str | None = None) -> str:
+    """Group ``burst-<job>`` in ``vpc_id`` (default: the default VPC) whose only ingress is tcp/22 from ``cidr``."""
+    vpc_id = vpc_id or default_vpc_id(ec2)
     group = find_security_group(ec2, job, vpc_id)
     if group is None:
         try:

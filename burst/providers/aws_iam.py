@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from burst.errors import UserError
 from burst.providers.aws_names import _code, node_role_name
 
 
@@ -20,23 +21,30 @@ def trust_policy() -> dict[str, Any]:
 
 
 def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]:
-    """What a node may do: its job's bucket, and terminate machines tagged with its job."""
+    """What a node may do (its role's only policy; the same for a row's command, which runs with it).
+
+    * list the job's bucket and read its keys;
+    * write keys under a folder only: rows' claims, records, logs and results
+      (``<tag>/...``) and machines' files (``machines/<id>/...``); ``campaign.json``,
+      at the top, stays the dispatcher's;
+    * delete ``<tag>/released`` markers only (a worker that claims a released row
+      forgets its marker);
+    * terminate machines tagged with its job.
+    """
     bucket_arn = f"arn:{partition}:s3:::{bucket}"
     return {
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "ListJobBucket", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket_arn},
+            {"Sid": "ReadJobObjects", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/*"},
             {
-                "Sid": "ReadWriteJobObjects",
+                "Sid": "WriteUnderFoldersOnly",
                 "Effect": "Allow",
-                "Action": [
-                    "s3:GetObject",
-                    "s3:PutObject",
-                    "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
-                ],
-                "Resource": f"{bucket_arn}/*",
+                "Action": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
+                "Resource": f"{bucket_arn}/*/*",
             },
+            {"Sid": "ForgetReleasedMarkers", "Effect": "Allow", "Action": ["s3:DeleteObject"],
+             "Resource": f"{bucket_arn}/*/released"},
             {
                 "Sid": "TerminateJobMachines",
                 "Effect": "Allow",
@@ -94,3 +102,20 @@ def ensure_instance_profile(iam, job: str, bucket: str, partition: str, tags: li
                 raise
     return name, profile["Arn"], created
 
+
+
+def existing_profile_arn(iam, name: str) -> str:
+    """``--instance-profile NAME``: the ARN of a profile the account has (burst creates no role then)."""
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    except ClientError as error:
+        if _code(error) != "NoSuchEntity":
+            raise
+        raise UserError(
+            f"--instance-profile {name}: the account has no instance profile of that name. Give an existing "
+            f"one (`aws iam list-instance-profiles`), or leave the option out and burst makes burst-JOB-node."
+        ) from None
+    if not profile.get("Roles"):
+        raise UserError(f"--instance-profile {name} has no role, so its machines would have no credentials: "
+                        f"add one (`aws iam add-role-to-instance-profile`), with the policy `burst permissions --node JOB` prints.")
+    return profile["Arn"]

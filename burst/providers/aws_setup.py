@@ -4,10 +4,11 @@
   environment, SSO, config files); region from ``--region``, the AWS config, else
   ``us-east-1``;
 * key pair ``burst-<job>``: private key in ``<key_dir>/<job>.pem`` (0600);
-* security group ``burst-<job>`` in the default VPC: SSH (tcp/22) from one CIDR
+* security group ``burst-<job>`` in the VPC of ``--subnet`` (else the default VPC): SSH (tcp/22) from one CIDR
   only, the caller's public address ``/32`` unless ``--ssh-cidr`` says otherwise;
 * IAM role and instance profile ``burst-<job>-node``: the nodes' only powers are
-  the job's bucket and terminating machines tagged ``job=<job>``;
+  the job's bucket and terminating machines tagged ``job=<job>`` (or, with
+  ``--instance-profile NAME``, an existing profile: no role is made);
 * the bucket (``--bucket`` or the job name), private.
 
 Each job has its module: ``aws_credentials``, ``aws_firewall`` (key pair and
@@ -19,7 +20,7 @@ Only the dispatcher runs this module; it never sends credentials anywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -37,7 +38,7 @@ from burst.providers.aws_firewall import (
     find_security_group,
     validate_cidr,
 )
-from burst.providers.aws_iam import NODE_POLICY_NAME, ensure_instance_profile, node_policy, trust_policy
+from burst.providers.aws_iam import NODE_POLICY_NAME, ensure_instance_profile, existing_profile_arn, node_policy, trust_policy
 from burst.providers.aws_names import (
     _BAD_CREDENTIAL_CODES,
     CLIENT_CONFIG,
@@ -52,6 +53,7 @@ from burst.providers.aws_names import (
     security_group_name,
 )
 from burst.providers.aws_teardown import teardown
+from burst.providers.ec2_network import Subnet, resolve_subnets
 
 
 @dataclass
@@ -69,6 +71,7 @@ class JobResources:
     instance_profile_name: str
     instance_profile_arn: str
     bucket: str
+    subnets: list[Subnet] = field(default_factory=list)  # where machines go, in the order tried
     profile_created: bool = False  # a new instance profile needs seconds before RunInstances accepts it
     bucket_created: bool = False
 
@@ -96,11 +99,16 @@ def prepare(
     try:
         # Read-only checks first: a UserError here leaves nothing behind.
         check_key_pair(ec2, job, options.key_dir)
-        default_vpc_id(ec2)
+        if getattr(options, "instance_profile", None):
+            existing_profile_arn(iam, options.instance_profile)  # before anything is made
+        vpc_id, subnets = resolve_subnets(ec2, list(getattr(options, "subnets", None) or []))
         bucket_created = ensure_bucket(s3, bucket, region, tags)
         key_name, key_file = ensure_key_pair(ec2, job, options.key_dir, tags)
-        group_id = ensure_security_group(ec2, job, cidr, tags)
-        profile_name, profile_arn, profile_created = ensure_instance_profile(iam, job, bucket, identity["partition"], tags)
+        group_id = ensure_security_group(ec2, job, cidr, tags, vpc_id)
+        if getattr(options, "instance_profile", None):
+            profile_name, profile_arn, profile_created = options.instance_profile, existing_profile_arn(iam, options.instance_profile), False
+        else:
+            profile_name, profile_arn, profile_created = ensure_instance_profile(iam, job, bucket, identity["partition"], tags)
     except ClientError as error:
         if _code(error) in _BAD_CREDENTIAL_CODES:
             raise UserError(
@@ -125,6 +133,7 @@ def prepare(
         instance_profile_name=profile_name,
         instance_profile_arn=profile_arn,
         bucket=bucket,
+        subnets=subnets,
         profile_created=profile_created,
         bucket_created=bucket_created,
     )

@@ -67,6 +67,10 @@ class Provider(ABC):
     def check_quotas(self, needs: list[QuotaNeed], notes: list[str]) -> None:
         """Fill ``needs`` with the account's quotas where they can be read; else add a note."""
 
+    def plan_notes(self) -> list[str]:
+        """Lines the plan shows about where machines go (after ``validate``)."""
+        return []
+
     def prepare(self) -> None:
         """Create what the job's machines need once (keys, firewall, bucket, role). Idempotent."""
 
@@ -166,6 +170,10 @@ class ProviderOptions:
     market: str = "on-demand"  # on-demand | spot (falls back to on-demand) | spot-only (waits for spot)
     threads_per_core: int | None = None  # --threads-per-core: RunInstances' CpuOptions (None: as AWS sells the type)
     key_dir: str = field(default_factory=lambda: str(Path.home() / ".ssh"))
+    subnets: list[str] = field(default_factory=list)  # --subnet, one per Availability Zone; none: the default VPC's
+    public_ip: bool | None = None  # --public-ip / --no-public-ip; None: what the subnet gives
+    disk_gb: int | None = None  # --disk-gb: the root volume (gp3); None: the AMI's own
+    instance_profile: str | None = None  # --instance-profile: an existing profile; None: burst makes burst-<job>-node
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

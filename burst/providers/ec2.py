@@ -9,9 +9,10 @@ shuts the OS down after ``--max-hours``, which therefore terminates them.
 API calls are batched: one ``RunInstances`` per instance type and up to
 ``MAX_PER_RUN`` machines (larger campaigns take one call per 100), one waiter
 and one ``DescribeInstances`` for all machines, ``TerminateInstances`` by 1000.
-Throttling is retried by botocore (standard mode, ``burst.retry``); ``InsufficientInstanceCapacity``
-and a not-yet-usable new instance profile are retried here with bounded backoff;
-quota errors end the machines this provider launched and raise ``UserError``.
+Throttling is retried by botocore (standard mode, ``burst.retry``); how one
+RunInstances meets partial capacity, zones without capacity, quotas and a new
+instance profile is ``burst.providers.ec2_launch``; subnets and addresses are
+``burst.providers.ec2_network``.
 
 The checks before a launch (AMI, instance types and their architectures,
 Marketplace subscription) are in ``burst.providers.ec2_checks``.
@@ -23,44 +24,33 @@ paramiko comes in with ``transport()``.
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from botocore.exceptions import ClientError, WaiterError
 
-from burst.errors import BurstError, UserError, command_name, live_sentence
-from burst.providers import aws_setup, ec2_checks, ec2_spot
-from burst.providers.ec2_access import EC2Access
+from burst.errors import BurstError
+from burst.providers import aws_setup, ec2_checks, ec2_launch, ec2_network, ec2_spot
 from burst.providers.base import LaunchSpec, Provider
-from burst.providers.ec2_checks import _chunks, _code, _message
+from burst.providers.ec2_access import EC2Access
+from burst.providers.ec2_checks import _chunks, _code
 from burst.providers.ec2_spot import SpotRefused
 from burst.providers.ec2_userdata import user_data
-from burst.providers.pricing import PriceBook, read_prices
+from burst.providers.pricing import PriceBook, machine_extras, read_prices
 from burst.providers.quotas import QuotaNeed, read_quotas
 from burst.records import InstanceInfo, Job
-from burst.retry import REPORT_EVERY, aws_config, backoff, wait_saying
+from burst.retry import REPORT_EVERY, aws_config
 
 if TYPE_CHECKING:
     from burst.providers.base import ProviderOptions
     from burst.transport.base import Transport
 
-MAX_PER_RUN = 100  # machines per RunInstances call (MinCount=MaxCount: all or nothing)
+MAX_PER_RUN = 100  # machines per RunInstances call (MinCount 1: EC2 may start fewer; ec2_launch)
 TERMINATE_BATCH = 1000
 DESCRIBE_BATCH = 200  # instance ids per DescribeInstances / waiter call
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
-QUOTA_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"})
-CAPACITY_CODES = frozenset({"InsufficientInstanceCapacity"})
-CAPACITY_TRIES = 8  # RunInstances tries while EC2 has no capacity: waits of 15, 30, then 60 s (about 6 minutes)
-PROFILE_TRIES = 8  # a new instance profile: waits of 2, 4, 8, then 10 s (about 50 s)
-
 EC2_CONFIG = aws_config(connect_timeout=20, read_timeout=120)
-
-def _is_profile_not_ready(code: str, message: str) -> bool:
-    text = message.lower()
-    return code == "InvalidParameterValue" and ("iam instance profile" in text or "iaminstanceprofile" in text)
-
 
 def _instance_info(instance: dict[str, Any]) -> InstanceInfo:
     tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
@@ -109,6 +99,8 @@ class EC2Provider(EC2Access, Provider):
         self.ready_timeout = 900.0  # waiter gives up after this long
         self._identity: dict[str, str] | None = None
         self._marketplace_codes: list[str] = []
+        self._root_device = ""  # the AMI's root device name, for --disk-gb
+        self._network: tuple[str, list[ec2_network.Subnet]] | None = None  # (VPC, subnets), once validated
         self.vcpus: dict[str, int] = {}
         self.cpu_info: dict[str, dict] = {}  # VCpuInfo per type: physical cores, threads per core
         self.spot_waits: dict[str, ec2_spot.SpotWait] = {}  # --spot-only: per type, when to ask again
@@ -128,13 +120,30 @@ class EC2Provider(EC2Access, Provider):
         types = ec2_checks.describe_instance_types(self.ec2, jobs, self.region, self.vcpus, self.cpu_info)
         ec2_checks.check_architecture(self.image, image, jobs, types)
         self._marketplace_codes = ec2_checks.marketplace_codes(image)
+        self._network = ec2_network.resolve_subnets(self.ec2, self.options.subnets)  # no VPC: a UserError now
+        self._root_device = ec2_checks.root_device(self.image, image, self.options.disk_gb)
         if self._marketplace_codes:
             ec2_checks.check_subscription(
                 self.ec2, self.image, jobs[0].instance_type if jobs else "t3.micro", self._marketplace_codes
             )
 
+    def plan_notes(self) -> list[str]:
+        if self._network is None:
+            return []
+        _, extras = self._extras()
+        return [ec2_network.plan_line(*self._network, self.options.public_ip, given=bool(self.options.subnets))] + (
+            [f"each machine's price includes {' and '.join(extras)}"] if extras else [])
+
+    def _extras(self) -> tuple[float, list[str]]:
+        subnets = self._network[1] if self._network else []
+        public = self.options.public_ip if self.options.public_ip is not None else (
+            not subnets or subnets[0].public_ip_on_launch)
+        return machine_extras(self.options.disk_gb, public)
+
     def price_book(self, types: list[str], spot: bool) -> PriceBook:
-        return read_prices(self.session, self.ec2, self.region, types, spot, self.burst_home / "prices")
+        book = read_prices(self.session, self.ec2, self.region, types, spot, self.burst_home / "prices")
+        book.extra_per_hour = self._extras()[0]
+        return book
 
     def check_quotas(self, needs: list[QuotaNeed], notes: list[str]) -> None:
         read_quotas(self.session, self.region, needs, notes)
@@ -181,7 +190,6 @@ class EC2Provider(EC2Access, Provider):
             "ImageId": spec.image,
             "InstanceType": spec.instance_type,
             "KeyName": resources.key_name,
-            "SecurityGroupIds": [resources.security_group_id],
             "IamInstanceProfile": {"Arn": resources.instance_profile_arn},
             "InstanceInitiatedShutdownBehavior": "terminate",
             "UserData": user_data(spec.job, self.options.max_hours),
@@ -192,6 +200,9 @@ class EC2Provider(EC2Access, Provider):
             ],
         }
         params.update(ec2_checks.cpu_options(self.ec2, self.cpu_info, spec.instance_type, self.options.threads_per_core))
+        if self.options.disk_gb:
+            params["BlockDeviceMappings"] = [{"DeviceName": self._root_device or "/dev/sda1", "Ebs": {
+                "VolumeSize": self.options.disk_gb, "VolumeType": "gp3", "DeleteOnTermination": True}}]
         if self.options.market == "on-demand":
             return self.launch_batches(params, count)
         return ec2_spot.launch_spot(self, params, count)
@@ -208,77 +219,16 @@ class EC2Provider(EC2Access, Provider):
             chunk_ids = [instance["InstanceId"] for instance in instances]
             self.launched.extend(chunk_ids)
             ids.extend(chunk_ids)
+            if len(chunk_ids) < min(MAX_PER_RUN, count - start):
+                break  # EC2 gave fewer: the pool asks for the rest next round
         return ids
 
     def _run_instances(self, params: dict[str, Any], count: int, spot_refusals: bool = False) -> list[dict[str, Any]]:
-        what = f"{count} × {params['InstanceType']}"
-        capacity_tries = profile_tries = 0
-        capacity_waits = backoff(first=15.0, factor=2.0, cap=60.0, jitter=0)  # the one policy (burst.retry)
-        profile_waits = backoff(first=2.0, factor=2.0, cap=10.0, jitter=0)
-        while True:
-            try:
-                # A fresh ClientToken per attempt; botocore's own retries reuse it (no double launch).
-                response = self.ec2.run_instances(
-                    **params, MinCount=count, MaxCount=count, ClientToken=uuid.uuid4().hex
-                )
-                return list(response["Instances"])
-            except ClientError as error:
-                code, message = _code(error), _message(error)
-                if spot_refusals and code in ec2_spot.SPOT_REFUSALS:
-                    raise SpotRefused(code) from None
-                if code in QUOTA_CODES:
-                    ended = self._end_launched()
-                    raise UserError(
-                        f"AWS refused to start {what} in {self.region}: {code}: {message} Your "
-                        f"account's EC2 quota is too small for this campaign: request an increase "
-                        f"in the Service Quotas console (Amazon EC2, e.g. 'Running On-Demand "
-                        f"Standard instances', counted in vCPUs) or run fewer rows or smaller "
-                        f"types at a time. {ended} Once the quota is raised, run the same command again: "
-                        f"the rows not done wait for machines."
-                    ) from None
-                if code in CAPACITY_CODES:
-                    capacity_tries += 1
-                    if capacity_tries < CAPACITY_TRIES:
-                        next_try = capacity_tries + 1
-                        wait_saying(next(capacity_waits), sleep=self.sleep, every=self.report_every, say=lambda left: self.report(
-                            f"waiting for capacity for {what} (try {next_try} of {CAPACITY_TRIES}) in {self.region}: "
-                            f"{code}; next try in {left:.0f} s"))
-                        continue
-                    raise BurstError(
-                        f"AWS has no capacity for {what} in {self.region} now ({message.rstrip('.')}; "
-                        f"{CAPACITY_TRIES} tries): none of these {count} was started. {live_sentence(self.job, self.live_ids())} "
-                        f"Run the same command later to start machines for the rows still waiting, or use "
-                        f"another instance type or region."
-                    ) from None
-                if _is_profile_not_ready(code, message) and profile_tries < PROFILE_TRIES:
-                    self.sleep(next(profile_waits))  # IAM is eventually consistent
-                    profile_tries += 1
-                    continue
-                if code == "OptInRequired":
-                    raise ec2_checks.subscription_error(self.image, self._marketplace_codes, message) from None
-                if code == "UnauthorizedOperation":
-                    raise UserError(
-                        f"Your AWS identity may not start {what}: {message} burst needs "
-                        f"ec2:RunInstances, ec2:CreateTags and iam:PassRole on the role "
-                        f"{aws_setup.node_role_name(self.job)}; ask your administrator or use "
-                        f"another --profile."
-                    ) from None
-                raise BurstError(f"RunInstances of {what} in {self.region} failed: {code}: {message.rstrip('.')}. "
-                                 f"{live_sentence(self.job, self.live_ids())} Run the same command again to resume.") from None
+        return ec2_launch.run_instances(self, params, count, spot_refusals)
 
-    def _end_launched(self) -> str:
-        """Terminate what this provider launched (after a quota error); a sentence saying so."""
-        if not self.launched:
-            return "Nothing was started."
-        ids = list(self.launched)
-        try:
-            self.terminate(ids)
-        except Exception as error:  # the quota error is what the user must see; say what is left
-            return (
-                f"Terminating the {len(ids)} machines already started failed ({error}): "
-                f"run `{command_name()} terminate {self.job}`."
-            )
-        return f"The {len(ids)} machines this run had started were terminated."
+    def subnets(self) -> list[ec2_network.Subnet]:
+        """Where machines go, in the order tried (``--subnet``, else the default VPC's, by zone)."""
+        return self._prepared().subnets
 
     def wait_ready(self, ids: list[str]) -> list[InstanceInfo]:
         """Wait for state running (one waiter per 200 ids), then one DescribeInstances."""

@@ -45,10 +45,15 @@ class EC2Access:
         return refused_verdict(instance.id, user, self.image, expected, given=user != (expected.user if expected else None))
 
     def _target(self, instance: InstanceInfo):
-        from burst.transport.ssh_target import resolve_target
+        from burst.providers.ec2_network import unreachable
+        from burst.transport.ssh_target import SSHError, resolve_target, routed_by_config
 
         details = instance.details or {}
         names = [details.get("public_ip"), details.get("public_dns"), details.get("private_ip"), instance.id]
+        routed = routed_by_config([details.get("private_ip"), instance.id], self.options.ssh_config)
+        reason = unreachable(instance, self.options.public_ip, routed)
+        if reason:  # no retry can give it an address: the machine fails at once, saying why
+            raise SSHError(reason)
         if instance.host and instance.host not in names:
             names.insert(0, instance.host)
         return resolve_target([name for name in names if name], user=self.login_user(),

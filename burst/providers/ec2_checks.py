@@ -194,3 +194,15 @@ def check_subscription(ec2, image_id: str, instance_type: str, codes: list[str])
         if _code(error) == "OptInRequired":
             raise subscription_error(image_id, codes, _message(error)) from None
         # DryRunOperation = it would work; anything else is for the real launch to report.
+
+
+def root_device(image_id: str, image: dict[str, Any], disk_gb: int | None) -> str:
+    """The AMI's root device name (where ``--disk-gb`` goes); a disk smaller than its snapshot is refused."""
+    name = image.get("RootDeviceName") or "/dev/sda1"
+    if disk_gb:
+        for mapping in image.get("BlockDeviceMappings", []):
+            size = (mapping.get("Ebs") or {}).get("VolumeSize")
+            if mapping.get("DeviceName") == name and size and disk_gb < int(size):
+                raise UserError(f"--disk-gb {disk_gb} is smaller than the {size} GiB root snapshot of {image_id}: "
+                                f"give --disk-gb {size} or more.")
+    return name

@@ -43,20 +43,41 @@ class PriceBook:
     spot: dict[str, dict[str, float]] = field(default_factory=dict)  # type -> availability zone -> price
     notes: list[str] = field(default_factory=list)  # why a price is unknown
     fresh: dict[str, float] = field(default_factory=dict)  # on-demand prices just read, not cached yet
+    extra_per_hour: float = 0.0  # what every machine costs beyond its type: its --disk-gb volume, its public IPv4 address
 
     def price(self, instance_type: str, lifecycle: str, zone: str = "") -> float | None:
-        """One machine's price: spot in its zone (else the zones' highest), or on-demand."""
+        """One machine's price: spot in its zone (else the zones' highest), or on-demand; with its extras."""
         if lifecycle == LOCAL:
             return 0.0
         if lifecycle == SPOT:
             zones = self.spot.get(instance_type) or {}
-            return zones.get(zone) if zone in zones else (max(zones.values()) if zones else None)
-        return self.on_demand.get(instance_type)
+            base = zones.get(zone) if zone in zones else (max(zones.values()) if zones else None)
+        else:
+            base = self.on_demand.get(instance_type)
+        return None if base is None else base + self.extra_per_hour
 
     @classmethod
     def free(cls, types: list[str]) -> "PriceBook":
         """Local sandboxes cost nothing beyond this machine."""
         return cls(region=LOCAL, on_demand={t: 0.0 for t in types})
+
+
+GP3_PER_GB_MONTH = 0.08  # USD, gp3 storage (us-east-1), billed per second of the volume's life
+HOURS_PER_MONTH = 730  # AWS's month for EBS prices
+PUBLIC_IPV4_PER_HOUR = 0.005  # USD per public IPv4 address per hour, in use or not (since February 2024)
+
+
+def machine_extras(disk_gb: int | None, public_ipv4: bool) -> tuple[float, list[str]]:
+    """USD per hour a machine costs beyond its instance type, and the words saying what that is."""
+    per_hour, parts = 0.0, []
+    if disk_gb:
+        disk = disk_gb * GP3_PER_GB_MONTH / HOURS_PER_MONTH
+        per_hour += disk
+        parts.append(f"a {disk_gb} GiB gp3 root volume (${disk:.4f}/h)")
+    if public_ipv4:
+        per_hour += PUBLIC_IPV4_PER_HOUR
+        parts.append(f"a public IPv4 address (${PUBLIC_IPV4_PER_HOUR:.3f}/h)")
+    return per_hour, parts
 
 
 def read_prices(session, ec2, region: str, types: list[str], spot: bool, cache_dir: Path) -> PriceBook:

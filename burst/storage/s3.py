@@ -53,7 +53,7 @@ class BucketNotFound(KeyNotFound):
 
 
 class DeleteFailed(RuntimeError):
-    """DeleteObjects reported keys it could not delete."""
+    """S3 refused to delete keys (DeleteObjects listed them, or DeleteObject of one key was refused)."""
 
 
 def _md5_of_range(handle, length: int) -> bytes:
@@ -319,6 +319,17 @@ class S3Storage(Storage):
     def delete_keys(self, keys: list[str]) -> None:
         """Delete in batches of 1000; keys already gone are fine."""
         full_keys = list(dict.fromkeys(self._full_key(key) for key in keys))
+        if len(full_keys) == 1:  # one key: a DeleteObject (no body to checksum; checked against that key's ARN)
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=full_keys[0])
+            except ClientError as error:
+                missing = self._not_found(error, full_keys[0])
+                if isinstance(missing, BucketNotFound):
+                    raise missing from None
+                detail = error.response.get("Error", {})
+                raise DeleteFailed(f"could not delete {self.object_url(keys[0])} "
+                                   f"({detail.get('Code')}: {detail.get('Message')})") from None
+            return
         failed = []
         for start in range(0, len(full_keys), DELETE_BATCH):
             batch = full_keys[start : start + DELETE_BATCH]

@@ -27,6 +27,7 @@ import paramiko
 
 from burst.retry import backoff
 from burst.transport.base import SKIPPED_NAMES, Result, Transport
+from burst.transport.ssh_proxy import ProxyRoute
 from burst.transport.ssh_target import SSHError, SSHTarget, resolve_target
 from burst.transport.ssh_trust import (
     _ensure_known_hosts,
@@ -94,8 +95,14 @@ class SSHTransport(Transport):
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
         self._keys = self._load_keys()
+        self._route = ProxyRoute(target, self._open_hop)
         _ensure_known_hosts(self.known_hosts)
         self._connect(connect_timeout)
+
+    def _open_hop(self, jump: SSHTarget, timeout: float) -> "SSHTransport":
+        """The connection to a ProxyJump host (its host key recorded under its own name)."""
+        return SSHTransport(jump, known_hosts=self.known_hosts, where=f"the jump host {jump.hostname} (ProxyJump)",
+                            connect_timeout=timeout, auth_grace=self.auth_grace)
 
     # -- connection
 
@@ -139,9 +146,11 @@ class SSHTransport(Transport):
             remaining = max(deadline - time.monotonic(), 0.1)
             client = self._new_client()
             try:
+                sock = self._route.sock(remaining)  # None: a plain TCP connection
                 client.connect(
                     target.hostname,
                     port=target.port,
+                    sock=sock,
                     username=target.user,
                     auth_strategy=_KeyFiles(target.user, self._keys),
                     timeout=min(remaining, 15.0),
@@ -226,6 +235,7 @@ class SSHTransport(Transport):
     def close(self) -> None:
         with self._lock:
             self._drop_connection()
+            self._route.close()
 
     # -- commands
 

@@ -29,6 +29,8 @@ class SSHTarget:
     port: int
     user: str
     key_files: list[str] = field(default_factory=list)
+    proxy_command: str | None = None  # ProxyCommand: its stdin/stdout is the connection
+    jump: "SSHTarget | None" = None  # ProxyJump: a channel through this host's SSH connection
 
     def __str__(self) -> str:
         return f"{self.user}@{self.hostname}:{self.port}"
@@ -41,7 +43,8 @@ def resolve_target(names: list[str], *, user: str, key_file: str | None, ssh_con
     ``key_file``. With an OpenSSH client config file, the first name that a
     ``Host`` pattern other than a bare ``*`` matches is looked up (otherwise the
     first name, so ``Host *`` still applies) and its ``HostName``, ``Port``,
-    ``User`` and ``IdentityFile`` win over those defaults.
+    ``User`` and ``IdentityFile`` win over those defaults; its ``ProxyJump`` (hops
+    looked up in the same file) or ``ProxyCommand`` say how the connection is made.
     """
     candidates = [str(name) for name in names if name]
     if not candidates:
@@ -68,7 +71,58 @@ def resolve_target(names: list[str], *, user: str, key_file: str | None, ssh_con
     except ValueError:
         raise SSHError(f"{config_path}: Port {port!r} for {chosen} is not a number") from None
     identity = [os.path.expanduser(path) for path in options.get("identityfile", [])]
-    return SSHTarget(hostname, port, options.get("user") or user, identity or default_keys)
+    proxy_command = options.get("proxycommand")
+    jump = None
+    hops = [hop.strip() for hop in (options.get("proxyjump") or "").split(",") if hop.strip()]
+    if proxy_command and proxy_command.lower() == "none":
+        proxy_command = None
+    if hops and hops[0].lower() != "none":
+        jump = _jump_target(hops, user=user, key_file=key_file, ssh_config=ssh_config, depth=0)
+        proxy_command = None  # OpenSSH: the first of the two that is given wins; ProxyJump is read first here
+    return SSHTarget(hostname, port, options.get("user") or user, identity or default_keys,
+                     proxy_command=proxy_command, jump=jump)
+
+
+def _jump_target(hops: list[str], *, user: str, key_file: str | None, ssh_config: str, depth: int) -> SSHTarget:
+    """The last of ``hops`` (``[user@]host[:port]``, as OpenSSH's ProxyJump), reached through the ones before it.
+
+    Each hop is looked up in the same config (its HostName, Port, User, IdentityFile
+    and its own ProxyJump).
+    """
+    if depth > 8:
+        raise SSHError(f"ProxyJump in {ssh_config} loops (more than 8 hops)")
+    spec = hops[-1]
+    hop_user, _, host_port = spec.rpartition("@")
+    host, port = host_port, None
+    if host_port.startswith("["):  # [ipv6]:port
+        host, _, rest = host_port[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif host_port.count(":") == 1:
+        host, port = host_port.split(":")
+    base = resolve_target([host], user=user, key_file=key_file, ssh_config=ssh_config)
+    try:
+        port_number = int(port) if port else base.port
+    except ValueError:
+        raise SSHError(f"{ssh_config}: ProxyJump {spec!r}: the port is not a number") from None
+    through = _jump_target(hops[:-1], user=user, key_file=key_file, ssh_config=ssh_config, depth=depth + 1) \
+        if len(hops) > 1 else base.jump
+    return SSHTarget(base.hostname, port_number, hop_user or base.user, base.key_files,
+                     proxy_command=None if through else base.proxy_command, jump=through)
+
+
+def routed_by_config(names: list[str], ssh_config: str | None) -> bool:
+    """Whether ``ssh_config`` says how to reach one of ``names`` (a HostName, ProxyJump or ProxyCommand for it)."""
+    if not ssh_config:
+        return False
+    try:
+        config = paramiko.SSHConfig.from_path(os.path.expanduser(ssh_config))
+    except Exception:  # resolve_target says what is wrong with the file
+        return False
+    for name in (str(n) for n in names if n):
+        options = config.lookup(name)
+        if options.get("proxyjump") or options.get("proxycommand") or options.get("hostname", name) != name:
+            return True
+    return False
 
 
 def ssh_argv(target: SSHTarget, *, known_hosts: str, ssh_config: str | None, remote: str | None,

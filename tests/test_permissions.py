@@ -1,0 +1,75 @@
+"""``burst permissions`` and the policies the EC2 tests sign with (moto enforces IAM in them).
+
+What a user would notice: the command prints JSON that ``aws iam put-user-policy``
+takes, the docs show exactly that, and a node can do what a worker does (claim a
+released row and forget its marker) but cannot change the campaign.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from burst.storage.s3 import S3Storage
+from tests.conftest import REPO, run_script
+from tests.motoserver import moto_server, node_key  # noqa: F401  (fixtures)
+
+
+def docs_policy() -> str:
+    text = (REPO / "docs" / "aws.md").read_text(encoding="utf-8")
+    section = text.split("## The permissions burst needs", 1)[1]
+    found = re.search(r"```json\n(.*?)```", section, re.S)
+    assert found, "docs/aws.md shows no policy"
+    return found.group(1)
+
+
+def test_permissions_prints_the_policy_the_docs_show():
+    result = run_script("-m", "burst", "permissions")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    policy = json.loads(result.stdout)  # nothing but the JSON, ready for put-user-policy
+    assert policy["Version"] == "2012-10-17"
+    assert result.stdout == docs_policy()
+    actions = {action for statement in policy["Statement"] for action in statement["Action"]}
+    assert {"ec2:RunInstances", "iam:PassRole", "s3:PutObject"} <= actions
+    assert not any(action.endswith("*") for action in actions)  # named actions only
+
+
+def test_the_dispatcher_policy_is_enforced(moto_server):  # noqa: F811
+    """The tests' environment (burst's own sessions) signs as the dispatcher: what its policy leaves out is refused."""
+    dispatcher = boto3.session.Session()
+    with pytest.raises(ClientError) as refused:
+        dispatcher.client("iam").create_user(UserName="someone")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    dispatcher.client("s3").create_bucket(Bucket="policy-job")  # what it allows passes
+
+
+def test_a_node_forgets_released_markers_but_cannot_change_the_campaign(moto_server):  # noqa: F811
+    job = "policy-job"
+    dispatcher = S3Storage(f"s3://{job}")
+    boto3.client("s3").create_bucket(Bucket=job)
+    dispatcher.write_text("campaign.json", '{"jobs": []}\n')
+    dispatcher.write_text("policy-job0/released", "attempt 1: lost its machine\n")
+
+    key = node_key(job)
+    s3 = key.session().client("s3")
+    s3.put_object(Bucket=job, Key="policy-job0/claim.json", Body=b"{}")  # rows' records: yes
+    s3.put_object(Bucket=job, Key="machines/i-1/worker.json", Body=b"{}")  # its machine's files: yes
+    s3.delete_object(Bucket=job, Key="policy-job0/released")  # the marker of a claimed row: yes
+    assert "policy-job0/released" not in dispatcher.list_keys()
+    for attempt in (lambda: s3.put_object(Bucket=job, Key="campaign.json", Body=b'{"jobs": ["mine"]}'),
+                    lambda: s3.delete_object(Bucket=job, Key="campaign.json"),
+                    lambda: s3.delete_object(Bucket=job, Key="policy-job0/claim.json")):
+        with pytest.raises(ClientError) as refused:
+            attempt()
+        assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert dispatcher.read_text("campaign.json") == '{"jobs": []}\n'
+    boto3.client("s3").create_bucket(Bucket="another-job")
+    boto3.client("s3").put_object(Bucket="another-job", Key="campaign.json", Body=b"{}")
+    with pytest.raises(ClientError) as refused:  # another job's bucket: no
+        s3.get_object(Bucket="another-job", Key="campaign.json")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
