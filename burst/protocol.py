@@ -131,6 +131,15 @@ def split_unit(tag: str) -> tuple[str, int]:
     return tag, 1
 
 
+def is_layout_key(key: str, job: str, tags: set[str]) -> bool:
+    """Whether burst's layout names ``key`` for the campaign ``job`` (its row tags, their repetitions, and
+    ``JOB<n>`` of rows since removed): ``campaign.json``, ``machines/...``, ``<tag>/...``. ``cleanup`` deletes only those."""
+    if key == CAMPAIGN_KEY or key.startswith("machines/"):
+        return True
+    tag, _ = split_unit(tag_of_key(key))
+    return "/" in key and (tag in tags or (tag.startswith(job) and tag[len(job):].isdigit()))
+
+
 # -- files in a machine's folder on its node (``~/burst/<job>/<instance id>/``) ----
 BUNDLE = "bundle.tar.gz"  # agent, code, INSTALL.sh and scripts: one upload per machine
 NODE_CONFIG = "node.json"

@@ -178,7 +178,9 @@ def cmd_cleanup(job: str, yes: bool) -> int:
     live = campaign.provider.list({"job": job})
     if live:
         raise UserError(f"job {job} still has {len(live)} live machine(s): run `{command_name()} terminate {job}` first.")
-    keys = campaign.storage.list_keys()
+    every_key = campaign.storage.list_keys()
+    keys = [key for key in every_key if protocol.is_layout_key(key, job, set(campaign.record.tags))]
+    others = [key for key in every_key if key not in set(keys)]
     if not yes:
         if not sys.stdin.isatty():
             raise UserError(f"cleanup deletes {len(keys)} file(s) of {campaign.record.bucket_url}: confirm with --yes.")
@@ -188,6 +190,9 @@ def cmd_cleanup(job: str, yes: bool) -> int:
             return 1
     campaign.storage.delete_keys(keys)
     removed = [f"{len(keys)} file(s) of {campaign.record.bucket_url}"] + campaign.provider.cleanup()
+    if others:  # not burst's: left as they are
+        report(f"kept {len(others)} file(s) of {campaign.record.bucket_url} that burst did not write "
+               f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})")
     for path, what in ((record_path(job), "the campaign record"), (timeline_path(job), "the timeline picture")):
         if path.exists():
             path.unlink()

@@ -96,6 +96,8 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
     aws.add_argument("--ssh-config", type=Path, help="OpenSSH client config consulted per instance (bastions, ports)")
     aws.add_argument("--bucket", help="bucket name (default: the job name)")
     aws.add_argument("--node-root", default="burst", help="folder on each machine holding the job's files (default ~/burst)")
+    aws.add_argument("--adopt-bucket", action=argparse.BooleanOptionalAction, default=False,
+                     help="use an existing bucket of yours that burst did not make for this job (refused otherwise)")
     aws.add_argument("--subnet", action="append", metavar="ID", dest="subnet",
                      help="subnet to launch into, one per Availability Zone, tried in this order (repeatable; default: the default VPC's)")
     aws.add_argument("--disk-gb", type=positive_int, metavar="N",
@@ -194,7 +196,7 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         user=args.user, ssh_config=str(args.ssh_config.resolve()) if args.ssh_config else None,
         bucket=args.bucket, node_root=args.node_root, market=args.market, threads_per_core=args.threads_per_core,
         subnets=list(args.subnet or []), public_ip=args.public_ip, instance_profile=args.instance_profile,
-        disk_gb=args.disk_gb,
+        disk_gb=args.disk_gb, adopt_bucket=args.adopt_bucket,
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,

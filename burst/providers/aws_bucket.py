@@ -10,6 +10,36 @@ from burst.errors import UserError
 from burst.providers.aws_names import _code, _message
 
 
+def _owner_tags(s3, bucket: str) -> dict[str, str] | None:
+    """The tags of ``bucket`` if it exists and is the caller's (None: no such bucket, or not readable as ours)."""
+    try:
+        return {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])}
+    except ClientError as error:
+        code = _code(error)
+        if code in ("NoSuchTagSet", "NoSuchTagSetError"):
+            return {}
+        if code in ("NoSuchBucket", "AccessDenied", "AllAccessDisabled", "PermanentRedirect", "301"):
+            return None  # not there, or not the caller's: CreateBucket tells which
+        raise
+
+
+def check_adoption(s3, bucket: str, job: str, adopt: bool) -> None:
+    """An existing bucket of the user's that burst did not tag for this job is refused unless ``adopt``.
+
+    ``cleanup`` deletes only the keys burst's layout names, but a bucket of other data is
+    not burst's to fill unasked.
+    """
+    tags = _owner_tags(s3, bucket)
+    if tags is None or adopt or (tags.get("job") == job and tags.get("burst") == "1"):
+        return
+    raise UserError(
+        f"The bucket {bucket!r} already exists in your account and burst did not make it for job {job!r} "
+        f"(its tags: {', '.join(f'{k}={v}' for k, v in sorted(tags.items())) or 'none'}). Give another name with "
+        f"--bucket, or --adopt-bucket to use it all the same (burst writes under the job's keys, and "
+        f"`cleanup` deletes only those)."
+    )
+
+
 def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]]) -> bool:
     """Create the private bucket if needed; returns True when created now."""
     kwargs: dict[str, Any] = {"Bucket": bucket}

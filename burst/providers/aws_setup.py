@@ -27,7 +27,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from burst.errors import UserError
-from burst.providers.aws_bucket import ensure_bucket
+from burst.providers.aws_bucket import check_adoption, ensure_bucket
 from burst.providers.aws_credentials import check_credentials, credentials_help, make_session
 from burst.providers.aws_firewall import (
     caller_cidr,
@@ -102,6 +102,7 @@ def prepare(
         if getattr(options, "instance_profile", None):
             existing_profile_arn(iam, options.instance_profile)  # before anything is made
         vpc_id, subnets = resolve_subnets(ec2, list(getattr(options, "subnets", None) or []))
+        check_adoption(s3, bucket, job, bool(getattr(options, "adopt_bucket", False)))
         bucket_created = ensure_bucket(s3, bucket, region, tags)
         key_name, key_file = ensure_key_pair(ec2, job, options.key_dir, tags)
         group_id = ensure_security_group(ec2, job, cidr, tags, vpc_id)

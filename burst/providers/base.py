@@ -166,6 +166,7 @@ class ProviderOptions:
     user: str | None = None  # --user; None: the AMI's (burst.providers.ami_user)
     ssh_config: str | None = None
     bucket: str | None = None  # bucket name; default: the job name
+    adopt_bucket: bool = False  # --adopt-bucket: use an existing bucket of the user's that burst did not make
     node_root: str = "burst"
     market: str = "on-demand"  # on-demand | spot (falls back to on-demand) | spot-only (waits for spot)
     threads_per_core: int | None = None  # --threads-per-core: RunInstances' CpuOptions (None: as AWS sells the type)
