@@ -56,12 +56,14 @@ class FaultRule:
     times: int | None = None
     user_agent: str | None = None
     service: str | None = None
+    param: tuple[str, str] | None = None  # only query/form requests with this parameter (name, value)
 
-    def matches(self, service: str, action: str, user_agent: str) -> bool:
+    def matches(self, service: str, action: str, user_agent: str, form: dict[str, list[str]] | None = None) -> bool:
         return (
             action == self.action
             and (self.service is None or self.service == service)
             and (self.user_agent is None or self.user_agent in user_agent)
+            and (self.param is None or (form or {}).get(self.param[0]) == [self.param[1]])
         )
 
 
@@ -74,10 +76,11 @@ class Fault:
     message: str
     service: str | None = None
 
-    def on(self, action: str, times: int | None = None, user_agent: str | None = None) -> FaultRule:
+    def on(self, action: str, times: int | None = None, user_agent: str | None = None,
+           param: tuple[str, str] | None = None) -> FaultRule:
         return FaultRule(
             action=action, status=self.status, code=self.code, message=self.message,
-            times=times, user_agent=user_agent, service=self.service,
+            times=times, user_agent=user_agent, service=self.service, param=param,
         )
 
 
@@ -248,11 +251,12 @@ class FaultProxy:
         with self._lock:
             self._requests = []
 
-    def _decide(self, service: str, action: str, user_agent: str) -> FaultRule | None:
+    def _decide(self, service: str, action: str, user_agent: str,
+                form: dict[str, list[str]] | None = None) -> FaultRule | None:
         with self._lock:
             self._requests.append((service, action))
             for rule in self._rules:
-                if not rule.matches(service, action, user_agent):
+                if not rule.matches(service, action, user_agent, form):
                     continue
                 if rule.times is not None and self._fired[id(rule)] >= rule.times:
                     continue
@@ -330,7 +334,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         service, action = classify(self.command, self.path, self.headers, body)
         self.owner._note_params(action, self.headers, body)
-        rule = self.owner._decide(service, action, self.headers.get("User-Agent", ""))
+        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) \
+            if "x-www-form-urlencoded" in self.headers.get("Content-Type", "") else {}
+        rule = self.owner._decide(service, action, self.headers.get("User-Agent", ""), form)
         if rule is not None:
             self._send_fault(service, rule)
         else:

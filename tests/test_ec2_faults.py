@@ -6,6 +6,7 @@ a rule can fail their calls alone (by their ``burst-worker`` user agent).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -70,13 +71,17 @@ def test_a_worker_whose_terminate_is_throttled_is_ended_by_the_reconcile(campaig
 REQUEST_EXPIRED = Fault(400, "RequestExpired", "Request has expired.", "ec2")  # EC2's answer to expired credentials
 
 
+def a_row_runs(job: str) -> bool:
+    result = run_script("-m", "burst", "status", job, "--json")
+    return result.stdout.startswith("{") and any(row["state"] == "running" for row in json.loads(result.stdout)["rows"])
+
+
 def test_credentials_that_expire_during_wait_stop_at_once_and_the_same_command_resumes(campaign, aws_faults):
     args, nodes = campaign("expiry", rows=3, command="mkdir -p results; echo $TAG > results/r.txt; sleep 4")
     dispatcher = subprocess.Popen([sys.executable, *args, "--machines", "1", "--heartbeat", "2"], cwd=REPO,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: any(s["state"] == "running" for s in statuses("expiry").values()), timeout=180,
-                   what="a row running")
+        wait_until(lambda: a_row_runs("expiry"), timeout=180, what="a row running")
         rule = aws_faults.add(REQUEST_EXPIRED.on("DescribeInstances"))
         out, err = dispatcher.communicate(timeout=120)  # at once: not after 600 s of failing rounds
     finally:

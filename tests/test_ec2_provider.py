@@ -168,11 +168,15 @@ def test_prepare_creates_key_group_role_and_bucket(provider, options, tmp_path):
         "s3:PutObject",
         "s3:AbortMultipartUpload",
         "s3:ListMultipartUploadParts",
+        "s3:DeleteObject",
         "ec2:TerminateInstances",
     }
+    assert policy == aws_setup.node_policy("paj17", "paj17"), "the one definition, written as it is"
     resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
     assert resources["ListJobBucket"] == "arn:aws:s3:::paj17"
-    assert resources["ReadWriteJobObjects"] == "arn:aws:s3:::paj17/*"
+    assert resources["ReadJobObjects"] == "arn:aws:s3:::paj17/*"
+    assert resources["WriteUnderFoldersOnly"] == "arn:aws:s3:::paj17/*/*"  # not campaign.json, at the top
+    assert resources["ForgetReleasedMarkers"] == "arn:aws:s3:::paj17/*/released"
     terminate = next(s for s in policy["Statement"] if s["Action"] == "ec2:TerminateInstances")
     assert terminate["Condition"] == {"StringEquals": {"ec2:ResourceTag/job": "paj17"}}
     profile = iam.get_instance_profile(InstanceProfileName="burst-paj17-node")["InstanceProfile"]

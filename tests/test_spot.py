@@ -54,13 +54,15 @@ def test_spot_launches_carry_the_spot_market_options(moto_ami, tmp_path, aws_fau
 # AWS answers InsufficientInstanceCapacity with HTTP 500, which botocore retries (the first call
 # and 10 retries; no wait here: ``backoffs``) before burst sees it.
 ATTEMPTS = 11
+SPOT_ONLY = ("InstanceMarketOptions.MarketType", "spot")  # the rule refuses spot requests, in every zone
 
 
 def test_refused_spot_capacity_falls_back_to_on_demand_and_says_so(moto_ami, tmp_path, aws_faults, backoffs):
     provider, said = spot_provider(moto_ami, tmp_path, "spot")
     provider.prepare()
-    aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", times=ATTEMPTS))
+    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", param=SPOT_ONLY))
     ids = provider.launch(LaunchSpec("spotjob", "t3.micro", moto_ami), 2)
+    assert aws_faults.fired(rule) >= 6, "every zone was asked for spot machines first"
     assert lifecycles(ids) == ["on-demand", "on-demand"]
     assert said == ["no spot capacity for 2 × t3.micro (InsufficientInstanceCapacity): launching them on-demand"]
     provider.close()
@@ -70,9 +72,10 @@ def test_spot_only_waits_for_spot_capacity_instead(moto_ami, tmp_path, aws_fault
     monkeypatch.setattr(ec2_spot, "SPOT_WAIT_DELAYS", (0.0,))  # ask again at the next round
     provider, said = spot_provider(moto_ami, tmp_path, "spot-only")
     provider.prepare()
-    aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", times=2 * ATTEMPTS))
+    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", param=SPOT_ONLY))
     spec = LaunchSpec("spotjob", "t3.micro", moto_ami)
     assert provider.launch(spec, 2) == [] and provider.launch(spec, 2) == []
+    aws_faults.remove(rule)  # spot capacity is back
     assert said == [
         "waiting for spot capacity for 2 × t3.micro (InsufficientInstanceCapacity; try 1, next in 0 s; --spot-only)",
         "waiting for spot capacity for 2 × t3.micro (InsufficientInstanceCapacity; try 2, next in 0 s; --spot-only)",

@@ -44,6 +44,7 @@ from burst.providers.ec2_checks import threads_notes
 from burst.providers.pricing import PriceBook, remember_prices
 from burst.records import Job
 from burst.results.plot import plot_campaign
+from burst.retry import credentials_expired
 
 
 def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
     except Exception as error:  # AWS still failing after botocore's retries: one true message, no traceback
         if not is_aws_error(error):
             raise
-        raise BurstError(aws_failure(record.job, error, provider.live_ids())) from None
+        live = None if credentials_expired(error) else provider.live_ids()  # expired: asking again would fail too
+        raise BurstError(aws_failure(record.job, error, live)) from None
     finally:
         provider.close()
 

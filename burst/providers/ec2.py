@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from burst.providers.base import ProviderOptions
     from burst.transport.base import Transport
 
-MAX_PER_RUN = 100  # machines per RunInstances call (MinCount 1: EC2 may start fewer; ec2_launch)
+MAX_PER_RUN = 100  # machines per RunInstances call (a zone short of capacity may start fewer: ec2_launch)
 TERMINATE_BATCH = 1000
 DESCRIBE_BATCH = 200  # instance ids per DescribeInstances / waiter call
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
