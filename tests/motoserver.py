@@ -14,6 +14,7 @@ Use in a test module::
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -97,6 +98,16 @@ def _set_auth_after(url: str, requests: float) -> None:
                                      headers={"Content-Type": "text/plain"})
     with urllib.request.urlopen(request, timeout=30) as response:
         response.read()
+
+
+@contextmanager
+def unsigned_requests_allowed(url: str) -> Iterator[None]:
+    """For tests of the test tools themselves (raw HTTP through the fault proxy): no signature checked."""
+    _set_auth_after(url, float("inf"))
+    try:
+        yield
+    finally:
+        _set_auth_after(url, 0)
 
 
 ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}

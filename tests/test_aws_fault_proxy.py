@@ -27,7 +27,7 @@ from tests.awsfaults import (
     aws_faults,  # noqa: F401  (fixture)
     classify,
 )
-from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
+from tests.motoserver import moto_ami, moto_server, unsigned_requests_allowed  # noqa: F401  (fixtures)
 
 BUCKET = "burst-fault-bucket"
 
@@ -193,15 +193,16 @@ def test_few_mb_uploads_arrive_intact(aws_faults, tmp_path):  # noqa: F811
     assert aws_faults.count("UploadPart") == 3 and aws_faults.count("CompleteMultipartUpload") == 1
 
 
-def test_chunked_request_body_is_forwarded_whole(aws_faults):  # noqa: F811
+def test_chunked_request_body_is_forwarded_whole(aws_faults, moto_server):  # noqa: F811
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     data = os.urandom(300_000)
     address = urlsplit(aws_faults.url)
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
     blocks = (data[i : i + 65_536] for i in range(0, len(data), 65_536))
-    connection.request("PUT", f"/{BUCKET}/chunked.bin", body=blocks, encode_chunked=True)
-    response = connection.getresponse()
-    response.read()
+    with unsigned_requests_allowed(moto_server):  # a raw HTTP request: it carries no signature
+        connection.request("PUT", f"/{BUCKET}/chunked.bin", body=blocks, encode_chunked=True)
+        response = connection.getresponse()
+        response.read()
     connection.close()
     assert response.status == 200
     assert boto3.client("s3").get_object(Bucket=BUCKET, Key="chunked.bin")["Body"].read() == data

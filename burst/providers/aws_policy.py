@@ -43,7 +43,6 @@ def dispatcher_policy(partition: str = "aws") -> dict[str, Any]:
         "Version": POLICY_VERSION,
         "Statement": [
             _statement("ReadTheAccount", [
-                "ec2:DescribeAvailabilityZones",
                 "ec2:DescribeImages",
                 "ec2:DescribeInstances",
                 "ec2:DescribeInstanceTypes",
@@ -92,7 +91,6 @@ def dispatcher_policy(partition: str = "aws") -> dict[str, Any]:
                 "s3:CreateBucket",
                 "s3:GetBucketTagging",
                 "s3:ListBucket",
-                "s3:ListBucketMultipartUploads",
                 "s3:PutBucketPublicAccessBlock",
                 "s3:PutBucketTagging",
             ], f"arn:{partition}:s3:::*"),
