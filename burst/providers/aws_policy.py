@@ -17,7 +17,8 @@ What a dispatcher does, and so may do:
 Resources: EC2, STS, Service Quotas and Pricing name no resource ARN for most of
 these calls, and the job's names are not known in advance, so those statements
 say ``*`` and narrow with conditions where AWS offers them (tags that burst sets at
-creation, the service a role is passed to). S3 statements name bucket and object ARNs.
+creation, the service a role is passed to). S3 statements name S3 ARNs (``arn:aws:s3:::*``:
+a job's bucket may have any name).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def dispatcher_policy(partition: str = "aws") -> dict[str, Any]:
                 "s3:GetObject",
                 "s3:ListMultipartUploadParts",
                 "s3:PutObject",
-            ], f"arn:{partition}:s3:::*/*"),
+            ], f"arn:{partition}:s3:::*"),  # "*" spans the "/": every key (DeleteObjects is checked per key)
         ],
     }
 
