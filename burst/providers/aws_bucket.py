@@ -23,15 +23,19 @@ def _owner_tags(s3, bucket: str) -> dict[str, str] | None:
         raise
 
 
-def check_adoption(s3, bucket: str, job: str, adopt: bool) -> None:
+def check_adoption(s3, bucket: str, job: str, adopt: bool) -> bool:
     """An existing bucket of the user's that burst did not tag for this job is refused unless ``adopt``.
+
+    True: the bucket is burst's own, left empty and untagged by a run that stopped; tag it.
 
     ``cleanup`` deletes only the keys burst's layout names, but a bucket of other data is
     not burst's to fill unasked.
     """
     tags = _owner_tags(s3, bucket)
     if tags is None or adopt or (tags.get("job") == job and tags.get("burst") == "1"):
-        return
+        return False
+    if not tags and not s3.list_objects_v2(Bucket=bucket, MaxKeys=1).get("KeyCount"):
+        return True  # empty and untagged: a run stopped between CreateBucket and its tagging; tag it now
     raise UserError(
         f"The bucket {bucket!r} already exists in your account and burst did not make it for job {job!r} "
         f"(its tags: {', '.join(f'{k}={v}' for k, v in sorted(tags.items())) or 'none'}). Give another name with "
@@ -40,7 +44,7 @@ def check_adoption(s3, bucket: str, job: str, adopt: bool) -> None:
     )
 
 
-def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]]) -> bool:
+def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]], tag_anyway: bool = False) -> bool:
     """Create the private bucket if needed; returns True when created now."""
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
@@ -71,7 +75,7 @@ def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]]) -> b
             "RestrictPublicBuckets": True,
         },
     )
-    if created:
+    if created or tag_anyway:
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
     return created
 

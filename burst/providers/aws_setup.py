@@ -102,8 +102,8 @@ def prepare(
         if getattr(options, "instance_profile", None):
             existing_profile_arn(iam, options.instance_profile)  # before anything is made
         vpc_id, subnets = resolve_subnets(ec2, list(getattr(options, "subnets", None) or []))
-        check_adoption(s3, bucket, job, bool(getattr(options, "adopt_bucket", False)))
-        bucket_created = ensure_bucket(s3, bucket, region, tags)
+        untagged = check_adoption(s3, bucket, job, bool(getattr(options, "adopt_bucket", False)))
+        bucket_created = ensure_bucket(s3, bucket, region, tags, tag_anyway=untagged)
         key_name, key_file = ensure_key_pair(ec2, job, options.key_dir, tags)
         group_id = ensure_security_group(ec2, job, cidr, tags, vpc_id)
         if getattr(options, "instance_profile", None):
