@@ -133,10 +133,14 @@ def split_unit(tag: str) -> tuple[str, int]:
 
 def is_layout_key(key: str, job: str, tags: set[str]) -> bool:
     """Whether burst's layout names ``key`` for the campaign ``job`` (its row tags, their repetitions, and
-    ``JOB<n>`` of rows since removed): ``campaign.json``, ``machines/...``, ``<tag>/...``. ``cleanup`` deletes only those."""
-    if key == CAMPAIGN_KEY or key.startswith("machines/"):
+    ``JOB<n>`` of rows since removed): ``campaign.json``, ``state/machines/...``, ``state/rows/<tag>/...``,
+    ``machines/...``, ``<tag>/...`` (and the first layout's records). ``cleanup`` deletes only those."""
+    if key == CAMPAIGN_KEY or key.startswith(("machines/", MACHINES_PREFIX)):
         return True
-    tag, _ = split_unit(tag_of_key(key))
+    record = row_record(key)
+    if key.startswith(ROWS_PREFIX) and record is None:
+        return False
+    tag, _ = split_unit(record[0] if record else key.split("/", 1)[0])
     return "/" in key and (tag in tags or (tag.startswith(job) and tag[len(job):].isdigit()))
 
 

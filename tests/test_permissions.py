@@ -14,6 +14,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from burst import protocol
 from burst.storage.s3 import S3Storage
 from tests.conftest import REPO, run_script
 from tests.motoserver import moto_server, node_key  # noqa: F401  (fixtures)
@@ -53,17 +54,17 @@ def test_a_node_forgets_released_markers_but_cannot_change_the_campaign(moto_ser
     dispatcher = S3Storage(f"s3://{job}")
     boto3.client("s3").create_bucket(Bucket=job)
     dispatcher.write_text("campaign.json", '{"jobs": []}\n')
-    dispatcher.write_text("policy-job0/released", "attempt 1: lost its machine\n")
+    dispatcher.write_text(protocol.released_key("policy-job0"), "attempt 1: lost its machine\n")
 
     key = node_key(job)
     s3 = key.session().client("s3")
-    s3.put_object(Bucket=job, Key="policy-job0/claim.json", Body=b"{}")  # rows' records: yes
-    s3.put_object(Bucket=job, Key="machines/i-1/worker.json", Body=b"{}")  # its machine's files: yes
-    s3.delete_object(Bucket=job, Key="policy-job0/released")  # the marker of a claimed row: yes
-    assert "policy-job0/released" not in dispatcher.list_keys()
+    s3.put_object(Bucket=job, Key=protocol.claim_key("policy-job0"), Body=b"{}")  # rows' records: yes
+    s3.put_object(Bucket=job, Key=protocol.worker_key("i-1"), Body=b"{}")  # its machine's files: yes
+    s3.delete_object(Bucket=job, Key=protocol.released_key("policy-job0"))  # the marker of a claimed row: yes
+    assert protocol.released_key("policy-job0") not in dispatcher.list_keys()
     for attempt in (lambda: s3.put_object(Bucket=job, Key="campaign.json", Body=b'{"jobs": ["mine"]}'),
                     lambda: s3.delete_object(Bucket=job, Key="campaign.json"),
-                    lambda: s3.delete_object(Bucket=job, Key="policy-job0/claim.json")):
+                    lambda: s3.delete_object(Bucket=job, Key=protocol.claim_key("policy-job0"))):
         with pytest.raises(ClientError) as refused:
             attempt()
         assert refused.value.response["Error"]["Code"] == "AccessDenied"

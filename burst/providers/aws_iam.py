@@ -25,9 +25,10 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
 
     * list the job's bucket and read its keys;
     * write keys under a folder only: rows' claims, records, logs and results
-      (``<tag>/...``) and machines' files (``machines/<id>/...``); ``campaign.json``,
+      (``state/rows/<tag>/...``, ``<tag>/...``) and machines' files (``state/machines/...``,
+      ``machines/<id>/...``); ``campaign.json``,
       at the top, stays the dispatcher's;
-    * delete ``<tag>/released`` markers only (a worker that claims a released row
+    * delete ``state/rows/<tag>/released`` markers only (a worker that claims a released row
       forgets its marker);
     * terminate machines tagged with its job.
     """
