@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from burst.cli import validate
+from burst.cli import preflight, validate
 from burst.cli.arguments import Parser, non_negative_int, positive_float, positive_int, slots
 from burst.cli.console import command_name, console, report
 from burst.cli.failures import aws_failure, is_aws_error
@@ -68,6 +68,7 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
     parser.add_argument("--results", action="append", metavar="GLOB", help="outputs to save, relative to the code folder (repeatable; default results/**)")
     parser.add_argument("--install-timeout", type=float, default=3600, metavar="SECONDS", help="give up on an INSTALL.sh after this long (default 3600)")
     parser.add_argument("--dry-run", action="store_true", help="check everything and print the plan with prices; create nothing")
+    parser.add_argument("--no-check", action="store_true", help="skip the offline checks that each command's script is in the code folder and each instance type exists (a script INSTALL.sh builds, a type newer than botocore)")
     parser.add_argument("-y", "--yes", action="store_true", help="on EC2, start without asking 'Proceed? [y/N]' (needed without a terminal)")
     parser.add_argument("--env", action="append", metavar="NAME[=VALUE]", help="a variable for INSTALL.sh and the commands (repeatable; NAME alone: its value here); nothing else of this environment reaches a machine")
     pool = parser.add_argument_group("pool")
@@ -133,10 +134,6 @@ def _install_script(args: argparse.Namespace) -> Path | None:
     return next((p for p in (Path("INSTALL.sh"), args.jobfile.parent / "INSTALL.sh") if p.is_file()), None)
 
 
-def _install_note(install: Path | None) -> list[str]:
-    return [] if install else ["no INSTALL.sh here or beside the job file, and no --install: machines install nothing"]
-
-
 def _previous_record(job: str) -> CampaignRecord | None:
     """The campaign's record from its last run (None: a new campaign)."""
     validate_job_name(job)
@@ -189,6 +186,10 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
     jobs = [dataclasses.replace(job, job_file=job_file)
             for job in repeated(read_jobs(args.jobfile, args.job, args.tag_offset), args.repeat)]
     install = _install_script(args)
+    code_dir = _code_dir(args)
+    if not args.no_check:
+        preflight.check_instance_types(jobs, args.jobfile)
+        preflight.check_command_files(jobs, args.jobfile, code_dir, args.jobfile.with_suffix(""))
     if args.ssh_config is not None and not args.ssh_config.is_file():
         raise UserError(f"--ssh-config {args.ssh_config} does not exist.")
     options = ProviderOptions(
@@ -201,7 +202,7 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
     )
     record = CampaignRecord(
         job=args.job, image=args.ami, bucket_url="", jobs=jobs, options=options,
-        job_file=job_file, code_dir=str(cd) if (cd := _code_dir(args)) else "",
+        job_file=job_file, code_dir=str(code_dir) if code_dir else "",
         install_file=str(install.resolve()) if install else "", results=_results(args), env=env,
         pool=PoolOptions(machines=args.machines, slots=args.slots, heartbeat=args.heartbeat,
                          retries=args.retries, retry_failed=args.retry_failed, save_patience=args.save_patience,
@@ -217,8 +218,8 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
             )
         _refuse_moving(previous, record)
         record.created = previous.created
-        return record, jobs, merge_rows(previous, record) + _install_note(install)
-    return record, jobs, _install_note(install)
+        return record, jobs, merge_rows(previous, record)
+    return record, jobs, []
 
 
 def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
     provider = make_provider(record.image, record.job, record.options)
     try:
         provider.validate(jobs)
+        show_preflight(args, record, jobs, provider)
         if provider.login_note():
             report(provider.login_note())
         quote = price_plan(record, provider)
@@ -278,6 +280,18 @@ def price_plan(record: CampaignRecord, provider: Provider) -> CampaignPlan:
     provider.check_quotas(needs, quote.notes)
     quote.notes += [w for need in needs if (w := need.warning(quote.where))]
     return quote
+
+
+def show_preflight(args: argparse.Namespace, record: CampaignRecord, jobs: list[Job], provider: Provider) -> None:
+    """What this run will use, before anything is launched (every run and --dry-run)."""
+    local = provider.name == "local"
+    lines = preflight.preflight_lines(
+        job_file=str(args.jobfile), jobs=jobs, code_dir=record.code_dir, install_file=record.install_file,
+        results=record.results, slots=record.pool.slots, local=local, image=record.image,
+        machines=record.pool.machines_per_type(dict(Counter(job.instance_type for job in jobs)), local=local),
+        user=provider.login_user() if hasattr(provider, "login_user") else record.options.user)
+    for line in lines:
+        report(line)
 
 
 def show_plan(quote: CampaignPlan) -> None:

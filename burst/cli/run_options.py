@@ -10,7 +10,7 @@ the flags). The campaign record keeps both what was typed and every value used,
 so the next run can say what changed.
 
 What one invocation does (``-c``, ``-d``, ``--wait``, ``--force``, ``--dry-run``,
-``--yes``, ``--tag-offset``) may be set in a config file but is never carried over
+``--yes``, ``--tag-offset``, ``--no-check``) may be set in a config file but is never carried over
 from a previous run.
 """
 
@@ -27,7 +27,7 @@ from typing import Any, Callable
 from burst.errors import UserError
 
 CONFIG_NAME = "burst.toml"
-PER_INVOCATION = frozenset({"create", "dispatch", "wait", "force", "dry_run", "yes", "tag_offset"})
+PER_INVOCATION = frozenset({"create", "dispatch", "wait", "force", "dry_run", "yes", "tag_offset", "no_check"})
 _UNSET = object()
 
 
