@@ -1,4 +1,4 @@
-"""``burst status|cost|logs|ssh|terminate|cleanup JOB``: everything after the dispatch.
+"""``burst list``; ``burst status|cost|logs|ssh|terminate|cleanup JOB``: everything after the dispatch.
 
 Machines are found by their tags at the provider, never from memory, so these
 work from any shell, while the dispatcher runs or after it died.
@@ -7,6 +7,7 @@ work from any shell, while the dispatcher runs or after it died.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -14,10 +15,12 @@ from pathlib import Path
 from burst import __version__, protocol
 from burst.cli.arguments import Parser
 from burst.cli.console import command_name, console, errors, report
+from burst.cli.listing import campaigns, print_campaigns
 from burst.cli.remote_access import STREAMS, follow, shell
 from burst.cli.tables import exit_status, print_machines, print_status, status_json
 from burst.control.campaign import Campaign
 from burst.control.campaign_record import load_record, record_path, timeline_path
+from burst.control.decide import Actions, EndMachine
 from burst.control.ledger import cost_by_machine, cost_by_type, cost_line
 from burst.errors import UserError
 from burst.results.plot import plot_campaign
@@ -31,8 +34,9 @@ def build_parser(prog: str = "burst") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in DELEGATED_HELP.items():  # parsed by their own modules (burst.cli.main); listed here for --help
         sub.add_parser(name, help=text, add_help=False)
+    sub.add_parser("list", help="every campaign started here: where, rows, state, age")
     status = sub.add_parser("status", help="table of every row (state, exit code, attempt, machine, slot, heartbeat) and machine, or a summary when they are more than fit; reconciles first")
-    status.add_argument("job", help="the job name (as given to `run`)")
+    status.add_argument("job", nargs="?", help="the job name (as given to `run`); none: list the campaigns")
     status.add_argument("--json", action="store_true", help="print the status records as JSON")
     status.add_argument("--cost", action="store_true", help="also print the cost per instance type and per machine")
     status.add_argument("--wide", action="store_true", help="every column, notes unabridged (wider than the terminal)")
@@ -141,23 +145,50 @@ def _read_log(campaign: Campaign, key: str, machine: str, remote: str) -> str | 
         transport.close()
 
 
+def attempts_of(campaign: Campaign, tag: str, world) -> dict[int, str]:
+    """Every attempt the row has had, with the machine that ran it ("" when none did)."""
+    found: dict[int, str] = {}
+    for key in campaign.storage.list_keys(f"{tag}/attempts/"):
+        number = key.split("/")[2] if key.count("/") >= 3 else ""
+        if number.isdigit():
+            found.setdefault(int(number), "")
+    status = world.bucket.statuses.get(tag)
+    if status is not None and status.attempt:
+        found[status.attempt] = status.instance_id
+    held = world.bucket.claims.get(tag)
+    if held is not None and held.claim.attempt and held.claim.machine != "dispatcher":
+        found[held.claim.attempt] = found.get(held.claim.attempt) or held.claim.machine
+    for number, machine in found.items():
+        if not machine:
+            try:
+                found[number] = json.loads(campaign.storage.read_text(protocol.attempt_status_key(tag, number))).get("instance_id", "")
+            except (KeyNotFound, ValueError):
+                pass
+    return {n: m if m != "dispatcher" else "" for n, m in sorted(found.items())}
+
+
 def cmd_logs(job: str, tag: str, attempt: int | None) -> int:
     campaign = _campaign(job)
     campaign.record.job_of(tag)  # names the known tags when this one is wrong
     world = campaign.fleet.observe()
     row = campaign.rows(world)[tag]
-    held = world.bucket.claims.get(tag)
-    attempt = attempt or (held.claim.attempt if held else row.attempt)
-    machine = held.claim.machine if held and held.claim.attempt == attempt else row.instance_id
+    known = attempts_of(campaign, tag, world)
+    if attempt is not None and attempt not in known:
+        have = (f"its attempts are {', '.join(map(str, known))}" if known else f"it has not started yet ({row.state})")
+        raise UserError(f"{tag} has no attempt {attempt}: {have}. See them with `{command_name()} logs {job} {tag} --attempt N`.")
+    if attempt is None:
+        running = [n for n in known if row.state == protocol.RUNNING and n == row.attempt]
+        attempt = running[0] if running else max(known, default=0)
     if not attempt:
         report(f"{tag} has not started yet ({row.state})")
         return 0
+    machine = known[attempt]
     sources = [("install.log", protocol.install_log_key(machine), protocol.INSTALL_LOG),
-               ("worker.log", protocol.worker_log_key(machine), "logs/worker.log")]
+               ("worker.log", protocol.worker_log_key(machine), "logs/worker.log")] if machine else []
     sources += [(name, protocol.attempt_logs_prefix(tag, attempt) + name, f"runs/{tag}.{attempt}/logs/{name}")
                 for name in ("stdout.log", "stderr.log")]
     for name, key, remote in sources:
-        console.rule(f"{tag} attempt {attempt} {name} ({machine})")
+        console.rule(f"{tag} attempt {attempt} {name} ({machine or 'no machine'})")
         text = _read_log(campaign, key, machine, remote)
         sys.stdout.write(text if text is not None else f"(no {name})\n")
         sys.stdout.flush()
@@ -167,9 +198,20 @@ def cmd_logs(job: str, tag: str, attempt: int | None) -> int:
 def cmd_terminate(job: str) -> int:
     """End every live machine of the job; their running rows are requeued by the next reconcile."""
     campaign = _campaign(job, any_layout=True)
-    live = campaign.provider.list({"job": job})
-    campaign.provider.terminate([i.id for i in live])
-    report(f"terminated {len(live)} machine(s) of job {job}")
+    noun = "machine(s)"
+    try:  # recorded as ended now: status, the ledger and the timeline end them here, not at their last heartbeat
+        world = campaign.fleet.observe()
+        live = world.live
+        campaign.fleet.apply(world, Actions(end=[EndMachine(m.id, "terminated on request (`terminate`)") for m in live]))
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - a bucket of another layout: end the machines all the same
+        live = campaign.provider.list({"job": job})
+        campaign.provider.terminate([i.id for i in live])
+    finally:
+        campaign.fleet.close()
+    report(f"terminated {len(live)} {noun} of job {job}; its unfinished rows run again when the campaign "
+           f"is resumed (the same `run` command with -c -d)" if live else f"job {job} has no live {noun}")
     return 0
 
 
@@ -205,6 +247,9 @@ def cmd_cleanup(job: str, yes: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "list" or (args.command == "status" and args.job is None):
+        print_campaigns(console, campaigns(), command_name())
+        return 0
     if args.command == "status":
         return cmd_status(args.job, args.json, args.cost, args.wide, args.every_row)
     if args.command == "cost":

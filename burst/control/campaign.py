@@ -55,7 +55,7 @@ class Campaign:
         world = self.fleet.observe()
         actions = decide(world, self.policy(may_launch))
         if actions:
-            self.fleet.apply(world, actions)
+            self.fleet.apply(world, actions, may_launch=may_launch)
             world = self.fleet.observe()  # what the actions changed (rare: only when something happened)
         return world, actions
 
@@ -165,7 +165,8 @@ class Campaign:
                     view.heartbeat_age = round(max(0.0, bucket.now - held.modified), 1)
                 else:  # released: why, in its claim (a lost machine, --retry-failed, a changed row, --force)
                     why = held.claim.reason or (status.note if status is not None else "")
-                    view.note = f"attempt {held.claim.attempt}: {why}" if why else ""
+                    said = why.startswith(f"attempt {held.claim.attempt} ")  # the reason names it already
+                    view.note = (why if said else f"attempt {held.claim.attempt}: {why}") if why else ""
             found[job.tag] = view
         return found
 
@@ -185,6 +186,9 @@ class Campaign:
                 note = worker[0].note or note
                 if record is not None and record.state == protocol.ENDED:
                     state, note = protocol.ENDED, record.note
+                elif instance_id not in live and worker[0].state not in ("finished", "interrupted"):
+                    state = "gone"  # its worker never said it ended: the machine went from under it
+                    note = f"no longer running; its worker's last report was '{worker[0].state}'"
             found.append({
                 "id": instance_id, "instance_type": record.instance_type if record else (worker[0].instance_type if worker else ""),
                 "state": state, "live": instance_id in live,

@@ -65,7 +65,9 @@ class Fleet:
         bucket = read_bucket(self.storage, self.cache, set(self.record.tags))
         return World(rows=list(self.record.jobs), bucket=bucket, live=live)
 
-    def apply(self, world: World, actions: Actions) -> None:
+    def apply(self, world: World, actions: Actions, may_launch: bool = True) -> None:
+        """Carry out ``actions``. ``may_launch`` False (``status``): a requeued row is said to wait for a
+        resumed run, unless a machine of its type still takes rows."""
         for rerun in actions.rerun:
             if claims.reopen(self.storage, rerun.tag, rerun.attempt, rerun.reason):
                 stop = f"stopping attempt {rerun.attempt} and " if rerun.running else ""
@@ -77,7 +79,7 @@ class Fleet:
             status = self._status(held.claim.tag, protocol.INTERRUPTED, requeue.reason)
             status.attempt, status.instance_id, status.slot = held.claim.attempt, held.claim.machine, held.claim.slot
             save_status(self.storage, status, may_be_stale=True)
-            self.report(f"{held.claim.tag}: {requeue.reason}" + ("" if requeue.final else "; it runs again"))
+            self.report(f"{held.claim.tag}: {requeue.reason}" + self._next_of(requeue, world, actions, may_launch))
         final_rows = [(tag, protocol.FAILED, why) for tag, why in actions.fail_rows.items()]
         final_rows += [(tag, protocol.INTERRUPTED, why) for tag, why in actions.interrupt_rows.items()]
         for tag, state, why in final_rows:
@@ -110,6 +112,17 @@ class Fleet:
                 raise
             for instance in ready:
                 self._write_machine(self._launched_record(instance))
+
+    def _next_of(self, requeue, world: World, actions: Actions, may_launch: bool) -> str:
+        """What becomes of a requeued row: it runs again now, or once the campaign is resumed."""
+        if requeue.final:
+            return ""
+        kind = self.record.job_of(requeue.tag).instance_type
+        ending = {end.id for end in actions.end}
+        if may_launch or any(m.instance_type == kind and m.id not in ending and m.id != requeue.held.claim.machine
+                             for m in world.live):
+            return "; it runs again"
+        return "; it is pending: it runs again when the campaign is resumed (the same `run` command with -c -d)"
 
     def _launched_record(self, instance: InstanceInfo) -> MachineRecord:
         """A new machine's record, with its market and its price per hour for the ledger."""
