@@ -188,3 +188,85 @@ def test_after_terminate_status_timeline_and_logs_tell_one_story(tmp_path, burst
     assert f"ended0 attempt 1 stdout.log ({first_machine})" in first.stdout and second_machine not in first.stdout
     missing = run_script("-m", "burst", "logs", "ended", "ended0", "--attempt", "3")
     assert missing.returncode == 2 and "ended0 has no attempt 3: its attempts are 1, 2" in missing.stderr, missing.stderr
+
+
+def test_status_json_into_a_closed_pipe_ends_quietly(tmp_path, burst_home):
+    import subprocess
+    import sys
+
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "true")] * 200)
+    queued = run_script(DISPATCHER, "local", "piped", str(jobfile), "-d", "--install", str(install))
+    assert queued.returncode == 0, queued.stdout + queued.stderr
+    whole = run_script("-m", "burst", "status", "piped", "--json")
+    assert len(whole.stdout) > 65536, "more than a pipe holds: the reader leaves while burst still writes"
+    for _ in range(3):
+        piped = subprocess.run(f"{sys.executable} -m burst status piped --json | head -c 100", shell=True, cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
+        assert piped.stdout == whole.stdout[:100]
+        assert piped.stderr == "", piped.stderr
+
+
+def test_wording_counts_and_defaults(tmp_path, burst_home):
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "true")])
+    first = run_script(DISPATCHER, "local", "words", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "words: 1 row in " in first.stdout and "1 rows" not in first.stdout
+    again = run_script(DISPATCHER, "local", "words", str(jobfile), "-c", "-d", "--install", str(install),
+                       "--machines", "1", "--dry-run")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "--machines the default (one per row on EC2, the CPU count locally) → 1 (from the command line)" in again.stdout
+    assert "none →" not in again.stdout
+
+
+def test_a_python_crash_shows_its_exception_once_with_short_paths(tmp_path, burst_home, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    crash = "import sys\ndef solve(n):\n    raise ValueError(f'size must be positive, not {n}')\nsolve(int(sys.argv[1]))\n"
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "python3 crash.py -5"), ("t3.micro", "python3 missing.py")],
+                                      code_files={"crash.py": crash})
+    result = run_script(DISPATCHER, "local", "crash", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                        "--no-check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    live = next(line for line in out.splitlines() if line.startswith("crash0 failed"))
+    assert live == ("crash0 failed: command exited with status 1; the end of its stderr: "
+                    "ValueError: size must be positive, not -5"), live
+    assert "Traceback" not in live
+    assert out.count("size must be positive, not -5") == 2, "the live line and the table's note cell, nothing more"
+    assert "crash0: command exited" not in out, "the note below the table is not repeated after the live line"
+    gone = next(line for line in out.splitlines() if line.startswith("crash1 failed"))
+    assert "can't open file 'missing.py'" in gone, "paths inside the run's folder are shown relative to it"
+    from tests.conftest import statuses
+
+    note = statuses("crash")["crash0"]["note"]
+    assert note.startswith("command exited with status 1; the end of its stderr:\n") and 'File "crash.py", line 4' in note
+
+
+def test_a_broken_install_is_told_once_and_starts_no_more_machines_than_retries_allow(tmp_path, burst_home):
+    from tests.test_local_campaign import registry
+
+    install = "#!/bin/bash\necho 'fetching libfoo (step 1 of 2)'\necho 'E: Unable to locate package libfoo-dev'\nexit 100\n"
+    jobfile, install_file = write_campaign(tmp_path, [("t3.micro", "true")] * 3, install=install)
+    result = run_script(DISPATCHER, "local", "broken", str(jobfile), "-c", "-d", "--wait", "--install", str(install_file),
+                        "--machines", "2", "--retries", "2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    machines = [i for i, r in registry(burst_home).items() if r["job"] == "broken"]
+    assert len(machines) == 3, "--retries 2: three installs in all, never a fourth machine"
+    assert result.stdout.count("fetching libfoo (step 1 of 2)") == 1, result.stdout
+    assert result.stdout.count("install.log as on ") == 2
+    assert "broken0, broken1, broken2: INSTALL.sh failed on 3 machine(s) of type t3.micro" in result.stdout
+
+
+def test_rerunning_a_finished_campaign_says_nothing_ran_and_how_to_rerun(tmp_path, burst_home):
+    from tests.conftest import statuses
+
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "true"), ("t3.micro", "echo nope >&2; exit 3")])
+    args = (DISPATCHER, "local", "again", str(jobfile), "-c", "-d", "--wait", "--install", str(install))
+    assert run_script(*args).returncode == 1
+    again = run_script(*args)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "nothing ran: every row of again had already ended (1 done, 1 failed)" in again.stdout
+    assert "--force" in again.stdout and "--retry-failed" in again.stdout
+    assert "again1 failed" not in again.stdout and "rows in" not in again.stdout and "started" not in again.stdout
+    retried = run_script(*args, "--retry-failed", "--retries", "0")
+    assert "again1 rerun (--retry-failed): rerunning it as attempt 2" in retried.stdout, retried.stdout
+    assert {t: s["attempt"] for t, s in statuses("again").items()} == {"again0": 1, "again1": 2}

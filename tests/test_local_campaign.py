@@ -256,6 +256,7 @@ def test_ctrl_c_during_a_long_install_returns_at_once_and_the_campaign_resumes(t
             dispatcher.kill()
     assert dispatcher.returncode == 130
     assert "machines keep running" in err and "Traceback" not in err
+    assert "status intr`" in err and "terminate intr`" in err, "the note names the job"
     (machine,) = live_instances(burst_home, "intr")
     (SandboxRegistry(burst_home).home_of(machine) / "burst" / "intr" / machine / "go").touch()
     resumed = run_script(*args[1:])

@@ -145,3 +145,17 @@ def test_odd_or_unreadable_statuses_do_not_stop_the_merge(tmp_path):
     assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
         line for line in result.stderr.splitlines() if "odd2/status.json" in line]
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_merged_rows_keep_the_job_files_order_not_the_tags_text(tmp_path):
+    storage = local_bucket(tmp_path)
+    scratch = tmp_path / "scratch"
+    tags = [f"solver{i}" for i in range(12)]
+    for tag in tags:
+        put_row(storage, scratch, tag, {"r.csv": f"value\n{tag}\n".encode()})
+    put_row(storage, scratch, "stray3", {"r.csv": b"value\nstray3\n"})  # a row the campaign no longer has: last
+    campaign = {"job": "solver", "jobs": [{"tag": t, "instance_type": "t3.micro", "command": "true", "line": i + 2}
+                                          for i, t in enumerate(tags)]}
+    storage.write_text("campaign.json", json.dumps(campaign))
+    _, _, rows = fetch_and_merge(storage.url, tmp_path / "out")
+    assert [r["value"] for r in rows] == tags + ["stray3"]

@@ -46,7 +46,10 @@ def test_demo_campaign_as_a_timeline(tmp_path, burst_home):
     result = run_script(DISPATCHER, "local", "demo", "awsjobs/demo.csv", "-c", "-d", "--wait")
     assert result.returncode == 1, result.stderr  # the demo's last row fails on purpose
     drawn = burst_home / "campaigns" / "demo-timeline.png"
-    assert f"timeline: {drawn}" in result.stdout.replace("\n", ""), "--wait ends with the picture's path"
+    assert f"timeline of demo: {drawn}" in result.stdout.replace("\n", ""), "--wait ends with the picture's path"
+    default = run_script("-m", "burst", "plot", "demo")
+    assert default.returncode == 0 and f"timeline of demo: {drawn}" in default.stdout.replace("\n", ""), \
+        "burst plot writes where --wait does, and says the same"
     assert drawn.read_bytes().startswith(PNG_MAGIC)
     asked = run_script("-m", "burst", "plot", "demo", "-o", str(tmp_path / "asked.png"))
     assert asked.returncode == 0 and f"timeline of demo: {tmp_path / 'asked.png'}" in asked.stdout.replace("\n", "")

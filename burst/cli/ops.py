@@ -14,7 +14,7 @@ from pathlib import Path
 
 from burst import __version__, protocol
 from burst.cli.arguments import Parser
-from burst.cli.console import command_name, console, errors, report
+from burst.cli.console import command_name, console, errors, report, working_on
 from burst.cli.listing import campaigns, print_campaigns
 from burst.cli.remote_access import STREAMS, follow, shell
 from burst.cli.tables import exit_status, print_machines, print_status, status_json
@@ -58,7 +58,7 @@ def build_parser(prog: str = "burst") -> argparse.ArgumentParser:
     ssh.add_argument("--print", dest="print_only", action="store_true", help="only print the command")
     plot = sub.add_parser("plot", help="draw the campaign's timeline (machines, installs, every attempt) as a PNG")
     plot.add_argument("job", help="the job name (as given to `run`)")
-    plot.add_argument("-o", "--output", type=Path, metavar="PNG", help="where to write it (default: JOB-timeline.png here)")
+    plot.add_argument("-o", "--output", type=Path, metavar="PNG", help="where to write it (default: JOB-timeline.png beside the campaign record, where `run --wait` draws it too)")
     terminate = sub.add_parser("terminate", help="end every live machine of the job")
     terminate.add_argument("job", help="the job name (as given to `run`)")
     cleanup = sub.add_parser("cleanup", help="delete the job's bucket data and its local records")
@@ -247,6 +247,8 @@ def cmd_cleanup(job: str, yes: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "job", None):
+        working_on(args.job)
     if args.command == "list" or (args.command == "status" and args.job is None):
         print_campaigns(console, campaigns(), command_name())
         return 0
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         remote = (args.remote[0] if len(args.remote) == 1 else shlex.join(args.remote)) if args.remote else None
         return shell(_campaign(args.job), args.tag, remote, args.print_only)
     if args.command == "plot":
-        path = plot_campaign(_campaign(args.job), args.output or Path(f"{args.job}-timeline.png"))
+        path = plot_campaign(_campaign(args.job), args.output or timeline_path(args.job))
         report(f"timeline of {args.job}: {path}")
         return 0
     if args.command == "terminate":

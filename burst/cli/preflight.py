@@ -21,6 +21,7 @@ import shlex
 from collections import Counter
 from pathlib import Path
 
+from burst.cli.console import counted
 from burst.errors import UserError
 from burst.records import Job
 
@@ -136,24 +137,20 @@ def check_instance_types(jobs: list[Job], job_file: Path) -> None:
         )
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith(('s', 'x')) else 's'}"
-
-
 def preflight_lines(*, job_file: str, jobs: list[Job], code_dir: str, install_file: str, results: list[str],
                     machines: dict[str, int], slots: str, local: bool, image: str, user: str | None) -> list[str]:
     """The block printed before anything is launched."""
     per_type = Counter(job.instance_type for job in jobs)
     noun = "sandbox" if local else "machine"
-    slot_text = "slots = its vCPUs" if slots == "auto" else _count(int(slots), "slot")
+    slot_text = "slots = its vCPUs" if slots == "auto" else counted(int(slots), "slot")
     lines = [
         "preflight:",
-        f"  job file  {job_file}: {_count(len(jobs), 'row')} ("
+        f"  job file  {job_file}: {counted(len(jobs), 'row')} ("
         + ", ".join(f"{n} × {t}" for t, n in sorted(per_type.items())) + ")",
         f"  code      {code_dir or 'none (commands run in an empty folder)'}",
         f"  install   {install_file or 'none (no INSTALL.sh here or beside the job file, and no --install)'}",
         f"  results   {' '.join(results) if results else 'none'}",
-        "  machines  " + ", ".join(f"{t}: {_count(machines[t], noun)} × {slot_text}"
+        "  machines  " + ", ".join(f"{t}: {counted(machines[t], noun)} × {slot_text}"
                                    for t in sorted(per_type)),
     ]
     if not local:

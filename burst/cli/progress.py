@@ -14,8 +14,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from burst.cli.console import command_name
-from burst.cli.tables import STATE_STYLE, count_states
+from burst.cli.console import command_name, counted, plural
+from burst.cli.tables import STATE_STYLE, count_states, headline
 from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
 from burst.records import JobStatus, seconds_since
 
@@ -35,7 +35,7 @@ class LiveProgress:
         self.console = console
         self.job = job
         self.noun = "sandbox" if local else "machine"
-        self.reported: set[str] = set()
+        self.reported: set[tuple[str, int]] = set()  # (tag, attempt) whose failure was printed
         self.live = Live(console=console, transient=True, refresh_per_second=4, redirect_stdout=False)
 
     def __enter__(self) -> "LiveProgress":
@@ -48,13 +48,13 @@ class LiveProgress:
     def update(self, rows: dict[str, JobStatus], machines: list[dict]) -> None:
         for tag, status in rows.items():
             if status.terminal and status.state != DONE and (tag, status.attempt) not in self.reported:
-                self.reported.add((tag, status.attempt))  # type: ignore[arg-type]
+                self.reported.add((tag, status.attempt))
                 if len(self.reported) > FAILURES_SAID:
                     if len(self.reported) == FAILURES_SAID + 1:
                         self.console.print("more rows failed: the view at the end groups them by reason",
                                            markup=False, highlight=False)
                     continue
-                note = status.note.splitlines()[0] if status.note else ""
+                note = headline(status.note or "")
                 self.console.print(Text(f"{tag} {status.state}" + (f": {note}" if note else ""),
                                         style=STATE_STYLE.get(status.state, "")))
         self.live.update(self.render(rows, machines))
@@ -64,7 +64,7 @@ class LiveProgress:
         parts: list = [Text(f"{self.job}: {final}/{len(rows)} rows final ({count_states(rows)})")]
         setting_up = [m for m in machines if m["live"] and m["state"] in SETTING_UP]
         if setting_up:
-            table = Table(title=f"{self.noun}s being set up", title_justify="left", box=None, pad_edge=False)
+            table = Table(title=f"{plural(self.noun)} being set up", title_justify="left", box=None, pad_edge=False)
             for column in (self.noun, "type", "state", "since launch"):
                 table.add_column(column, no_wrap=True)
             for machine in setting_up:
@@ -89,7 +89,7 @@ class LiveProgress:
 def summary(job: str, tags: list[str], rows: dict[str, JobStatus], seconds: float, cost: str) -> list[str]:
     """One summary line, then the next steps: the first failure's logs, and the download."""
     counts = count_states({t: rows.get(t) for t in tags})
-    lines = [f"{job}: {len(tags)} rows in {_elapsed(seconds)}: {counts}; {cost}"]
+    lines = [f"{job}: {counted(len(tags), 'row')} in {_elapsed(seconds)}: {counts}; {cost}"]
     failed = [t for t in tags if (s := rows.get(t)) is not None and s.state in (FAILED, INTERRUPTED)]
     if failed:
         lines.append(f"why {failed[0]} {rows[failed[0]].state}: {command_name()} logs {job} {failed[0]}")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from burst.cli import preflight, validate
 from burst.cli.arguments import Parser, non_negative_int, positive_float, positive_int, slots
-from burst.cli.console import command_name, console, report
+from burst.cli.console import command_name, console, report, working_on
 from burst.cli.failures import aws_failure, is_aws_error
 from burst.cli.progress import LiveProgress, summary
 from burst.cli.run_options import CONFIG_NAME, RunOptions, resolve, user_config_path
-from burst.cli.tables import campaign_succeeded, print_status
+from burst.cli.tables import campaign_succeeded, count_states, print_status
 from burst.control.campaign import Campaign
 from burst.control.campaign_record import (
     CampaignRecord,
@@ -38,6 +38,7 @@ from burst.control.cost_plan import (
 from burst.control.jobs import read_jobs, repeated, validate_job_name
 from burst.control.ledger import money
 from burst.errors import BurstError, UserError
+from burst.protocol import FAILED, INTERRUPTED
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
 from burst.providers.ec2_checks import threads_notes
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
 
     options = resolve(build_parser(prog), sys.argv[1:] if argv is None else argv, previous_options)
     args = options.args
+    working_on(args.job)
     record, jobs, notes = plan(args, options, previous.get(args.job))
     for note in options.notes:
         report(note)
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
             return 1
         with dispatcher_lock(record.job):  # only once every check passed: a refusal leaves nothing behind
             remember_prices(quote.book, burst_home() / "prices")
-            return run(args, record, provider, quote.book, notes)
+            return run(args, record, provider, quote.book, notes, reopen_failed=args.retry_failed and "retry_failed" in options.given)
     except Exception as error:  # AWS still failing after botocore's retries: one true message, no traceback
         if not is_aws_error(error):
             raise
@@ -303,14 +305,17 @@ def show_plan(quote: CampaignPlan) -> None:
 def draw_timeline(campaign: Campaign) -> str:
     """The picture of the campaign, beside its record; a by-product: a failure to draw it is one line, not the run's."""
     try:
-        return f"timeline: {plot_campaign(campaign, timeline_path(campaign.record.job))}"
+        return f"timeline of {campaign.record.job}: {plot_campaign(campaign, timeline_path(campaign.record.job))}"
     except Exception as error:  # noqa: BLE001 - the rows' results stand whatever happens to the picture
         return f"timeline not drawn ({type(error).__name__}: {error}); try `{command_name()} plot {campaign.record.job}`"
 
 
 def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, prices: PriceBook,
-        notes: list[str]) -> int:
-    """Prepare (keys, firewall, role, bucket), save the record, and run the rounds (under the job's lock)."""
+        notes: list[str], reopen_failed: bool = False) -> int:
+    """Prepare (keys, firewall, role, bucket), save the record, and run the rounds (under the job's lock).
+
+    ``reopen_failed``: --retry-failed was typed on this command line: rows that failed run again.
+    """
     provider.prepare()
     record.bucket_url = provider.bucket_url
     storage = record.storage(provider)
@@ -320,6 +325,14 @@ def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, pr
     campaign = Campaign(record, provider, storage, install_timeout=args.install_timeout, report=report, prices=prices)
     if args.force:
         campaign.rerun_final_rows()
+    elif reopen_failed:
+        campaign.rerun_final_rows(states=frozenset({FAILED, INTERRUPTED}), reason="rerun (--retry-failed)")
+    ended = campaign.all_rows_ended()
+    if ended is not None:
+        report(f"nothing ran: every row of {record.job} had already ended ({count_states(ended)}). To run rows "
+               f"again, add --force (every row, as new attempts) or --retry-failed (the failed and interrupted "
+               f"ones); a row whose command or type changed in the job file runs again by itself.")
+        return 0 if campaign_succeeded(record.tags, ended) or not args.wait else 1
     began = time.monotonic()
     with LiveProgress(console, record.job, local=provider.name == "local") as progress:
         rows = campaign.run(create=args.create, dispatch=args.dispatch, wait=args.wait, on_round=progress.update)
@@ -328,7 +341,8 @@ def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, pr
             report(f"follow with: {command_name()} status {record.job}")
         return 0
     tags = record.tags
-    print_status(console, record.job, tags, rows, types={j.tag: j.instance_type for j in record.jobs})
+    print_status(console, record.job, tags, rows, types={j.tag: j.instance_type for j in record.jobs},
+                 told=frozenset(progress.reported))  # each failure once
     ledger = campaign.ledger()
     for line in summary(record.job, tags, rows, time.monotonic() - began, f"cost {money(ledger.total_usd)}"):
         report(line)

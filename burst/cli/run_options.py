@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class RunOptions:
     typed: dict[str, Any] = field(default_factory=dict)  # options given on this command line or reused from the last
     used: dict[str, Any] = field(default_factory=dict)  # every remembered option's value in this run
     notes: list[str] = field(default_factory=list)  # where values came from, what changed since the last run
+    given: set[str] = field(default_factory=set)  # the options this command line gives (not reused, not configured)
 
 
 def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
@@ -75,7 +77,10 @@ def _value_text(action: argparse.Action, value: Any) -> str:
         value = [v.split("=", 1)[0] for v in value or []]
     if _is_flag(action) and action.dest != "market":
         return "on" if value else "off"
-    if value is None or value == []:
+    if value is None:
+        said = re.search(r"\(default:? ([^)]*)\)", action.help or "")  # the help says what the default does
+        return f"the default ({said.group(1)})" if said else "the default"
+    if value == []:
         return "none"
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
@@ -179,6 +184,7 @@ def resolve(parser: argparse.ArgumentParser, argv: list[str],
         args=args,
         typed={d: _json(values[d]) for d in remembered if d in typed or d in reused},
         used={d: _json(values[d]) for d in remembered},
+        given=set(typed),
     )
     for path, config in layers:
         if config:

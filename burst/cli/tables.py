@@ -33,6 +33,15 @@ def _note(status: JobStatus) -> str:
     return "; ".join([note] + status.warnings) if note and status.warnings else (note or "; ".join(status.warnings))
 
 
+def headline(note: str) -> str:
+    """A note in one line: its first; when that line introduces a log's end (``...:``), with the log's
+    last line too (a Python crash's exception, not ``Traceback (most recent call last):``)."""
+    lines = [line.strip() for line in note.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0] if lines else ""
+
+
 def _cell(status: JobStatus, column: str) -> str:
     if column == "exit":
         return "" if status.exit_code is None else str(status.exit_code)
@@ -52,7 +61,7 @@ def _cell(status: JobStatus, column: str) -> str:
         return status.command
     if column == "state":
         return status.state
-    return _note(status).splitlines()[0] if _note(status) else ""
+    return headline(_note(status))
 
 
 def _wanted(shown: list[JobStatus], column: str) -> bool:
@@ -106,9 +115,11 @@ def status_table(job: str, tags: list[str], statuses: dict[str, JobStatus | None
     return table
 
 
-def notes_below(tags: list[str], statuses: dict[str, JobStatus | None]) -> list[str]:
+def notes_below(tags: list[str], statuses: dict[str, JobStatus | None], told: frozenset = frozenset()) -> list[str]:
     """Every row's whole note, as ``tag: note`` (continuation lines indented); a note that
-    several rows share, once, as ``1,000 rows: note``."""
+    several rows share, once, as ``1,000 rows: note``. ``told``: (tag, attempt) pairs whose
+    note the person saw already (a live run printed it), left out."""
+    tags = [t for t in tags if (t, statuses[t].attempt if statuses.get(t) else 0) not in told]
     shared = shared_notes(tags, statuses)
     lines = []
     for tag in tags:
@@ -129,9 +140,11 @@ def _out(console: Console, wide: bool) -> Console:
 
 
 def print_status(console: Console, job: str, tags: list[str], statuses: dict[str, JobStatus | None],
-                 wide: bool = False, every_row: bool = False, types: dict[str, str] | None = None) -> None:
-    """The table at the console's width, then the full notes; a summary when the rows are more than fit
-    (``every_row``: the table all the same). ``types``: each row's instance type, for rows with no status yet."""
+                 wide: bool = False, every_row: bool = False, types: dict[str, str] | None = None,
+                 told: frozenset = frozenset()) -> None:
+    """The table at the console's width, then the full notes (but those of ``told``: (tag, attempt) pairs
+    a live run printed); a summary when the rows are more than fit (``every_row``: the table all the same).
+    ``types``: each row's instance type, for rows with no status yet."""
     if not every_row and len(tags) > rows_that_fit(console):
         types = dict(types or {}) | {t: s.instance_type for t, s in statuses.items() if s is not None and s.instance_type}
         hint = (f"{len(tags):,} rows are more than a screen: `{command_name()} status {job} --all` lists every row, "
@@ -139,7 +152,7 @@ def print_status(console: Console, job: str, tags: list[str], statuses: dict[str
         print_summary(console, job, tags, statuses, types, STATE_STYLE, hint)
     else:
         _out(console, wide).print(status_table(job, tags, statuses, width=console.width, wide=wide))
-        for line in notes_below(tags, statuses):
+        for line in notes_below(tags, statuses, told):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     if (line := repetitions_line(tags, statuses)) is not None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -59,8 +59,18 @@ class Campaign:
             world = self.fleet.observe()  # what the actions changed (rare: only when something happened)
         return world, actions
 
-    def rerun_final_rows(self) -> int:
-        """--force: every row that ended (done, failed, interrupted) runs again as its next attempt.
+    def all_rows_ended(self) -> dict[str, JobStatus] | None:
+        """Every row's status when every row has ended and none changed since (a re-run that has nothing
+        to do); else None."""
+        world = self.fleet.observe()
+        rows = self.rows(world)
+        if not rows or not all(s.terminal for s in rows.values()):
+            return None
+        return None if decide(world, self.policy(may_launch=False)).rerun else rows
+
+    def rerun_final_rows(self, states: frozenset[str] = protocol.TERMINAL_STATES, reason: str = "forced (--force)") -> int:
+        """--force: every row that ended (done, failed, interrupted) runs again as its next attempt;
+        ``states``: only the rows that ended so (--retry-failed: failed and interrupted).
 
         Running and pending rows are left as they are: their coming result is fresh anyway
         (a running row that changed is stopped and rerun by the reconcile, as always).
@@ -69,11 +79,10 @@ class Campaign:
         world = self.fleet.observe()
         reruns = []
         for job in self.record.jobs:
-            if world.bucket.row_state(job.tag) in protocol.TERMINAL_STATES:
+            if world.bucket.row_state(job.tag) in states:
                 status = world.bucket.statuses[job.tag]
                 changes = job.changes(status.instance_type, status.command)
-                reason = f"changed ({', '.join(changes)})" if changes else "forced (--force)"
-                reruns.append(Rerun(job.tag, status.attempt, reason))
+                reruns.append(Rerun(job.tag, status.attempt, f"changed ({', '.join(changes)})" if changes else reason))
         self.fleet.apply(world, Actions(rerun=reruns))
         return len(reruns)
 

@@ -207,7 +207,7 @@ def record_path(job: str) -> Path:
 
 
 def timeline_path(job: str) -> Path:
-    """Where ``run --wait`` draws the campaign's timeline (``burst plot`` draws anywhere)."""
+    """Where ``run --wait`` and ``burst plot`` draw the campaign's timeline (``plot -o`` draws anywhere else)."""
     return burst_home() / "campaigns" / f"{job}-timeline.png"
 
 

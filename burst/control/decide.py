@@ -185,6 +185,10 @@ def decide(world: World, policy: Policy) -> Actions:
         free_slots = sum(max(0, slots - busy[m.id]) for m in working)
         room = policy.machines.get(instance_type, count) - len(working)
         missing = min(room, math.ceil(max(0, count - free_slots) / slots))
+        if install_failures[instance_type]:  # INSTALL.sh failed already: at most --retries + 1 installs in all
+            installing = sum(1 for m in working if world.bucket.machines.get(m.id) is None
+                             or world.bucket.machines[m.id].state in (protocol.LAUNCHED, protocol.INSTALLING))
+            missing = min(missing, policy.retries + 1 - install_failures[instance_type] - installing)
         if missing > 0:
             if policy.may_launch:
                 actions.launch[instance_type] = missing

@@ -57,6 +57,7 @@ class Fleet:
         self._bundle: Path | None = None
         self._temp = tempfile.TemporaryDirectory(prefix="burst-bundle-")
         self._lock = threading.Lock()
+        self._told: dict[tuple[str, str], str] = {}  # (type, why INSTALL.sh failed) -> the machine whose log was shown
 
     # -- the world -------------------------------------------------------------
     def observe(self) -> World:
@@ -82,6 +83,7 @@ class Fleet:
             self.report(f"{held.claim.tag}: {requeue.reason}" + self._next_of(requeue, world, actions, may_launch))
         final_rows = [(tag, protocol.FAILED, why) for tag, why in actions.fail_rows.items()]
         final_rows += [(tag, protocol.INTERRUPTED, why) for tag, why in actions.interrupt_rows.items()]
+        said: dict[str, list[str]] = {}  # why -> the rows it ended: one message for them all
         for tag, state, why in final_rows:
             row = self.record.job_of(tag)
             held = claims.try_claim(self.storage, tag, "dispatcher", -1, world.bucket.claims.get(tag),
@@ -91,7 +93,9 @@ class Fleet:
             status = self._status(tag, state, why)
             status.attempt = held.claim.attempt
             save_status(self.storage, status, may_be_stale=True)
-            self.report(f"{tag}: {why}")
+            said.setdefault(why, []).append(tag)
+        for why, tags in said.items():
+            self.report(f"{', '.join(tags)}: {self._without_told_log(why)}")
         if actions.end:
             self.provider.terminate([end.id for end in actions.end])
             for end in actions.end:
@@ -297,8 +301,20 @@ class Fleet:
         self._set_machine(instance.id, protocol.INSTALL_FAILED, note, world, instance, fatal=log != protocol.INSTALL_LOG)
         self._close(instance.id)
         self.provider.terminate([instance.id])
-        self.report(f"{self.noun} {instance.id} ({instance.instance_type}): {note}")
+        with self._lock:
+            shown = self._told.setdefault((instance.instance_type, why), instance.id)
+        if shown == instance.id:
+            self.report(f"{self.noun} {instance.id} ({instance.instance_type}): {note}")
+        else:  # the same failure on another machine of the type: its log was just shown
+            self.report(f"{self.noun} {instance.id} ({instance.instance_type}): {why} (install.log as on {shown}, above)")
         return protocol.P_FAILED
+
+    def _without_told_log(self, why: str) -> str:
+        """``why`` without the install.log tail it quotes when that tail was shown already (once is enough)."""
+        first, _, rest = why.partition("\n")
+        if rest and first.endswith("last lines of install.log:") and self._told:
+            return first.rsplit(";", 1)[0] + " (its install.log is above)"
+        return why
 
     def node_config(self, instance: InstanceInfo, record: MachineRecord | None = None) -> NodeConfig:
         pool = self.record.pool

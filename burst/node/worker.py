@@ -207,8 +207,12 @@ class Worker:
         elif status.exit_code == 0:
             status.state = protocol.DONE
         else:
+            # paths inside the run's copy of the code folder, as the command saw them (relative)
             last = tail((logs / "stderr.log").read_text(errors="replace"), 5)
-            status.note = f"command exited with status {status.exit_code}" + (f": {last}" if last else "")
+            for folder in {str(code), str(code.resolve())}:
+                last = last.replace(f"{folder}/", "")
+            quoted = f": {last}" if "\n" not in last else f"; the end of its stderr:\n{last}"
+            status.note = f"command exited with status {status.exit_code}" + (quoted if last else "")
         retry = (status.state == protocol.FAILED and not failures and self.config.retry_failed
                  and claim.tries <= self.config.retries)
         with run.lock:

@@ -10,6 +10,7 @@ nullable dtypes: an integer column stays integers when a row has no value.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,13 @@ def burst_names(user_columns: set[str]) -> dict[str, str]:
     return names
 
 
+def job_file_order(tag: str, jobs: dict[str, Job]) -> tuple:
+    """Rows in the campaign's order (its job file's, line by line), not as text (solver10 before solver2);
+    a tag the campaign does not know comes after, by its number."""
+    position = list(jobs).index(tag) if tag in jobs else len(jobs)
+    return (position, [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", tag)])
+
+
 def merge(folder: Path) -> Merged:
     """Every result CSV of each row's current attempt (``<tag>/attempts/<n>/results/**.csv``), one row per CSV row.
 
@@ -134,7 +142,8 @@ def merge(folder: Path) -> Merged:
     facts: list[dict[str, Any]] = []
     tables: list[pd.DataFrame] = []
     # this layout's statuses; a folder downloaded from a first-layout bucket has them beside the results
-    status_files = sorted(folder.glob(f"{ROWS_PREFIX}*/status.json")) or sorted(folder.glob("*/status.json"))
+    order = lambda path: job_file_order(path.parent.name, jobs)  # noqa: E731
+    status_files = sorted(folder.glob(f"{ROWS_PREFIX}*/status.json"), key=order) or sorted(folder.glob("*/status.json"), key=order)
     for status_file in status_files:
         tag = status_file.parent.name
         try:
