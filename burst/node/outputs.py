@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
+from burst.protocol import tail
+
 
 def fixed_folder(pattern: str) -> str:
     """The folder of a pattern before its first glob character, "" for the code folder itself.
@@ -71,3 +73,17 @@ def find_outputs(code: Path, patterns: list[str]) -> tuple[dict[str, Path], list
         for path in sorted(files):
             outputs[path.relative_to(base).as_posix()] = path
     return outputs, warnings
+
+
+def failure_note(exit_code: int | None, stderr: str, code: Path) -> str:
+    """A failed row's note: its exit status and the end of its stderr.
+
+    One line of stderr follows a colon; several start on their own line, so that burst's
+    remark never runs into the command's text (a traceback's first line). Paths inside the
+    run's copy of the code folder are shown as the command saw them: relative.
+    """
+    last = tail(stderr, 5)
+    for folder in {str(code), str(code.resolve())}:
+        last = last.replace(f"{folder}/", "")
+    quoted = f": {last}" if "\n" not in last else f"; the end of its stderr:\n{last}"
+    return f"command exited with status {exit_code}" + (quoted if last else "")

@@ -28,11 +28,10 @@ from burst.node.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_loo
 from burst.node.candidates import LOSSES_BEFORE_LISTING, from_random_start, in_ring_order
 from burst.node.config import NodeConfig, lease_seconds, provenance
 from burst.node.ending import terminate_self
-from burst.node.outputs import find_outputs, prepare_results
+from burst.node.outputs import failure_note, find_outputs, prepare_results
 from burst.node.processes import stop_process_group
 from burst.node.status_store import save_status
 from burst.node.worker_basics import CANNOT_WORK, RowRun, _retry_storage, log
-from burst.protocol import tail
 from burst.records import JobStatus, WorkerRecord, iso_utc, row_cost, seconds_since, utc_now
 from burst.retry import retry_call, unfixable
 from burst.storage import PreconditionFailed, Storage
@@ -207,12 +206,7 @@ class Worker:
         elif status.exit_code == 0:
             status.state = protocol.DONE
         else:
-            # paths inside the run's copy of the code folder, as the command saw them (relative)
-            last = tail((logs / "stderr.log").read_text(errors="replace"), 5)
-            for folder in {str(code), str(code.resolve())}:
-                last = last.replace(f"{folder}/", "")
-            quoted = f": {last}" if "\n" not in last else f"; the end of its stderr:\n{last}"
-            status.note = f"command exited with status {status.exit_code}" + (quoted if last else "")
+            status.note = failure_note(status.exit_code, (logs / "stderr.log").read_text(errors="replace"), code)
         retry = (status.state == protocol.FAILED and not failures and self.config.retry_failed
                  and claim.tries <= self.config.retries)
         with run.lock:
