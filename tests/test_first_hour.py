@@ -270,3 +270,21 @@ def test_rerunning_a_finished_campaign_says_nothing_ran_and_how_to_rerun(tmp_pat
     retried = run_script(*args, "--retry-failed", "--retries", "0")
     assert "again1 rerun (--retry-failed): rerunning it as attempt 2" in retried.stdout, retried.stdout
     assert {t: s["attempt"] for t, s in statuses("again").items()} == {"again0": 1, "again1": 2}
+
+
+def test_the_live_view_counts_in_plain_english():
+    import io
+
+    from rich.console import Console
+
+    from burst.cli.progress import LiveProgress, summary
+    from burst.records import JobStatus
+
+    out = io.StringIO()
+    console = Console(file=out, width=100, force_terminal=False)
+    view = LiveProgress(console, "words", local=True)
+    rows = {"words0": JobStatus(job="words", tag="words0", state="pending", instance_type="t3.micro")}
+    machines = [{"id": "i-local-1", "instance_type": "t3.micro", "state": "installing", "live": True, "launched": ""}]
+    console.print(view.render(rows, machines))
+    assert "sandboxes being set up" in out.getvalue() and "sandboxs" not in out.getvalue()
+    assert summary("words", ["words0"], rows, 3.0, "cost $0")[0].startswith("words: 1 row in 3s")
