@@ -86,7 +86,7 @@ def test_preflight_block_locally(tmp_path, burst_home):
         f"  code      {tmp_path / 'jobs'}",
         f"  install   {install}",
         "  results   out/*.csv",
-        "  machines  c5.large: 1 sandbox × 2 slots, t3.micro: 2 sandboxes × 2 slots",
+        "  pool      c5.large: 1 sandbox × 2 slots, t3.micro: 2 sandboxes × 2 slots",
     ]
     assert not any(line.startswith("  AMI") for line in lines)
     bare = tmp_path / "bare"
@@ -104,7 +104,7 @@ def test_preflight_block_on_ec2_names_the_ami_and_its_login_user(tmp_path, moto_
     result = run_script(DISPATCHER, moto_ami, "pre2", str(jobfile), "-c", "-d", "--install", str(install),
                         "--ssh-cidr", "127.0.0.1/32", "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "  machines  t3.micro: 2 machines × 1 slot" in result.stdout
+    assert "  pool      t3.micro: 2 machines × 1 slot" in result.stdout
     assert f"  AMI       {moto_ami} (login user ubuntu)" in result.stdout
     assert result.stdout.index("preflight:") < result.stdout.index("dry run: nothing was created")
 

@@ -9,7 +9,7 @@ script INSTALL.sh builds, a type newer than this botocore).
 
 ``preflight_lines`` is the block every run and ``--dry-run`` prints first: the
 job file and its rows per type, the code folder, INSTALL.sh, the results
-patterns, machines × slots per type, and on EC2 the AMI and its login user.
+patterns, the pool (machines × slots) per type, and on EC2 the AMI and its login user.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def preflight_lines(*, job_file: str, jobs: list[Job], code_dir: str, install_fi
         f"  code      {code_dir or 'none (commands run in an empty folder)'}",
         f"  install   {install_file or 'none (no INSTALL.sh here or beside the job file, and no --install)'}",
         f"  results   {' '.join(results) if results else 'none'}",
-        "  machines  " + ", ".join(f"{t}: {counted(machines[t], noun)} × {slot_text}"
+        "  pool      " + ", ".join(f"{t}: {counted(machines[t], noun)} × {slot_text}"
                                    for t in sorted(per_type)),
     ]
     if not local:
