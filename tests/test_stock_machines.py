@@ -19,7 +19,7 @@ import boto3
 import pytest
 
 from tests.conftest import REPO, run_script, status_report, wait_until
-from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
+from tests.motoserver import moto_ami, moto_server, node_key  # noqa: F401  (fixtures)
 from tests.sshd import write_ssh_config
 from tests.stock import LOGIN_USER, StockMachine, debian_userland, mounts_below, python39_layer
 
@@ -31,9 +31,9 @@ class StockNodes:
     """One stock machine standing in for every instance, started once the job's key pair exists."""
 
     def __init__(self, tmp_path, home, layers, endpoint, job):
+        # the node's credentials: a user with exactly the node role's policy (moto enforces IAM)
         self.machine = StockMachine(tmp_path / "machine", layers, env={
-            "PATH": DEBIAN_PATH, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "node-testing",
-            "AWS_SECRET_ACCESS_KEY": "node-testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "PATH": DEBIAN_PATH, "AWS_ENDPOINT_URL": endpoint, **node_key(job).env(), "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",  # never the link-local metadata address
         })
         self.ssh_config = write_ssh_config(tmp_path / "ssh_config", {"*": {
