@@ -183,6 +183,7 @@ class MachineRecord:
     ended: str = ""  # when the dispatcher ended it ("" = it ended itself, or runs)
     phases: dict[str, str] = field(default_factory=dict)  # machine state -> when the dispatcher first saw it
     fatal: bool = False  # its failure is its type's (a refused login): no machine of the type is started again
+    lost_worker: bool = False  # ended because its worker never reported or died: counts like a failed install
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MachineRecord":

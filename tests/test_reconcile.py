@@ -181,3 +181,22 @@ def test_machines_launched_in_the_second_the_run_started_count_as_this_run_s():
                      installs_since="2026-11-23T19:40:02.000+00:00")
     assert decide(World(rows(1), BucketView(NOW, machines=failed), []), earlier).launch == {"t3.micro": 1}, \
         "a previous run's failures do not count"
+
+
+def test_machines_whose_worker_never_reports_or_dies_count_like_failed_installs():
+    """Not a full new pool every round, forever: after --retries such machines, the type's rows fail."""
+    lost = {f"i-{n}": MachineRecord(id=f"i-{n}", instance_type="t3.micro", state=protocol.ENDED, lost_worker=True,
+                                    note="its worker never reported (see logs/worker.log in its folder)") for n in range(2)}
+    lost["i-2"] = MachineRecord(id="i-2", instance_type="t3.micro", state=protocol.INSTALL_FAILED, note="exit 3")
+    actions = decide(World(rows(2), BucketView(NOW, machines=lost), []), policy(retries=2))
+    assert actions.launch == {} and set(actions.fail_rows) == {"j0", "j1"}
+    assert actions.fail_rows["j0"].startswith("3 machine(s) failed (1 at INSTALL.sh, 2 whose worker never reported "
+                                              "or died) of type t3.micro; no more are started.")
+    fewer = {k: v for k, v in lost.items() if k != "i-2"}
+    assert decide(World(rows(2), BucketView(NOW, machines=fewer), []), policy(retries=2)).launch == {"t3.micro": 2}
+
+
+def test_a_silent_worker_s_machine_is_ended_as_a_lost_worker():
+    record = MachineRecord(id="i-s", instance_type="t3.micro", state=protocol.WORKING, updated="1970-01-01T00:00:00+00:00")
+    (end,) = decide(World([], BucketView(NOW, machines={"i-s": record}), [machine("i-s")]), policy()).end
+    assert end.lost_worker and end.reason.startswith("its worker never reported")

@@ -53,6 +53,7 @@ class Rerun:
 class EndMachine:
     id: str
     reason: str
+    lost_worker: bool = False  # its worker never reported, or stopped: it counts like a failed install
 
 
 @dataclass
@@ -86,8 +87,16 @@ def _lost_reason(held: HeldClaim, world: World, lease: float, live_ids: set[str]
     return None
 
 
-def _machine_verdict(instance: InstanceInfo, world: World, lease: float, grace: float) -> str | None:
+def _machine_verdict(instance: InstanceInfo, world: World, lease: float, grace: float) -> EndMachine | None:
     """Why a live machine should be ended now, or None."""
+    reason = _verdict_reason(instance, world, lease, grace)
+    if reason is None:
+        return None
+    lost = reason.startswith(("its worker never reported", "its worker stopped heartbeating"))
+    return EndMachine(instance.id, reason, lost_worker=lost)
+
+
+def _verdict_reason(instance: InstanceInfo, world: World, lease: float, grace: float) -> str | None:
     record = world.bucket.machines.get(instance.id)
     worker = world.bucket.workers.get(instance.id)
     if record is not None and record.state == protocol.INSTALL_FAILED:
@@ -152,13 +161,15 @@ def decide(world: World, policy: Policy) -> Actions:
     for instance in world.live:
         verdict = _machine_verdict(instance, world, lease, grace=2 * policy.heartbeat + 10)
         if verdict is not None:
-            actions.end.append(EndMachine(instance.id, verdict))
+            actions.end.append(verdict)
             ending.add(instance.id)
 
     # launches: up to the pool's size, as many as the pending rows need
     # a new dispatcher run (a fixed INSTALL.sh, --force) gives each type its --retries of installs afresh
-    failed = [r for r in world.bucket.machines.values()
-              if r.state == protocol.INSTALL_FAILED and _launched_since(r, policy.installs_since)]
+    # machines that failed at setup, or whose worker never reported or died, count alike against --retries
+    failed = [r for r in world.bucket.machines.values() if _launched_since(r, policy.installs_since) and (
+              r.state == protocol.INSTALL_FAILED or (r.state == protocol.ENDED and r.lost_worker))]
+    lost_workers = Counter(r.instance_type for r in failed if r.state == protocol.ENDED)
     install_failures = Counter(r.instance_type for r in failed)
     fatal = {r.instance_type: r.note for r in sorted(failed, key=lambda r: r.updated) if r.fatal}
     for worker, _ in world.bucket.workers.values():  # a worker that cannot work: the next one of its type could not either
@@ -170,10 +181,14 @@ def decide(world: World, policy: Policy) -> Actions:
                    and _still_taking_rows(m, world)]
         if install_failures[instance_type] > policy.retries or instance_type in fatal:
             if not working:
+                count, lost = install_failures[instance_type], lost_workers[instance_type]
+                what = (f"INSTALL.sh failed on {count} machine(s)" if not lost else
+                        f"{count} machine(s) failed ({count - lost} at INSTALL.sh, {lost} whose worker never reported "
+                        f"or died)")
                 why = (f"{fatal[instance_type]}; no more machines of type {instance_type} are started"
                        if instance_type in fatal else
-                       f"INSTALL.sh failed on {install_failures[instance_type]} machine(s) of type "
-                       f"{instance_type}; no more are started. {_last_install_note(world, instance_type)}".strip())
+                       f"{what} of type {instance_type}; no more are started. "
+                       f"{_last_failure_note(failed, instance_type)}".strip())
                 for row in world.rows:
                     if row.instance_type == instance_type and world.bucket.row_state(row.tag) == protocol.PENDING:
                         actions.fail_rows[row.tag] = why
@@ -231,7 +246,6 @@ def _still_taking_rows(instance: InstanceInfo, world: World) -> bool:
     return worker is None or worker[0].state not in ("finished", "failed")
 
 
-def _last_install_note(world: World, instance_type: str) -> str:
-    notes = [r for r in world.bucket.machines.values() if r.instance_type == instance_type and r.state == protocol.INSTALL_FAILED]
-    notes.sort(key=lambda r: r.updated)
+def _last_failure_note(failed: list[MachineRecord], instance_type: str) -> str:
+    notes = sorted((r for r in failed if r.instance_type == instance_type), key=lambda r: r.updated)
     return notes[-1].note if notes else ""

@@ -99,7 +99,7 @@ class Fleet:
         if actions.end:
             self.provider.terminate([end.id for end in actions.end])
             for end in actions.end:
-                self._set_machine(end.id, protocol.ENDED, end.reason, world)
+                self._set_machine(end.id, protocol.ENDED, end.reason, world, lost_worker=end.lost_worker)
                 self._close(end.id)
                 self.report(f"{self.noun} {end.id}: {end.reason}")
         for instance_type, count in actions.launch.items():
@@ -148,13 +148,13 @@ class Fleet:
         self.storage.write_text(protocol.machine_key(record.id), json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n")
 
     def _set_machine(self, instance_id: str, state: str, note: str, world: World,
-                     instance: InstanceInfo | None = None, fatal: bool = False) -> None:
+                     instance: InstanceInfo | None = None, fatal: bool = False, lost_worker: bool = False) -> None:
         record = world.bucket.machines.get(instance_id)
         if record is None:
             kind = instance.instance_type if instance else ""
             record = MachineRecord(id=instance_id, instance_type=kind, state=state)
         record = dataclasses.replace(record, state=state, note=note or record.note, phases=dict(record.phases),
-                                     fatal=fatal or record.fatal)
+                                     fatal=fatal or record.fatal, lost_worker=lost_worker or record.lost_worker)
         record.phases.setdefault(state, utc_now())  # the timeline: when it began installing, was ready, ...
         if state in (protocol.ENDED, protocol.INSTALL_FAILED) and not record.ended:
             record.ended = utc_now()  # the dispatcher terminates it now: the end of its cost
