@@ -200,7 +200,8 @@ class Campaign:
                 note = worker[0].note or note
                 if record is not None and record.state == protocol.ENDED:
                     state, note = protocol.ENDED, record.note
-                elif instance_id not in live and worker[0].state not in ("finished", "interrupted"):
+                # a worker that finished, was interrupted or failed said its own end; else the machine went from under it
+                elif instance_id not in live and worker[0].state not in ("finished", "interrupted", "failed"):
                     state = "gone"  # its worker never said it ended: the machine went from under it
                     note = f"no longer running; its worker's last report was '{worker[0].state}'"
             found.append({
