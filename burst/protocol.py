@@ -16,7 +16,9 @@ RUNNING = "running"  # a worker holds its claim (derived from the claim; not wri
 DONE = "done"
 FAILED = "failed"
 INTERRUPTED = "interrupted"  # an attempt lost its machine; final when no retry is left
-TERMINAL_STATES = frozenset({DONE, FAILED, INTERRUPTED})
+UNKNOWN = "unknown"  # the record that decides the row is unreadable (derived, never written); --force reruns it
+WRITTEN_STATES = frozenset({DONE, FAILED, INTERRUPTED})  # what a status.json may say
+TERMINAL_STATES = WRITTEN_STATES | {UNKNOWN}
 SPOT_INTERRUPTION = "spot interruption"  # the reason of a row a spot machine gave back
 
 # -- claim states (``state/rows/<tag>/claim.json``) ------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,6 +19,75 @@ def from_known_fields(cls, data: dict[str, Any]):
     """
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class UnreadableRecord(ValueError):
+    """A record that is not UTF-8, not JSON, or not of its record's shape: a named condition, never a crash.
+
+    ``where`` names it as a person finds it (``evaljob3/status.json``); ``why`` says what is wrong.
+    """
+
+    def __init__(self, where: str, why: str, etag: str = ""):
+        super().__init__(f"{where} is unreadable: {why}")
+        self.where, self.why = where, why
+        self.etag = etag  # of the object as read, when it came from a bucket: a repair replaces exactly it
+
+
+def utf8_text(data: bytes, where: str, etag: str = "") -> str:
+    """``data`` as text; bytes that are not UTF-8 are ``UnreadableRecord`` (with the object's etag)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UnreadableRecord(where, f"not UTF-8 (byte {error.start})", etag) from None
+
+
+def json_object(raw: str | bytes, where: str) -> dict[str, Any]:
+    """The JSON object in ``raw`` (text, or bytes that must be UTF-8), or ``UnreadableRecord``."""
+    if isinstance(raw, bytes):
+        raw = utf8_text(raw, where)
+    try:
+        data = json.loads(raw)
+    except ValueError as error:  # garbage, or a truncated write
+        raise UnreadableRecord(where, f"not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise UnreadableRecord(where, f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+                                         "None": (type(None),), "Any": (object,), "list": (list,), "dict": (dict,)}
+
+
+def _fits(annotation: str, value: Any) -> bool:
+    """Whether ``value`` (from JSON) has the type a dataclass field's annotation string names (shallow, plus list items)."""
+    for part in annotation.split("|"):
+        name, _, inner = part.strip().partition("[")
+        if name in ("int", "float") and isinstance(value, bool):
+            continue  # JSON true is no number
+        if isinstance(value, _SCALARS.get(name, (object,))):
+            item = inner.rstrip("]").strip()
+            if name == "list" and item in _SCALARS and not all(_fits(item, v) for v in value):
+                continue
+            return True
+    return False
+
+
+def parse_record(cls, raw: str | bytes | dict[str, Any], where: str):
+    """Dataclass ``cls`` from a record's text (or its JSON object), every known field of its type; else ``UnreadableRecord``.
+
+    The one reader of every record burst shares (claims, statuses, machine and worker
+    records): a record that rotted is a condition the caller names, never a traceback.
+    """
+    data = raw if isinstance(raw, dict) else json_object(raw, where)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    wrong = [f"{name} is {json.dumps(value)[:40]}" for name, value in data.items()
+             if name in fields and not _fits(str(fields[name].type), value)]
+    if wrong:
+        raise UnreadableRecord(where, "wrong types: " + ", ".join(wrong))
+    try:
+        return from_known_fields(cls, data)
+    except TypeError as error:  # a required field is missing
+        raise UnreadableRecord(where, str(error).split("__init__() ")[-1]) from None
 
 
 def utc_now() -> str:

@@ -19,6 +19,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+if ! command -v faketime >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing Debian's faketime (libfaketime) for the clock-skew tests"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends faketime >/dev/null
+fi
+
 python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     echo "scripts/test.sh: burst needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2; exit 2; }

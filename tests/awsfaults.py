@@ -47,6 +47,8 @@ class FaultRule:
     ``action``: the API name (``DescribeInstances``, ``PutObject``, ``ListObjectsV2``...).
     ``user_agent``: only requests whose User-Agent contains this substring.
     ``service``: only this signing name (``ec2``, ``iam``, ``sts``, ``s3``...).
+    ``forward``: the request still reaches the service (and is applied); only its answer is
+    replaced by this error: a lost answer, as when a 5xx follows a write that landed.
     """
 
     action: str
@@ -57,6 +59,7 @@ class FaultRule:
     user_agent: str | None = None
     service: str | None = None
     param: tuple[str, str] | None = None  # only query/form requests with this parameter (name, value)
+    forward: bool = False
 
     def matches(self, service: str, action: str, user_agent: str, form: dict[str, list[str]] | None = None) -> bool:
         return (
@@ -337,7 +340,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True) \
             if "x-www-form-urlencoded" in self.headers.get("Content-Type", "") else {}
         rule = self.owner._decide(service, action, self.headers.get("User-Agent", ""), form)
-        if rule is not None:
+        if rule is not None and rule.forward:
+            self._exchange(body)  # applied upstream; the answer is lost
+            self._send_fault(service, rule)
+        elif rule is not None:
             self._send_fault(service, rule)
         else:
             self._forward(body)
@@ -356,6 +362,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def _forward(self, body: bytes) -> None:
+        status, reason, headers, payload = self._exchange(body)
+        self._send_upstream_answer(status, reason, headers, payload)
+
+    def _exchange(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        """The request sent on to the service: its status, reason, headers and body."""
         upstream = http.client.HTTPConnection(self.owner.upstream_host, self.owner.upstream_port, timeout=120)
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -371,6 +382,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             status, reason = response.status, response.reason
         finally:
             upstream.close()
+        return status, reason, headers, payload
+
+    def _send_upstream_answer(self, status: int, reason: str, headers: list[tuple[str, str]], payload: bytes) -> None:
         self.send_response(status, reason)
         has_length = False
         for name, value in headers:

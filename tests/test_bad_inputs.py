@@ -42,6 +42,11 @@ CASES = {
     "--env of a burst variable": (GOOD, "local", "demo", ["--env", "TAG=x"], "burst sets TAG on every machine itself"),
     "--env NAME not set": (GOOD, "local", "demo", ["--env", "SURELY_UNSET_VARIABLE_X"], "SURELY_UNSET_VARIABLE_X is not set here"),
     "--env with a bad name": (GOOD, "local", "demo", ["--env", "1X=2"], "'1X' is not a variable name"),
+    "a command too long for the OS": ("instance_type,command\nt3.micro,echo " + "x" * 140_000 + "\n", "local", "demo", [],
+                                      "line 2: the command is 140,005 bytes; Linux runs a command (`bash -c COMMAND`) of at most 131,071 bytes"),
+    "--slots 100000": (GOOD, "local", "demo", ["--slots", "100000"], "--slots 100000 is not a whole number at least 1 and at most 448"),
+    "--slots above the type's cores": (GOOD, "{ami}", "demo", ["--slots", "4"], "--slots 4 on t3.micro: a machine has 1 physical core"),
+    "--heartbeat 1e-9": (GOOD, "local", "demo", ["--heartbeat", "1e-9"], "--heartbeat 1e-09 is not a number of seconds at least 1"),
 }
 
 
@@ -88,3 +93,49 @@ def test_env_takes_a_value_or_the_dispatchers_own():
     from burst.cli.validate import parse_env
 
     assert parse_env(["FOO=bar=baz", "HOME_DIR", "EMPTY="], {"HOME_DIR": "/x"}) == {"FOO": "bar=baz", "HOME_DIR": "/x", "EMPTY": ""}
+
+
+def _symlink_loop(tmp_path):
+    (tmp_path / "loop2.csv").symlink_to(tmp_path / "loop1.csv")
+    (tmp_path / "loop1.csv").symlink_to(tmp_path / "loop2.csv")
+    return tmp_path / "loop1.csv"
+
+
+def _fifo_in_the_code_folder(tmp_path):
+    import os
+
+    (tmp_path / "jobs").mkdir()
+    os.mkfifo(tmp_path / "jobs" / "pipe")
+    return None
+
+
+# case: (make it (returns the job file, or None for jobs.csv), what the message must say)
+MADE = {
+    "a job file that is a symlink loop": (_symlink_loop, "loop1.csv is a symlink loop (it points at itself through its links)"),
+    "a FIFO in the code folder": (_fifo_in_the_code_folder, "jobs/pipe in the code folder is a FIFO, not a file"),
+    "results = [] in burst.toml": (lambda t: (t / "burst.toml").write_text("results = []\n") and None,
+                                   "--results is an empty list (results = [] in a burst.toml?)"),
+    "heartbeat = \"30\" in burst.toml": (lambda t: (t / "burst.toml").write_text('heartbeat = "30"\n') and None,
+                                        "burst.toml: heartbeat = '30' is not valid: write the number without quotes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MADE))
+def test_bad_files_exit_2_with_one_message_and_create_nothing(case, tmp_path, burst_home):
+    make, expected = MADE[case]
+    jobfile = make(tmp_path) or tmp_path / "jobs.csv"
+    if not jobfile.is_symlink():
+        jobfile.write_text(GOOD)
+    result = run_script(str(REPO / "dispatcher.py"), "local", "demo", str(jobfile), "-c", "-d", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not burst_home.exists() or not any(burst_home.rglob("*")), sorted(burst_home.rglob("*"))
+
+
+def test_download_into_an_existing_file_is_one_message(tmp_path, burst_home):
+    target = tmp_path / "results.csv"
+    target.write_text("mine\n")
+    result = run_script("-m", "burst", "download", "demo", str(target))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{target} exists and is not a folder" in result.stderr
+    assert target.read_text() == "mine\n" and not burst_home.exists()

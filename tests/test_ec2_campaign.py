@@ -38,13 +38,13 @@ class Nodes:
     """One sshd standing in for every instance, started once the job's key pair exists."""
 
     def __init__(self, tmp_path, home, factory, endpoint, job, metadata_url: str | None = None,
-                 bucket: str | None = None):
+                 bucket: str | None = None, **env: str):
         # the instance metadata: a loopback IMDSv2 server, or none at all; never the link-local address
         metadata = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata_url} if metadata_url else {"AWS_EC2_METADATA_DISABLED": "true"}
         # on EC2 the node signs with its instance profile: here with a user holding exactly that role's policy
         self.key = node_key(job, bucket)
         self.server: SSHServer = factory(start=False, env=node_env(
-            AWS_ENDPOINT_URL=endpoint, **self.key.env(), **metadata,
+            AWS_ENDPOINT_URL=endpoint, **self.key.env(), **metadata, **env,
         ))
         self.ssh_config = write_ssh_config(tmp_path / "ssh_config", {"*": {
             "HostName": "127.0.0.1", "Port": self.server.port, "User": self.server.user,
@@ -117,8 +117,8 @@ def make_nodes(tmp_path, isolated_home, sshd_factory, moto_server):  # noqa: F81
     """``make_nodes(job)`` -> :class:`Nodes`; at teardown every process of their machines is ended."""
     made: list[Nodes] = []
 
-    def make(job: str, metadata_url: str | None = None) -> Nodes:
-        nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job, metadata_url)
+    def make(job: str, metadata_url: str | None = None, **env: str) -> Nodes:
+        nodes = Nodes(tmp_path, isolated_home, sshd_factory, moto_server, job, metadata_url, **env)
         made.append(nodes)
         return nodes
 

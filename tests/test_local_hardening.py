@@ -108,3 +108,31 @@ def test_a_sandbox_that_ends_itself_leaves_no_background_process(tmp_path, burst
     (instance_id,) = sandbox_ids(burst_home, "selfend")
     wait_until(lambda: processes_of(instance_id) == [], timeout=30, what="every process of the sandbox ended")
     assert os.environ.get("BURST_INSTANCE_ID") is None
+
+
+def test_outputs_never_leave_the_rows_folder_and_everything_under_burst_home_is_private(tmp_path, burst_home):
+    """``keys -> /outside`` with ``--results 'keys/*'``: nothing of outside is saved, a note says so; a link to a
+    file inside the row's copy is saved as that file. And ~/.burst is 0700, every file under it 0600."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "id_rsa").write_text("PRIVATE KEY\n")
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", "mkdir -p results; echo 42 > results/a.txt; "
+                                                              "ln -s ../data.csv results/data.csv; ln -s /etc/hostname results/host")],
+                                      code_files={"data.csv": "x,y\n1,2\n"})
+    (tmp_path / "jobs" / "keys").symlink_to(outside)
+    burst_home.mkdir(mode=0o755)  # as an older burst left it
+    result = run_script(DISPATCHER, "local", "links", str(jobfile), "-c", "-d", "--wait", "--install", str(install),
+                        "--results", "keys/*", "--results", "results/**")
+    assert result.returncode == 0, result.stdout + result.stderr
+    saved = burst_home / "buckets" / "links" / "links0" / "attempts" / "1" / "results"
+    assert sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*")) == ["a.txt", "data.csv"]
+    assert (saved / "data.csv").read_text() == "x,y\n1,2\n" and not (saved / "data.csv").is_symlink()
+    assert not [p for p in burst_home.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+    (row,) = statuses("links").values()
+    assert any("keys/id_rsa" in w and "outside the row's folder" in w for w in row["warnings"]), row["warnings"]
+    assert any("results/host" in w for w in row["warnings"]), row["warnings"]
+
+    assert oct(burst_home.stat().st_mode & 0o777) == "0o700"
+    wide = [(oct(p.lstat().st_mode & 0o777), p) for p in burst_home.rglob("*")
+            if not p.is_symlink() and p.lstat().st_mode & 0o077]
+    assert wide == [], wide[:10]

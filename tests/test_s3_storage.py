@@ -1,4 +1,4 @@
-"""S3Storage against moto in server mode: every call crosses real HTTP."""
+"""S3Storage against moto in server mode and against SeaweedFS: every call crosses real HTTP."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ import pytest
 from burst.storage import KeyNotFound, StoredObject, UploadNotVerified, open_storage
 from burst.storage.s3 import BucketNotFound, MiB, S3Storage, expected_etag
 from tests.motoserver import moto_server  # noqa: F401  (fixture)
+from tests.seaweed import seaweed_s3  # noqa: F401  (fixture)
 
 BUCKET = "burst-test-bucket"
 
 
-@pytest.fixture
-def bucket(moto_server: str) -> str:  # noqa: F811
+@pytest.fixture(params=["moto", "seaweedfs"])
+def bucket(request) -> str:
+    """An empty bucket on moto, or on SeaweedFS (a second, real S3 implementation)."""
+    if request.param == "seaweedfs":
+        return request.getfixturevalue("seaweed_s3")
+    request.getfixturevalue("moto_server")
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     return BUCKET
 
@@ -116,7 +121,7 @@ def test_verification_catches_object_replaced_after_single_put(bucket, tmp_path)
     source = write_random(tmp_path / "r.bin", 4096)
     storage.upload_file(source, "t/r.bin")  # one PutObject, checked by its Content-MD5 and the ETag it answers
     boto3.client("s3").put_object(Bucket=storage.bucket, Key="t/r.bin", Body=b"\0" * 4096)  # same size, other bytes
-    with pytest.raises(UploadNotVerified, match=r"s3://burst-test-bucket/t/r.bin has ETag"):
+    with pytest.raises(UploadNotVerified, match=rf"s3://{bucket}/t/r.bin has ETag"):
         storage.verify_upload(source, "t/r.bin")
 
 
@@ -145,9 +150,9 @@ def test_verify_upload_against_other_content_and_size(bucket, tmp_path):
 
 def test_missing_key_raises_key_not_found(bucket, tmp_path):
     storage = small_parts_storage(f"s3://{bucket}/camp")
-    with pytest.raises(KeyNotFound, match=r"s3://burst-test-bucket/camp/t/status.json does not exist"):
+    with pytest.raises(KeyNotFound, match=rf"s3://{bucket}/camp/t/status.json does not exist"):
         storage.read_text("t/status.json")
-    with pytest.raises(KeyNotFound, match=r"s3://burst-test-bucket/camp/t/out.bin"):
+    with pytest.raises(KeyNotFound, match=rf"s3://{bucket}/camp/t/out.bin"):
         storage.download_file("t/out.bin", tmp_path / "out.bin")
     assert not (tmp_path / "out.bin").exists()
     with pytest.raises(KeyNotFound):

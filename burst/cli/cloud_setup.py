@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         report("removed: " + (", ".join(removed) if removed else "nothing (already gone)"))
         return 0
     resources = aws_setup.prepare(args.job, options, session)
+    for warning in resources.warnings:
+        report(f"warning: {warning}")
     report(f"job {args.job} in {resources.region} (account {resources.account}):")
     report(f"  bucket            s3://{resources.bucket}")
     report(f"  key pair          {resources.key_name} (private key {resources.key_file}, mode 0600)")

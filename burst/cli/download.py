@@ -61,6 +61,9 @@ def warn(message: str) -> None:
 
 def main(argv: list[str] | None = None, prog: str = "get_s3_files.py") -> int:
     args = build_parser(prog).parse_args(argv)
+    if args.dir.exists() and not args.dir.is_dir():
+        raise UserError(f"{args.dir} exists and is not a folder: download writes a folder (made if missing) of "
+                        f"the job's files; give a new or existing folder's path.")
     storage = open_bucket(args.job, args.region)
     result = download(storage, args.dir)
     for message in result.warnings:

@@ -23,6 +23,7 @@ from burst.control.campaign_record import load_record, record_path, timeline_pat
 from burst.control.decide import Actions, EndMachine
 from burst.control.ledger import cost_by_machine, cost_by_type, cost_line
 from burst.errors import UserError
+from burst.providers.base import kept_private
 from burst.results.plot import plot_campaign
 from burst.storage import KeyNotFound
 
@@ -77,6 +78,9 @@ DELEGATED_HELP = {
 }
 
 
+SKEW_SHOWN = 30.0  # seconds between this machine's clock and the bucket's that status mentions
+
+
 def _note(message: str) -> None:
     """What the reconcile did goes to stderr, so that ``status --json`` stays pure JSON."""
     errors.print(message, markup=False, soft_wrap=True)
@@ -98,6 +102,12 @@ def cmd_status(job: str, as_json: bool, with_cost: bool = False, wide: bool = Fa
     """
     campaign = _campaign(job)
     world, _ = campaign.reconcile(may_launch=False)
+    for message in world.bucket.unreadable.values():  # a record that rotted: named, never a traceback
+        _note(message)
+    if abs(world.bucket.skew) > SKEW_SHOWN:
+        _note(f"this machine's clock is {abs(world.bucket.skew):.0f} s {'ahead of' if world.bucket.skew > 0 else 'behind'} "
+              f"the bucket's; harmless (leases are measured on the bucket's clock), but times this machine "
+              f"writes (setup phases, the plan) are off by as much: set the clock (NTP)")
     rows = campaign.rows(world)
     machines = campaign.machines(world)
     ledger = campaign.ledger(world)
@@ -252,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list" or (args.command == "status" and args.job is None):
         print_campaigns(console, campaigns(), command_name())
         return 0
+    with kept_private():  # ~/.burst 0700, every file written under it 0600
+        return _command(args)
+
+
+def _command(args) -> int:
     if args.command == "status":
         return cmd_status(args.job, args.json, args.cost, args.wide, args.every_row)
     if args.command == "cost":

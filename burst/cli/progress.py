@@ -16,7 +16,7 @@ from rich.text import Text
 
 from burst.cli.console import command_name, counted, plural
 from burst.cli.tables import STATE_STYLE, count_states, headline
-from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING
+from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING, UNKNOWN
 from burst.records import JobStatus, seconds_since
 
 SETTING_UP = ("launched", "installing", "ready")
@@ -90,7 +90,7 @@ def summary(job: str, tags: list[str], rows: dict[str, JobStatus], seconds: floa
     """One summary line, then the next steps: the first failure's logs, and the download."""
     counts = count_states({t: rows.get(t) for t in tags})
     lines = [f"{job}: {counted(len(tags), 'row')} in {_elapsed(seconds)}: {counts}; {cost}"]
-    failed = [t for t in tags if (s := rows.get(t)) is not None and s.state in (FAILED, INTERRUPTED)]
+    failed = [t for t in tags if (s := rows.get(t)) is not None and s.state in (FAILED, INTERRUPTED, UNKNOWN)]
     if failed:
         lines.append(f"why {failed[0]} {rows[failed[0]].state}: {command_name()} logs {job} {failed[0]}")
     lines.append(f"results: {command_name()} download {job} results/{job} --merge")

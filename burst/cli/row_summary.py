@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from burst.protocol import DONE, FAILED, INTERRUPTED, PENDING, RUNNING
+from burst.protocol import DONE, FAILED, INTERRUPTED, PENDING, RUNNING, UNKNOWN
 from burst.records import JobStatus, seconds_since
 
-STATE_ORDER = (DONE, FAILED, INTERRUPTED, RUNNING, PENDING)
+STATE_ORDER = (DONE, FAILED, INTERRUPTED, UNKNOWN, RUNNING, PENDING)
 SHARED = 3  # a note on this many rows or more is said once, with its count
 EXAMPLES = 3  # example tags per failure reason
 REASONS = 8  # failure reasons (and shared notes) listed; the rest are counted in one line

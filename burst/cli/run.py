@@ -35,15 +35,16 @@ from burst.control.cost_plan import (
     plan_table,
     quota_needs,
 )
-from burst.control.jobs import read_jobs, repeated, validate_job_name
+from burst.control.jobs import check_job_file, read_jobs, repeated, validate_job_name
 from burst.control.ledger import money
 from burst.errors import BurstError, UserError
 from burst.protocol import FAILED, INTERRUPTED
 from burst.providers import ProviderOptions, burst_home, make_provider
-from burst.providers.base import Provider
+from burst.providers.base import Provider, kept_private
 from burst.providers.ec2_checks import threads_notes
 from burst.providers.pricing import PriceBook, remember_prices
 from burst.records import Job
+from burst.transport.base import SKIPPED_NAMES
 from burst.results.plot import plot_campaign
 from burst.retry import credentials_expired
 
@@ -116,9 +117,13 @@ def _code_dir(args: argparse.Namespace) -> Path | None:
     if args.code is not None:
         if not args.code.is_dir():
             raise UserError(f"code folder {args.code} does not exist: give an existing folder with --code, or leave --code out.")
-        return args.code.resolve()
-    default = args.jobfile.with_suffix("")
-    return default.resolve() if default.is_dir() else None
+        code = args.code.resolve()
+    else:
+        default = args.jobfile.with_suffix("")
+        code = default.resolve() if default.is_dir() else None
+    if code is not None:
+        validate.check_code_folder(code, SKIPPED_NAMES)
+    return code
 
 
 def _results(args: argparse.Namespace) -> list[str]:
@@ -183,6 +188,7 @@ def plan(args: argparse.Namespace, given: RunOptions | None = None,
         raise UserError("--threads-per-core is for EC2 machines: local sandboxes run on this machine's CPUs as they are; "
                         "leave it out with AMI 'local'.")
     env = validate.parse_env(args.env)
+    check_job_file(args.jobfile)
     job_file = str(args.jobfile.resolve())
     jobs = [dataclasses.replace(job, job_file=job_file)
             for job in repeated(read_jobs(args.jobfile, args.job, args.tag_offset), args.repeat)]
@@ -254,7 +260,8 @@ def main(argv: list[str] | None = None, prog: str = "dispatcher.py") -> int:
         if not confirm(quote, args.yes):
             report("not started: nothing was created")
             return 1
-        with dispatcher_lock(record.job):  # only once every check passed: a refusal leaves nothing behind
+        # only once every check passed (a refusal leaves nothing behind); ~/.burst 0700, every file under it 0600
+        with kept_private(), dispatcher_lock(record.job):
             remember_prices(quote.book, burst_home() / "prices")
             return run(args, record, provider, quote.book, notes, reopen_failed=args.retry_failed and "retry_failed" in options.given)
     except Exception as error:  # AWS still failing after botocore's retries: one true message, no traceback
@@ -316,6 +323,7 @@ def run(args: argparse.Namespace, record: CampaignRecord, provider: Provider, pr
 
     ``reopen_failed``: --retry-failed was typed on this command line: rows that failed run again.
     """
+    provider.report = report  # e.g. what an S3-compatible store does not implement
     provider.prepare()
     record.bucket_url = provider.bucket_url
     storage = record.storage(provider)

@@ -136,6 +136,8 @@ def _convert(by_name: dict[str, argparse.Action], path: Path, key: str, value: A
         if isinstance(value, (dict, list, bool)):
             raise ValueError("write a single value")
         converted = action.type(str(value)) if action.type else str(value)
+        if isinstance(value, str) and isinstance(converted, (int, float)):
+            raise ValueError(f"write the number without quotes ({key} = {value})")
         if action.choices is not None and converted not in action.choices:
             raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
         if isinstance(converted, Path) and not converted.is_absolute():

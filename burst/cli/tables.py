@@ -18,10 +18,10 @@ from rich.text import Text
 
 from burst.cli.console import command_name
 from burst.cli.row_summary import SHARED, print_summary, row_notes, rows_that_fit, shared_lines, shared_notes
-from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING, split_unit
+from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING, TERMINAL_STATES, UNKNOWN, split_unit
 from burst.records import JobStatus
 
-STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow", RUNNING: "cyan"}
+STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow", RUNNING: "cyan", UNKNOWN: "magenta"}
 WIDE = 400  # --wide: tables as wide as their cells, up to this (wider than a terminal, by request)
 NOTE_MIN = 16  # the note keeps at least this many characters before an optional column is shown
 OPTIONAL = ("command", "machine", "beat", "slot")  # in the order they get room
@@ -213,9 +213,9 @@ def status_json(job: str, tags: list[str], statuses: dict[str, JobStatus | None]
 
 def exit_status(tags: list[str], statuses: dict[str, JobStatus | None]) -> int:
     """``status``'s exit: 3 while rows are still to run (a script polls until it is not 3); then 0 when
-    every row is done, 1 when any failed or was interrupted."""
+    every row is done, 1 when any failed, was interrupted or is unknown (its record unreadable)."""
     states = [s.state if s is not None else "pending" for s in (statuses.get(t) for t in tags)]
-    if any(state not in (DONE, FAILED, INTERRUPTED) for state in states):
+    if any(state not in TERMINAL_STATES for state in states):
         return 3
     return 0 if all(state == DONE for state in states) else 1
 

@@ -12,6 +12,8 @@ import math
 import os
 import posixpath
 import re
+import stat
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from burst.errors import UserError
@@ -50,16 +52,38 @@ def check_numbers(args) -> None:
     """Every numeric option of the dispatcher, finite and in range."""
     check_number("--max-hours", args.max_hours, low=0, high=24 * 365, what="a number of hours")
     check_number("--install-timeout", args.install_timeout, low=0, high=7 * 24 * 3600, what="a number of seconds")
-    check_number("--heartbeat", args.heartbeat, low=0, high=3600, what="a number of seconds")
+    check_number("--heartbeat", args.heartbeat, low=1, high=3600, low_inclusive=True, what="a number of seconds")
     check_number("--save-patience", args.save_patience, low=0, high=7 * 24 * 3600, what="a number of seconds")
     check_number("--retries", args.retries, low=0, high=100, low_inclusive=True, what="a whole number")
     if args.machines is not None:
         check_number("--machines", args.machines, low=1, high=10_000, low_inclusive=True, what="a whole number")
+    if args.slots != "auto":
+        check_number("--slots", int(args.slots), low=1, high=MAX_SLOTS, low_inclusive=True, what="a whole number")
+
+
+MAX_SLOTS = 448  # the most vCPUs of any EC2 instance type (u-*tb1.112xlarge); on EC2 the type's physical cores bound it (cost_plan)
+
+
+def check_code_folder(code: Path, skipped: Iterable[str] = ()) -> None:
+    """The code folder holds only what can be copied to a machine: files, folders, symlinks (no FIFO, socket, device)."""
+    skipped = set(skipped)
+    for folder, folders, files in os.walk(code):
+        folders[:] = [name for name in folders if name not in skipped]
+        for name in files:
+            path = Path(folder, name)
+            mode = path.lstat().st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+                raise UserError(f"{path} in the code folder is {kind}, not a file: burst copies the code folder to "
+                                f"every machine and can copy only files, folders and symlinks; move it out of {code}.")
 
 
 def check_results(patterns: Iterable[str]) -> list[str]:
     """``--results`` globs: not empty, relative to the code folder, never above it."""
     patterns = list(patterns)
+    if not patterns:
+        raise UserError("--results is an empty list (results = [] in a burst.toml?): give at least one pattern "
+                        "relative to the code folder, such as results/**, or leave it out for the default.")
     for pattern in patterns:
         if not pattern.strip() or "\0" in pattern:
             raise UserError(f"--results {pattern!r} is empty: give a pattern relative to the code folder, such as results/** or out/*.csv.")

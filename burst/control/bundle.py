@@ -164,7 +164,7 @@ def start_setup_command(node_dir: str, config: NodeConfig, start_worker: bool, e
     folder = shlex.quote(node_dir)
     marker = "touch start-worker; " if start_worker else ""
     return (
-        f"cd {folder} && tar -xzf {protocol.BUNDLE} && rm -f {protocol.BUNDLE} && "
+        f"cd {folder} && tar -xzf {protocol.BUNDLE} --no-same-permissions && rm -f {protocol.BUNDLE} && "
         f"{write_file_command(protocol.NODE_CONFIG, shlex.quote(config.to_json()))} && "
         f"(umask 077 && {write_file_command('node.env', shlex.quote(node_env(config, env)))}) && {marker}"
         f"{{ nohup setsid bash {protocol.SETUP_SCRIPT} > logs/setup.out 2>&1 < /dev/null & }}"

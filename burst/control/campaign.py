@@ -84,7 +84,10 @@ class Campaign:
         world = self.fleet.observe()
         reruns = []
         for job in self.record.jobs:
-            if world.bucket.row_state(job.tag) in states:
+            state = world.bucket.row_state(job.tag)
+            if state == protocol.UNKNOWN and state in states:
+                reruns.append(Rerun(job.tag, 0, "forced (--force; its record was unreadable)"))
+            elif state in states and state != protocol.UNKNOWN:
                 status = world.bucket.statuses[job.tag]
                 changes = job.changes(status.instance_type, status.command)
                 reruns.append(Rerun(job.tag, status.attempt, f"changed ({', '.join(changes)})" if changes else reason))
@@ -172,7 +175,9 @@ class Campaign:
                 continue
             view = JobStatus(job=self.record.job, tag=job.tag, state=state, instance_type=job.instance_type,
                              command=job.command)
-            if held is not None:
+            if state == protocol.UNKNOWN:
+                view.note = f"{bucket.unknown[job.tag]}; its attempt's logs and outputs stay; `{command_name()} run ... --force` runs it again"
+            elif held is not None:
                 view.attempt = held.claim.attempt + (1 if state == protocol.PENDING else 0)
                 if state == protocol.RUNNING:
                     view.instance_id, view.slot, view.started = held.claim.machine, held.claim.slot, held.claim.claimed

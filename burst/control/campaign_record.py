@@ -18,11 +18,12 @@ from typing import Any, Iterator
 
 from burst import __version__
 from burst.atomic import write_atomically
-from burst.errors import UserError, command_name
+from burst.errors import BurstError, UserError, command_name
+from burst.node.bucket_view import rows_of
 from burst.protocol import CAMPAIGN_KEY, LAYOUT
 from burst.providers import ProviderOptions, burst_home, make_provider
 from burst.providers.base import Provider
-from burst.records import Job, from_known_fields, utc_now
+from burst.records import Job, UnreadableRecord, from_known_fields, json_object, utc_now
 from burst.storage import Storage, open_storage
 
 
@@ -124,6 +125,10 @@ class CampaignRecord:
         """
         self.updated = utc_now()
         write_atomically(record_path(self.job), self.to_json())
+        self.share(storage)
+
+    def share(self, storage: Storage) -> None:
+        """The bucket's copy alone (e.g. written again over one that rotted)."""
         secret = {name: "(not kept in the bucket)" for name in self.env}
         shared = dataclasses.replace(self, env=secret, typed_options=_without_env_values(self.typed_options),
                                      used_options=_without_env_values(self.used_options))
@@ -223,4 +228,13 @@ def load_record(job: str) -> CampaignRecord:
             f"no campaign named {job!r} on this machine ({path} is missing): start it with "
             f"`{command_name()} run AMI {job} JOBFILE -c -d`, or set BURST_HOME to where it was started.{hint}"
         )
-    return CampaignRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        data = json_object(path.read_bytes(), str(path))
+        rows_of(data, str(path))
+        return CampaignRecord.from_dict(data)
+    except (UnreadableRecord, TypeError, ValueError, AttributeError) as error:  # rotted, or the wrong types
+        why = str(error) if isinstance(error, UnreadableRecord) else f"{path} is unreadable: {error}"
+        raise BurstError(
+            f"{why}. It is burst's record of campaign {job!r} on this machine: restore it from a backup, or run "
+            f"the campaign again (`{command_name()} run AMI {job} JOBFILE`) to write it again; its bucket is untouched."
+        ) from None

@@ -102,7 +102,7 @@ def _verdict_reason(instance: InstanceInfo, world: World, lease: float, grace: f
     if record is not None and record.state == protocol.INSTALL_FAILED:
         return f"INSTALL.sh failed on it: {record.note.splitlines()[0] if record.note else ''}".rstrip(": ")
     if worker is None:
-        if record is not None and record.state == protocol.WORKING and seconds_since(record.updated, world.bucket.now) > lease + 60:
+        if record is not None and record.state == protocol.WORKING and seconds_since(record.updated, world.bucket.local_now) > lease + 60:
             return "its worker never reported (see logs/worker.log in its folder); ended by the reconcile"
         return None  # not set up yet, or its worker is starting: setup owns it
     worker_record, modified = worker
@@ -221,11 +221,11 @@ def _changed(row: Job, state: str, world: World) -> Rerun | None:
     if state == protocol.RUNNING:
         claim = world.bucket.claims[row.tag].claim
         ran, attempt, running = (claim.instance_type, claim.command), claim.attempt, True
-    elif state in protocol.TERMINAL_STATES:
+    elif state in protocol.WRITTEN_STATES:
         status = world.bucket.statuses[row.tag]
         ran, attempt, running = (status.instance_type, status.command), status.attempt, False
     else:
-        return None  # pending: its next attempt runs the row as the campaign says now
+        return None  # pending: its next attempt runs the row as the campaign says now; unknown: --force reruns it
     changes = row.changes(*ran)
     return Rerun(row.tag, attempt, f"changed ({', '.join(changes)})", running) if changes else None
 

@@ -24,14 +24,14 @@ from burst.control.decide import Actions, World
 from burst.control.runtime import ensure_runtime
 from burst.errors import BurstError
 from burst.node import claims
-from burst.node.bucket_view import RecordCache, read_bucket
+from burst.node.bucket_view import RecordCache, campaign_rows, read_bucket
 from burst.node.config import NodeConfig
 from burst.node.status_store import save_status
 from burst.providers.base import LaunchSpec, Provider, burst_home
 from burst.providers.pricing import LOCAL, ON_DEMAND, PriceBook
-from burst.records import InstanceInfo, JobStatus, MachineRecord, seconds_since, utc_now
+from burst.records import InstanceInfo, JobStatus, MachineRecord, UnreadableRecord, seconds_since, utc_now
 from burst.retry import credentials_expired
-from burst.storage import Storage
+from burst.storage import KeyNotFound, Storage
 from burst.transport.base import Transport, tail
 
 CONNECT_PER_ROUND = 15.0  # seconds one round tries to reach a machine that does not answer yet
@@ -53,6 +53,7 @@ class Fleet:
         provider.report = report  # e.g. "waiting for capacity for 4 × c5.large (try 3 of 8)"
         self.install_timeout = install_timeout
         self.cache = RecordCache()
+        self._campaign_checked = ""  # etag of the campaign.json last found readable
         self._transports: dict[str, Transport] = {}
         self._bundle: Path | None = None
         self._temp = tempfile.TemporaryDirectory(prefix="burst-bundle-")
@@ -64,7 +65,29 @@ class Fleet:
         """Machines are listed before the bucket is read: a worker records its end before its machine goes."""
         live = self.provider.list({"job": self.record.job})
         bucket = read_bucket(self.storage, self.cache, set(self.record.tags))
+        self._keep_campaign_readable()
         return World(rows=list(self.record.jobs), bucket=bucket, live=live)
+
+    def _keep_campaign_readable(self) -> None:
+        """``campaign.json`` (the workers' rows) missing or unreadable: written again from this record.
+
+        Listed each round, read once per version (a GET only when its etag changed); workers wait for it, bounded.
+        """
+        listed_etag = next((o.etag for o in self.storage.list_objects(protocol.CAMPAIGN_KEY)
+                            if o.key == protocol.CAMPAIGN_KEY), "")
+        if listed_etag and listed_etag == self._campaign_checked:
+            return
+        try:
+            text, self._campaign_checked = self.storage.read_versioned(protocol.CAMPAIGN_KEY)
+            campaign_rows(text)
+            return
+        except KeyNotFound:
+            why = f"{protocol.CAMPAIGN_KEY} is missing"
+        except UnreadableRecord as error:
+            why = str(error)
+        self._campaign_checked = ""
+        self.record.share(self.storage)
+        self.report(f"{why}: written again from this machine's record of the campaign")
 
     def apply(self, world: World, actions: Actions, may_launch: bool = True) -> None:
         """Carry out ``actions``. ``may_launch`` False (``status``): a requeued row is said to wait for a
@@ -277,7 +300,10 @@ class Fleet:
     def _age(instance: InstanceInfo, world: World) -> float:
         """Seconds since the machine's launch."""
         record = world.bucket.machines.get(instance.id)
-        return seconds_since(record.launched if record else str(instance.details.get("launch_time", "")))
+        launched = record.launched if record else str(instance.details.get("launch_time", ""))
+        # the cloud's launch time is on the cloud's clock (the bucket's, near enough); a sandbox's on ours
+        now = world.bucket.now if instance.details.get("launch_time") else world.bucket.local_now
+        return seconds_since(launched, now)
 
     def _unless_too_old(self, instance: InstanceInfo, world: World, seconds: float) -> None:
         """Re-raise the error being handled once the machine has had ``seconds`` since its launch."""

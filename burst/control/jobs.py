@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from burst.protocol import unit_tag
 from burst.records import Job
 
 HEADER = ("instance_type", "command")
+MAX_ARG_STRLEN = 131072  # Linux: the most bytes of one argument of a program (with its NUL): 32 pages
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")  # fullmatch: "$" would let "abc\n" through
 _INSTANCE_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-]*")
 
@@ -49,12 +52,23 @@ def repeated(jobs: list[Job], repeats: int) -> list[Job]:
     return [dataclasses.replace(job, tag=unit_tag(job.tag, k, repeats)) for job in jobs for k in range(1, repeats + 1)]
 
 
+def check_job_file(path: Path) -> None:
+    """A job file that is a symlink loop is named as one (not "does not exist", not a traceback)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UserError(f"job file {path} is a symlink loop (it points at itself through its links): "
+                            f"point it at the CSV file, or give the CSV's own path.") from None
+
+
 def read_jobs(path: Path, job: str, tag_offset: int = 0) -> list[Job]:
     """Parse and validate the job file; raise ``UserError`` naming the file and line."""
     validate_job_name(job)
     if tag_offset < 0:
         raise UserError(f"--tag-offset {tag_offset} is negative: tags are {job}<offset>, {job}<offset+1>, ...; use 0 or more.")
     path = Path(path)
+    check_job_file(path)
     if not path.is_file():
         raise UserError(f"job file {path} does not exist: give the path of a CSV with the header 'instance_type,command'.")
     try:
@@ -64,6 +78,7 @@ def read_jobs(path: Path, job: str, tag_offset: int = 0) -> list[Job]:
     if not text.strip():
         raise UserError(f"{path} is empty: its first line must be the header 'instance_type,command', then one row per job.")
 
+    csv.field_size_limit(max(csv.field_size_limit(), 16 * MAX_ARG_STRLEN))  # a long command is told by its own rule
     reader = csv.reader(text.splitlines(keepends=True), skipinitialspace=True, strict=True)
     try:
         rows = [(reader.line_num, row) for row in reader]
@@ -107,6 +122,10 @@ def read_jobs(path: Path, job: str, tag_offset: int = 0) -> list[Job]:
             raise UserError(f"{path} line {line}: the command holds a NUL byte, which no shell command can carry: remove it (a binary file saved as CSV?).")
         if not command:
             raise UserError(f"{path} line {line}: empty command: write the shell command this job runs.")
+        if len(command.encode()) >= MAX_ARG_STRLEN:
+            raise UserError(f"{path} line {line}: the command is {len(command.encode()):,} bytes; Linux runs a command "
+                            f"(`bash -c COMMAND`) of at most {MAX_ARG_STRLEN - 1:,} bytes (MAX_ARG_STRLEN): put it in a "
+                            f"script in the code folder and run the script.")
         jobs.append(Job(tag=make_tag(job, tag_offset + len(jobs)), instance_type=instance_type, command=command, line=line))
 
     if not jobs:

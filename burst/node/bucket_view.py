@@ -10,40 +10,56 @@ Standard library only: the worker uses it too.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from burst import protocol
-from burst.records import Claim, JobStatus, MachineRecord, WorkerRecord
+from burst.records import Claim, JobStatus, MachineRecord, UnreadableRecord, WorkerRecord, json_object, parse_record
 from burst.storage.base import KeyNotFound, Storage, StoredObject
 
 
 class RecordCache:
-    """(key, etag) -> parsed JSON; thread-safe. Objects with the same etag have the same content."""
+    """(key, etag) -> parsed JSON (or why it is unreadable); thread-safe. Objects with the same etag have the same content."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def load(self, storage: Storage, obj: StoredObject) -> Any | None:
+    def raw(self, storage: Storage, obj: StoredObject) -> dict[str, Any] | UnreadableRecord | None:
+        """The object's JSON object, or why it is not one; None when it was deleted since the listing."""
         with self._lock:
             cached = self._entries.get(obj.key)
         if cached is not None and obj.etag and cached[0] == obj.etag:
             return cached[1]
+        data: dict[str, Any] | UnreadableRecord
         try:
             text, etag = storage.read_versioned(obj.key)
         except KeyNotFound:
             return None  # deleted since the listing
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return None  # not ours to judge here; writers only write whole JSON
+        except UnreadableRecord as error:  # not UTF-8
+            text, etag, data = "", error.etag or obj.etag, error
+        else:
+            try:
+                data = json_object(text, obj.key)
+            except UnreadableRecord as error:
+                data = error
         with self._lock:
             self._entries[obj.key] = (etag, data)
         return data
+
+    def load(self, storage: Storage, obj: StoredObject) -> dict[str, Any] | None:
+        """The object's JSON object; None when it is gone or unreadable."""
+        data = self.raw(storage, obj)
+        return data if isinstance(data, dict) else None
+
+    def record(self, storage: Storage, obj: StoredObject, cls):
+        """The object as dataclass ``cls`` (None when gone); ``UnreadableRecord`` when it rotted."""
+        data = self.raw(storage, obj)
+        if isinstance(data, UnreadableRecord):
+            raise data
+        return None if data is None else parse_record(cls, data, obj.key)
 
 
 @dataclass
@@ -57,19 +73,32 @@ class HeldClaim:
 
 @dataclass
 class BucketView:
-    now: float
+    now: float  # the bucket's clock (Storage.clock) when it was listed: every object age is measured on it
     claims: dict[str, HeldClaim] = field(default_factory=dict)
     statuses: dict[str, JobStatus] = field(default_factory=dict)
     machines: dict[str, MachineRecord] = field(default_factory=dict)
     workers: dict[str, tuple[WorkerRecord, float]] = field(default_factory=dict)  # record, last write
     campaign_etag: str = ""  # of campaign.json as listed (workers only): a worker reads its rows again when it changes
+    unreadable: dict[str, str] = field(default_factory=dict)  # key -> "<key> is unreadable: why" (shown by status)
+    unknown: dict[str, str] = field(default_factory=dict)  # tag -> why: the record that decides the row is unreadable
+    local_now: float = field(default_factory=time.time)  # this machine's clock then: for times it wrote itself
+
+    @property
+    def skew(self) -> float:
+        """How far this machine's clock is ahead of the bucket's (seconds; negative: behind)."""
+        return self.local_now - self.now
 
     def row_state(self, tag: str) -> str:
         """PENDING, RUNNING, or the final state; one rule for dispatcher and worker.
 
         A final status counts only for the claim's current attempt (a later attempt
         may already run), and never for a released claim (it is waiting to rerun).
+        A row whose deciding record (its claim, or its status when that came last)
+        is unreadable is UNKNOWN: final, claimed by nobody, launched for by nobody,
+        until ``run --force`` reruns it.
         """
+        if tag in self.unknown:
+            return protocol.UNKNOWN
         held = self.claims.get(tag)
         status = self.statuses.get(tag)
         if held is None:
@@ -91,21 +120,24 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
     other order a round could see a finished worker beside its rows still pending,
     and launch a machine for rows that are done.)
     """
-    view = BucketView(now=time.time())
+    view = BucketView(now=0.0)
     if with_machines:
         for obj in storage.list_objects(protocol.MACHINES_PREFIX):
             kind = protocol.machine_record(obj.key)
-            if kind is not None and kind[1] == "machine":
-                data = cache.load(storage, obj)
-                if isinstance(data, dict):
-                    record = MachineRecord.from_dict(data)
-                    view.machines[record.id] = record
-            elif kind is not None:
-                data = cache.load(storage, obj)
-                if isinstance(data, dict):
-                    worker = WorkerRecord.from_dict(data)
-                    view.workers[worker.id] = (worker, obj.modified)
-    for tag, entry in _listed_rows(storage, tags, view).items():
+            try:
+                if kind is not None and kind[1] == "machine":
+                    record = cache.record(storage, obj, MachineRecord)
+                    if record is not None:
+                        view.machines[record.id] = record
+                elif kind is not None:
+                    worker = cache.record(storage, obj, WorkerRecord)
+                    if worker is not None:
+                        view.workers[worker.id] = (worker, obj.modified)
+            except UnreadableRecord as error:  # its writer writes it again soon; shown meanwhile
+                view.unreadable[error.where] = str(error)
+    listed = _listed_rows(storage, tags, view)
+    view.now, view.local_now = storage.clock(), time.time()  # right after the listing (S3: its answer's Date)
+    for tag, entry in listed.items():
         claim_obj = None if _ended_after_its_claim(entry) else entry.get("claim.json")  # else the status tells all
         _load_row(storage, cache, view, tag, claim_obj, entry.get("status.json"))
     return view
@@ -123,15 +155,31 @@ def _listed_rows(storage: Storage, tags: set[str] | None, view: BucketView) -> d
 
 def _load_row(storage: Storage, cache: RecordCache, view: BucketView, tag: str,
               claim_obj: StoredObject | None, status_obj: StoredObject | None) -> None:
-    """Read a row's claim and status (those given) into ``view``."""
-    for obj in (claim_obj, status_obj):
-        data = cache.load(storage, obj) if obj is not None else None
-        if not isinstance(data, dict):
-            continue
-        if obj is claim_obj:
-            view.claims[tag] = HeldClaim(Claim.from_dict(data), obj.etag, obj.modified)
-        else:
-            view.statuses[tag] = JobStatus.from_dict(data)
+    """Read a row's claim and status (those given) into ``view``; an unreadable one is noted, never raised.
+
+    The row is UNKNOWN when its claim is unreadable, or its status is and no claim was
+    given (none exists, or the status came after it: the status is what decides).
+    """
+    try:
+        claim = cache.record(storage, claim_obj, Claim) if claim_obj is not None else None
+        if claim is not None and (claim.state not in (protocol.HELD, protocol.RELEASED) or claim.attempt < 1):
+            raise UnreadableRecord(claim_obj.key, f"state {claim.state!r}, attempt {claim.attempt}")
+    except UnreadableRecord as error:
+        view.unreadable[error.where] = view.unknown[tag] = str(error)
+        return
+    if claim is not None:
+        view.claims[tag] = HeldClaim(claim, claim_obj.etag, claim_obj.modified)
+    try:
+        status = cache.record(storage, status_obj, JobStatus) if status_obj is not None else None
+        if status is not None and status.state not in protocol.WRITTEN_STATES:
+            raise UnreadableRecord(status_obj.key, f"state {status.state!r} is no final state")
+    except UnreadableRecord as error:
+        view.unreadable[error.where] = str(error)
+        if claim_obj is None:
+            view.unknown[tag] = str(error)
+        return
+    if status is not None:
+        view.statuses[tag] = status
 
 
 def _ended_after_its_claim(entry: dict[str, StoredObject]) -> bool:
@@ -154,11 +202,12 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
     claims are read. Returns the view of those and the free tags. (The dispatcher
     reads everything: it shows every row.)
     """
-    view = BucketView(now=time.time())
+    view = BucketView(now=0.0)
     for obj in storage.list_objects(protocol.CAMPAIGN_KEY):  # its etag: one small listing, not the file
         if obj.key == protocol.CAMPAIGN_KEY:
             view.campaign_etag = obj.etag
     listed = _listed_rows(storage, tags, view)
+    view.now, view.local_now = storage.clock(), time.time()  # right after the listing (S3: its answer's Date)
     free = set()
     for tag in tags:
         entry = listed.get(tag, {})
@@ -172,6 +221,21 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
             if view.now - claim_obj.modified <= lease:
                 continue  # held, and renewed within the lease
         _load_row(storage, cache, view, tag, claim_obj, status_obj)
-        if tag not in view.claims and view.row_state(tag) == protocol.PENDING:
+        if tag not in view.claims and view.row_state(tag) == protocol.PENDING:  # unreadable: UNKNOWN, never free
             free.add(tag)
     return view, free
+
+
+def campaign_rows(text: str, where: str = protocol.CAMPAIGN_KEY) -> list[dict[str, str]]:
+    """The rows of ``campaign.json`` (each with its tag, instance type and command); ``UnreadableRecord`` otherwise."""
+    return rows_of(json_object(text, where), where)
+
+
+def rows_of(record: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """The rows of a campaign record's JSON object; ``UnreadableRecord`` when they are not rows."""
+    jobs = record.get("jobs")
+    if not isinstance(jobs, list) or not all(
+            isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("tag", "instance_type", "command"))
+            for row in jobs):
+        raise UnreadableRecord(where, "its jobs are not a list of rows with a tag, an instance type and a command")
+    return jobs

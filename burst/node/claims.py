@@ -8,6 +8,10 @@
 
 Each is one conditional write, so of any number of workers and dispatchers
 racing for the same claim exactly one wins; the others get ``PreconditionFailed``.
+A write whose answer was lost (applied, then a 5xx, then the retry's 412) is
+recognised by reading the claim back: it is ours when it is exactly what we wrote
+(same nonce, attempt, state and heartbeat). A claim that cannot be parsed is
+somebody's: nobody writes over it except ``reopen`` (``run --force``).
 Standard library only: the worker uses it.
 """
 
@@ -19,7 +23,7 @@ import uuid
 
 from burst import protocol
 from burst.node.bucket_view import HeldClaim
-from burst.records import Claim, utc_now
+from burst.records import Claim, UnreadableRecord, parse_record, utc_now
 from burst.storage.base import KeyNotFound, PreconditionFailed, Storage
 
 
@@ -28,16 +32,14 @@ def _text(claim: Claim) -> str:
 
 
 def _mine_after_all(storage: Storage, claim: Claim) -> str | None:
-    """After a lost race, the etag if the claim there is ours anyway (a retried write that had landed)."""
+    """After a lost race, the etag if the claim there is the very one we wrote (a retried write that had landed)."""
+    key = protocol.claim_key(claim.tag)
     try:
-        text, etag = storage.read_versioned(protocol.claim_key(claim.tag))
-    except KeyNotFound:
+        text, etag = storage.read_versioned(key)
+        there = parse_record(Claim, text, key)
+    except (KeyNotFound, UnreadableRecord):
         return None
-    try:
-        there = json.loads(text)
-    except ValueError:
-        return None
-    return etag if there.get("nonce") == claim.nonce else None
+    return etag if there == claim else None
 
 
 def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: HeldClaim | None,
@@ -88,6 +90,10 @@ def renew(storage: Storage, held: HeldClaim) -> HeldClaim:
         etag = storage.replace_if_match(protocol.claim_key(claim.tag), _text(claim), held.etag)
     except KeyNotFound:
         raise PreconditionFailed(f"the claim on {claim.tag} is gone") from None
+    except PreconditionFailed:  # rare for a holder: worth one GET to tell a lost answer from a takeover
+        etag = _mine_after_all(storage, claim)
+        if etag is None:
+            raise
     return HeldClaim(claim, etag, 0.0)
 
 
@@ -101,8 +107,11 @@ def release(storage: Storage, held: HeldClaim, reason: str, new_run: bool = Fals
                                 retry_base=held.claim.attempt if new_run else held.claim.retry_base)
     try:
         storage.replace_if_match(protocol.claim_key(claim.tag), _text(claim), held.etag)
-    except (PreconditionFailed, KeyNotFound):
+    except KeyNotFound:
         return False
+    except PreconditionFailed:
+        if _mine_after_all(storage, claim) is None:
+            return False
     storage.write_text(protocol.released_key(claim.tag), f"attempt {claim.attempt}: {reason}\n")
     return True
 
@@ -113,21 +122,44 @@ def reopen(storage: Storage, tag: str, attempt: int, reason: str) -> bool:
     Releases its claim (a worker holding it finds its lease gone at its next renewal
     and stops the command); the row is pending again and any worker of its type
     claims the next attempt. False when the claim moved on since ``attempt`` was read
-    (someone else already reran it, or a later attempt runs).
+    (someone else already reran it, or a later attempt runs). ``attempt`` 0: a row
+    whose record is unreadable (UNKNOWN): it reruns after the last attempt the
+    bucket holds, and an unreadable claim is replaced (only if still as read).
     """
     key = protocol.claim_key(tag)
     try:
         text, etag = storage.read_versioned(key)
+        claim = parse_record(Claim, text, key)
     except KeyNotFound:  # a final status with no claim beside it: start the next run from the status's attempt
-        claim = Claim(tag=tag, attempt=attempt, machine="dispatcher", slot=-1, state=protocol.RELEASED,
-                      reason=reason, retry_base=attempt)
+        start = attempt or last_attempt(storage, tag)
         try:
-            storage.create_if_absent(key, _text(claim))
+            storage.create_if_absent(key, _text(_released(tag, start, reason)))
         except PreconditionFailed:
             return False
-        storage.write_text(protocol.released_key(tag), f"attempt {attempt}: {reason}\n")
+        storage.write_text(protocol.released_key(tag), f"attempt {start}: {reason}\n")
         return True
-    claim = Claim.from_dict(json.loads(text))
-    if claim.attempt != attempt or claim.state == protocol.RELEASED:
+    except UnreadableRecord as error:
+        if attempt:
+            return False
+        start = last_attempt(storage, tag)
+        try:
+            storage.replace_if_match(key, _text(_released(tag, start, reason)), error.etag or etag)
+        except (PreconditionFailed, KeyNotFound):
+            return False
+        storage.write_text(protocol.released_key(tag), f"attempt {start}: {reason}\n")
+        return True
+    if claim.state == protocol.RELEASED or claim.attempt != (attempt or claim.attempt):
         return False
     return release(storage, HeldClaim(claim, etag, 0.0), reason, new_run=True)
+
+
+def _released(tag: str, attempt: int, reason: str) -> Claim:
+    return Claim(tag=tag, attempt=attempt, machine="dispatcher", slot=-1, state=protocol.RELEASED,
+                 reason=reason, retry_base=attempt)
+
+
+def last_attempt(storage: Storage, tag: str) -> int:
+    """The highest attempt number under ``<tag>/attempts/`` (at least 1): where a rerun of an unknown row starts."""
+    numbers = [int(part) for key in storage.list_keys(f"{tag}/attempts/")
+               if (part := key.split("/")[2]).isdigit()]
+    return max([1, *numbers])

@@ -62,13 +62,23 @@ def find_outputs(code: Path, patterns: list[str]) -> tuple[dict[str, Path], list
     """Files matching the result globs, keyed by their path below the pattern's fixed folder.
 
     ``results/**`` saves ``results/a/b.csv`` as ``a/b.csv``; ``*.csv`` saves ``x.csv`` as ``x.csv``.
+    Only files inside the row's copy of the code folder are outputs: a match that leads
+    outside it through a symlink (a link to a file, or into a linked folder) is skipped,
+    and a warning names it; a link to a file inside the copy saves that file's content.
     """
     outputs: dict[str, Path] = {}
     warnings = []
+    root = code.resolve()
     for pattern in patterns:
         base = code / fixed_folder(pattern)
         files = [code / m for m in _matches(code, pattern) if (code / m).is_file()]
-        if not files:
+        outside = sorted(p.relative_to(code).as_posix() for p in files if not p.resolve().is_relative_to(root))
+        if outside:
+            shown = ", ".join(outside[:3]) + (f" and {len(outside) - 3} more" if len(outside) > 3 else "")
+            warnings.append(f"not saved: {shown}, matched by {pattern!r}, lead(s) outside the row's folder "
+                            f"through a symlink; outputs are files inside it")
+            files = [p for p in files if p.relative_to(code).as_posix() not in outside]
+        if not files and not outside:
             warnings.append(f"no output matches {pattern!r} in the code folder")
         for path in sorted(files):
             outputs[path.relative_to(base).as_posix()] = path

@@ -23,7 +23,8 @@ from typing import Iterator
 
 from burst.atomic import write_atomically
 from burst.protocol import INSTANCE_MARKER
-from burst.records import utc_now
+from burst.errors import BurstError
+from burst.records import UnreadableRecord, json_object, utc_now
 
 LIVE = "running"
 TERMINATED = "terminated"
@@ -43,13 +44,26 @@ class SandboxRegistry:
         with open(self.folder / "registry.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                data = json.loads(self.path.read_text()) if self.path.exists() else {}
+                data = self._read()
                 before = json.dumps(data, sort_keys=True)
                 yield data
                 if json.dumps(data, sort_keys=True) != before:
                     write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json_object(self.path.read_bytes(), str(self.path))
+            if not all(isinstance(v, dict) for v in data.values()):
+                raise UnreadableRecord(str(self.path), "its entries are not records of sandboxes")
+        except UnreadableRecord as error:
+            raise BurstError(f"{error}. It lists the sandboxes burst started on this machine: move it aside "
+                             f"(sandboxes still running then finish their rows and end by themselves) and run "
+                             f"this again.") from None
+        return data
 
     def home_of(self, instance_id: str) -> Path:
         return self.folder / instance_id

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from burst import protocol
 from burst.node import bench, claims, spot_notice
-from burst.node.bucket_view import HeldClaim, RecordCache, read_rows_worth_a_look
+from burst.node.bucket_view import HeldClaim, RecordCache, campaign_rows, read_rows_worth_a_look
 from burst.node.candidates import LOSSES_BEFORE_LISTING, from_random_start, in_ring_order
 from burst.node.config import NodeConfig, lease_seconds, provenance
 from burst.node.ending import terminate_self
@@ -73,10 +73,13 @@ class Worker:
         again with changed rows releases them, and they must run as the file says now.
         """
         self.rows_read = time.time()
-        text, self.campaign_etag = self._patiently(lambda: self.storage.read_versioned(protocol.CAMPAIGN_KEY),
-                                                   "reading campaign.json")
-        record = json.loads(text)
-        return {row["tag"]: row["command"] for row in record["jobs"] if row["instance_type"] == self.config.instance_type}
+
+        def read() -> tuple[list[dict[str, str]], str]:  # unreadable: retried, as the dispatcher writes it again
+            text, etag = self.storage.read_versioned(protocol.CAMPAIGN_KEY)
+            return campaign_rows(text), etag
+
+        jobs, self.campaign_etag = self._patiently(read, "reading campaign.json")
+        return {row["tag"]: row["command"] for row in jobs if row["instance_type"] == self.config.instance_type}
 
     def _claim_next(self, slot: int) -> RowRun | None:
         """Claim a pending row, or take over one whose lease expired; None when nothing is left.

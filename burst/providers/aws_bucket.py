@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
 
@@ -44,8 +45,32 @@ def check_adoption(s3, bucket: str, job: str, adopt: bool) -> bool:
     )
 
 
-def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]], tag_anyway: bool = False) -> bool:
-    """Create the private bucket if needed; returns True when created now."""
+def is_aws_endpoint(client) -> bool:
+    """Whether the client talks to AWS itself (not an S3-compatible store given by ``AWS_ENDPOINT_URL_S3``)."""
+    host = urlparse(client.meta.endpoint_url or "").hostname or ""
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
+
+
+def _optional_on_other_stores(s3, call, what: str, warnings: list[str], **kwargs) -> None:
+    """``call(**kwargs)``; on a store that is not AWS, NotImplemented (501) is a warning, never a failure."""
+    try:
+        call(**kwargs)
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if is_aws_endpoint(s3) or (_code(error) != "NotImplemented" and status != 501):
+            raise
+        warnings.append(f"the S3 store at {s3.meta.endpoint_url} does not implement {what} "
+                        f"({error.operation_name}): the bucket {kwargs['Bucket']!r} is used as the store keeps it")
+
+
+def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]], warnings: list[str] | None = None,
+                  tag_anyway: bool = False) -> bool:
+    """Create the private bucket if needed; returns True when created now.
+
+    ``warnings`` collects what an S3-compatible store (not AWS) does not implement:
+    blocking public access, tagging. On AWS every step is required.
+    """
+    warnings = [] if warnings is None else warnings
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -66,7 +91,8 @@ def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]], tag_
             raise UserError(f"Cannot create the bucket {bucket!r} in {region}: {_message(error)}. Use --bucket to give another name.") from None
         else:
             raise
-    s3.put_public_access_block(
+    _optional_on_other_stores(
+        s3, s3.put_public_access_block, "blocking public access", warnings,
         Bucket=bucket,
         PublicAccessBlockConfiguration={
             "BlockPublicAcls": True,
@@ -76,6 +102,7 @@ def ensure_bucket(s3, bucket: str, region: str, tags: list[dict[str, str]], tag_
         },
     )
     if created or tag_anyway:
-        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
+        _optional_on_other_stores(s3, s3.put_bucket_tagging, "bucket tags", warnings,
+                                  Bucket=bucket, Tagging={"TagSet": tags})
     return created
 

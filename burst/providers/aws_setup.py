@@ -74,6 +74,7 @@ class JobResources:
     subnets: list[Subnet] = field(default_factory=list)  # where machines go, in the order tried
     profile_created: bool = False  # a new instance profile needs seconds before RunInstances accepts it
     bucket_created: bool = False
+    warnings: list[str] = field(default_factory=list)  # e.g. what an S3-compatible store does not implement
 
 
 def prepare(
@@ -96,6 +97,7 @@ def prepare(
     iam = session.client("iam", config=CLIENT_CONFIG)
     s3 = session.client("s3", config=CLIENT_CONFIG)
     bucket = bucket_name(job, options.bucket)
+    warnings: list[str] = []
     try:
         # Read-only checks first: a UserError here leaves nothing behind.
         check_key_pair(ec2, job, options.key_dir)
@@ -103,7 +105,7 @@ def prepare(
             existing_profile_arn(iam, options.instance_profile)  # before anything is made
         vpc_id, subnets = resolve_subnets(ec2, list(getattr(options, "subnets", None) or []))
         untagged = check_adoption(s3, bucket, job, bool(getattr(options, "adopt_bucket", False)))
-        bucket_created = ensure_bucket(s3, bucket, region, tags, tag_anyway=untagged)
+        bucket_created = ensure_bucket(s3, bucket, region, tags, warnings, tag_anyway=untagged)
         key_name, key_file = ensure_key_pair(ec2, job, options.key_dir, tags)
         group_id = ensure_security_group(ec2, job, cidr, tags, vpc_id)
         if getattr(options, "instance_profile", None):
@@ -137,6 +139,7 @@ def prepare(
         subnets=subnets,
         profile_created=profile_created,
         bucket_created=bucket_created,
+        warnings=warnings,
     )
 
 

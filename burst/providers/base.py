@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from burst.providers.pricing import PriceBook
 from burst.providers.quotas import QuotaNeed
@@ -152,6 +153,25 @@ class Provider(ABC):
 def burst_home() -> Path:
     """``$BURST_HOME`` or ``~/.burst``: campaign records, local sandboxes and buckets."""
     return Path(os.environ.get("BURST_HOME") or Path.home() / ".burst").expanduser()
+
+
+@contextmanager
+def kept_private() -> Iterator[None]:
+    """Meanwhile, everything this process (and every process it starts: local sandboxes) writes is its
+    user's alone (umask 077: files 0600, folders 0700, ``burst_home()`` too), and an existing wider
+    ``burst_home()`` (an older burst's) is made 0700.
+
+    Called by the commands that write under ``burst_home()`` once their checks passed (a refused
+    command creates nothing); ``download`` and ``plot`` write where the user says, with the user's umask.
+    """
+    before = os.umask(0o077)
+    try:
+        home = burst_home()
+        if home.is_dir() and home.stat().st_mode & 0o077:
+            home.chmod(0o700)
+        yield
+    finally:
+        os.umask(before)
 
 
 @dataclass

@@ -150,6 +150,8 @@ class EC2Provider(EC2Access, Provider):
 
     def prepare(self) -> None:
         self.resources = aws_setup.prepare(self.job, self.options, self.session, identity=self._identity)
+        for warning in self.resources.warnings:
+            self.report(f"warning: {warning}")
 
     def _prepared(self) -> aws_setup.JobResources:
         if self.resources is None:

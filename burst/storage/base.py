@@ -79,7 +79,8 @@ class Storage(ABC):
     def list_objects(self, prefix: str = "") -> list[StoredObject]: ...
 
     @abstractmethod
-    def read_text(self, key: str) -> str: ...
+    def read_text(self, key: str) -> str:
+        """The object as UTF-8 text; ``burst.records.UnreadableRecord`` when it is not UTF-8."""
 
     @abstractmethod
     def write_text(self, key: str, text: str) -> None: ...
@@ -89,7 +90,7 @@ class Storage(ABC):
 
     @abstractmethod
     def read_versioned(self, key: str) -> tuple[str, str]:
-        """``(text, etag)``: the etag to hand to ``replace_if_match``."""
+        """``(text, etag)``: the etag to hand to ``replace_if_match``; ``UnreadableRecord`` (with the etag) when not UTF-8."""
 
     @abstractmethod
     def create_if_absent(self, key: str, text: str) -> str:
@@ -102,7 +103,16 @@ class Storage(ABC):
     def replace_if_match(self, key: str, text: str, etag: str) -> str:
         """Replace ``key`` only if it still has ``etag`` (S3 ``If-Match``); return the new etag.
 
-        Raises ``PreconditionFailed`` when it changed, ``KeyNotFound`` when it is gone.
+        Raises ``PreconditionFailed`` when it changed, ``KeyNotFound`` when it is gone (some S3-compatible
+        stores, SeaweedFS among them, answer a gone key 412 too: to a claim both mean "not yours").
+        """
+
+    @abstractmethod
+    def clock(self) -> float:
+        """The store's own time now (epoch seconds): what ``StoredObject.modified`` is measured on.
+
+        Lease ages compare a claim's last write with this, never with this machine's
+        clock, which may be minutes off (laptops, WSL2).
         """
 
     def list_keys(self, prefix: str = "") -> list[str]:

@@ -13,6 +13,7 @@ from typing import Iterator
 from urllib.parse import unquote, urlparse
 
 from burst.atomic import TEMP_SUFFIX, write_atomically
+from burst.records import utf8_text
 from burst.storage.base import (
     DownloadDone,
     KeyNotFound,
@@ -164,10 +165,21 @@ class LocalDirStorage(Storage):
         found.sort(key=lambda obj: obj.key)
         return found
 
+    def clock(self) -> float:
+        """The file system's time: the mtime the kernel gives a file made now (a temporary one, not listed)."""
+        if not self.root.is_dir():
+            raise KeyNotFound(f"the bucket folder {self.root} does not exist")
+        handle, name = tempfile.mkstemp(prefix=".clock.", suffix=TEMP_SUFFIX, dir=self.root)
+        try:
+            return os.fstat(handle).st_mtime
+        finally:
+            os.close(handle)
+            os.unlink(name)
+
     def read_text(self, key: str) -> str:
         path = self._path(key)
         try:
-            return path.read_text(encoding="utf-8")
+            return utf8_text(path.read_bytes(), key)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(f"{self.url}/{key} does not exist") from None
 
@@ -179,7 +191,7 @@ class LocalDirStorage(Storage):
         try:
             with open(path, "rb") as handle:  # the etag of exactly what was read
                 stamp = _stamp(os.fstat(handle.fileno()))
-                return handle.read().decode("utf-8"), stamp
+                return utf8_text(handle.read(), key, stamp), stamp
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(f"{self.url}/{key} does not exist") from None
 

@@ -16,14 +16,18 @@ checks on arrival).
 
 Conditional writes (``create_if_absent``: ``If-None-Match: *``;
 ``replace_if_match``: ``If-Match``) make claims and leases exactly-once: the
-loser gets ``PreconditionFailed`` (S3's 412, or 409 ``ConditionalRequestConflict``
-when two conditional writes of one key race).
+loser gets ``PreconditionFailed`` (S3's 412). A 409 ``ConditionalRequestConflict``
+(another write of the key was in flight) decides nothing: AWS says to retry it, and
+it is retried here; a 412 after it is marked ``after_retry`` (our own first try may
+have been the write that won), so callers read the key back.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,6 +35,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
+from burst.records import utf8_text
+from burst.retry import backoff
 from burst.storage.base import DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
 from burst.storage.s3_client import make_client
 
@@ -39,8 +45,14 @@ DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 _NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 # 412 PreconditionFailed: the condition is false. 409 ConditionalRequestConflict: real S3's
-# answer to a conditional write racing another write of the same key -- also a lost race.
-_PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+# answer to a conditional write racing another write of the same key: retried (CONFLICT_TRIES).
+_PRECONDITION_CODES = {"PreconditionFailed", "412"}
+_CONFLICT_CODE = "ConditionalRequestConflict"
+CONFLICT_TRIES = 6
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _retried(error: ClientError) -> bool:
@@ -113,6 +125,8 @@ class S3Storage(Storage):
             preferred_transfer_client="classic",
         )
         self.client = make_client(profile, region, max_concurrency, user_agent_extra)
+        self._heard: tuple[float, float] | None = None  # (the store's Date, time.monotonic()) of its last answer
+        self.client.meta.events.register("after-call.s3", self._note_date)
 
     # -- names ---------------------------------------------------------------
 
@@ -258,6 +272,23 @@ class S3Storage(Storage):
             raise
         return sorted(found, key=lambda obj: obj.key)
 
+    def _note_date(self, http_response=None, **_) -> None:
+        date = getattr(http_response, "headers", {}).get("Date") if http_response is not None else None
+        if date:
+            try:
+                self._heard = (email.utils.parsedate_to_datetime(date).timestamp(), time.monotonic())
+            except (TypeError, ValueError):
+                pass
+
+    def clock(self) -> float:
+        """The store's time: the ``Date`` (whole seconds) of its last answer, plus the time since; HeadBucket if none lately."""
+        if self._heard is None or time.monotonic() - self._heard[1] > 60:
+            self.client.head_bucket(Bucket=self.bucket)
+        if self._heard is None:
+            raise RuntimeError(f"s3://{self.bucket} answered without a Date header: its clock is unknown")
+        date, heard = self._heard
+        return date + (time.monotonic() - heard)
+
     def read_text(self, key: str) -> str:
         return self.read_versioned(key)[0]
 
@@ -290,12 +321,27 @@ class S3Storage(Storage):
             if missing:
                 raise missing from None
             raise
+        etag = response["ETag"].strip('"')
         with response["Body"] as body:
-            return body.read().decode("utf-8"), response["ETag"].strip('"')
+            return utf8_text(body.read(), key, etag), etag
+
+    def _conditional_put(self, key: str, text: str, **condition: str) -> str:
+        """``_put_text`` with a condition; a 409 conflict is retried (with backoff), then its ClientError stands."""
+        delays = backoff(first=0.1, factor=2.0, cap=2.0)
+        for tries in range(1, CONFLICT_TRIES + 1):
+            try:
+                return self._put_text(key, text, **condition)
+            except ClientError as error:
+                if _code(error) != _CONFLICT_CODE or tries == CONFLICT_TRIES:
+                    if tries > 1:
+                        error.response.setdefault("ResponseMetadata", {})["RetryAttempts"] = tries  # after a retry
+                    raise
+                time.sleep(next(delays))
+        raise AssertionError("unreachable")
 
     def create_if_absent(self, key: str, text: str) -> str:
         try:
-            return self._put_text(key, text, IfNoneMatch="*")
+            return self._conditional_put(key, text, IfNoneMatch="*")
         except ClientError as error:
             if self._lost_condition(error):
                 raise PreconditionFailed(f"{self.object_url(key)} exists already", _retried(error)) from None
@@ -306,7 +352,7 @@ class S3Storage(Storage):
 
     def replace_if_match(self, key: str, text: str, etag: str) -> str:
         try:
-            return self._put_text(key, text, IfMatch=etag)
+            return self._conditional_put(key, text, IfMatch=etag)
         except ClientError as error:
             if self._lost_condition(error):
                 raise PreconditionFailed(f"{self.object_url(key)} changed since it was read (ETag {etag})",
