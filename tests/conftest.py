@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,3 +114,31 @@ def write_campaign(folder: Path, rows: list[tuple[str, str]], install: str = "#!
     install_file = folder / "INSTALL.sh"
     install_file.write_text(install, encoding="utf-8")
     return jobfile, install_file
+
+
+def public_key_of(pem) -> str:
+    return subprocess.run(["ssh-keygen", "-y", "-f", str(pem)], capture_output=True, text=True, check=True).stdout
+
+
+class StartsWhenTheKeyExists:
+    """A test's stand-in machine (an sshd, or a stock userland with its own) for every instance of a job.
+
+    It answers only once the dispatcher created the job's key pair: a thread waits for
+    the key file, authorises its public key and starts the server. Its error, if any,
+    is kept in ``error`` for the test to report; ``thread`` is joined by fixtures.
+    """
+
+    def start_when_the_key_exists(self, pem: Path, server) -> None:
+        """``server``: anything with ``authorize(public_key)`` and ``start()``."""
+        self.pem = pem
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._start, args=(server,), daemon=True)
+        self.thread.start()
+
+    def _start(self, server) -> None:
+        try:
+            wait_until(lambda: self.pem.exists() and self.pem.stat().st_size > 0, timeout=120, what="the job's key file")
+            server.authorize(public_key_of(self.pem))
+            server.start()
+        except BaseException as error:  # reported by the test
+            self.error = error

@@ -15,26 +15,20 @@ import os
 import shlex
 import shutil
 import signal
-import subprocess
-import threading
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.conftest import REPO, run_script, status_report, statuses, wait_until
+from tests.conftest import REPO, StartsWhenTheKeyExists, run_script, status_report, statuses, wait_until
 from tests.motoserver import moto_ami, moto_server, node_key  # noqa: F401  (fixtures)
 from tests.sshd import SSHServer, node_env, sshd_factory, write_ssh_config  # noqa: F401  (fixtures)
 
 DISPATCHER = str(REPO / "dispatcher.py")
 
 
-def public_key_of(pem) -> str:
-    return subprocess.run(["ssh-keygen", "-y", "-f", str(pem)], capture_output=True, text=True, check=True).stdout
-
-
-class Nodes:
+class Nodes(StartsWhenTheKeyExists):
     """One sshd standing in for every instance, started once the job's key pair exists."""
 
     def __init__(self, tmp_path, home, factory, endpoint, job, metadata_url: str | None = None,
@@ -49,21 +43,9 @@ class Nodes:
         self.ssh_config = write_ssh_config(tmp_path / "ssh_config", {"*": {
             "HostName": "127.0.0.1", "Port": self.server.port, "User": self.server.user,
         }})
-        self.pem = home / ".ssh" / f"{job}.pem"
         # --node-root is a folder inside the login home (burst refuses any other): one of the test's own there
         self.node_root = self.server.home / f".burst-test-nodes-{uuid.uuid4().hex[:12]}"
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._start_when_the_key_exists, daemon=True)
-        self.thread.start()
-
-    def _start_when_the_key_exists(self):
-        """sshd answers only after the dispatcher created the key pair: it must retry until then."""
-        try:
-            wait_until(lambda: self.pem.exists() and self.pem.stat().st_size > 0, timeout=120, what="the job's key file")
-            self.server.authorize(public_key_of(self.pem))
-            self.server.start()
-        except BaseException as error:  # reported by the test
-            self.error = error
+        self.start_when_the_key_exists(home / ".ssh" / f"{job}.pem", self.server)
 
     def args(self) -> list[str]:
         return ["--ssh-config", str(self.ssh_config), "--ssh-cidr", "127.0.0.1/32", "--node-root", self.node_root.name, "--yes"]

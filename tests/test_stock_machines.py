@@ -11,14 +11,12 @@ with Debian's botocore 1.29 (which has none) nor with nothing at all (3.9).
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 import uuid
 
 import boto3
 import pytest
 
-from tests.conftest import REPO, run_script, status_report, wait_until
+from tests.conftest import REPO, StartsWhenTheKeyExists, run_script, status_report
 from tests.motoserver import moto_ami, moto_server, node_key  # noqa: F401  (fixtures)
 from tests.sshd import write_ssh_config
 from tests.stock import LOGIN_USER, StockMachine, debian_userland, mounts_below, python39_layer
@@ -27,7 +25,7 @@ DISPATCHER = str(REPO / "dispatcher.py")
 DEBIAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class StockNodes:
+class StockNodes(StartsWhenTheKeyExists):
     """One stock machine standing in for every instance, started once the job's key pair exists."""
 
     def __init__(self, tmp_path, home, layers, endpoint, job):
@@ -39,21 +37,8 @@ class StockNodes:
         self.ssh_config = write_ssh_config(tmp_path / "ssh_config", {"*": {
             "HostName": "127.0.0.1", "Port": self.machine.port, "User": LOGIN_USER,
         }})
-        self.pem = home / ".ssh" / f"{job}.pem"
         self.node_root = f".burst-test-nodes-{uuid.uuid4().hex[:12]}"
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._start_when_the_key_exists, daemon=True)
-        self.thread.start()
-
-    def _start_when_the_key_exists(self):
-        try:
-            wait_until(lambda: self.pem.exists() and self.pem.stat().st_size > 0, timeout=120, what="the job's key file")
-            public = subprocess.run(["ssh-keygen", "-y", "-f", str(self.pem)], capture_output=True, text=True,
-                                    check=True).stdout
-            self.machine.authorize(public)
-            self.machine.start()
-        except BaseException as error:  # reported by the test
-            self.error = error
+        self.start_when_the_key_exists(home / ".ssh" / f"{job}.pem", self.machine)
 
     def args(self) -> list[str]:
         return ["--ssh-config", str(self.ssh_config), "--ssh-cidr", "127.0.0.1/32", "--node-root", self.node_root, "--yes"]
