@@ -46,12 +46,13 @@ def run_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("offset", ["+10m", "-10m"])
 def test_ten_minutes_of_skew_interrupt_nothing(tmp_path, moto_ami, make_nodes, who, offset):  # noqa: F811
     job = "skew"
-    jobfile, install = write_jobs(tmp_path, [("t3.micro", f"sleep 6; bash bench.sh {n}") for n in range(4)])
+    # each row outlasts its lease (4 heartbeats of 1 s)
+    jobfile, install = write_jobs(tmp_path, [("t3.micro", f"sleep 5; bash bench.sh {n}") for n in range(2)])
     nodes = make_nodes(job, **(skewed(offset, monotonic_too=False) if who == "workers" else {}))
     dispatcher_env = skewed(offset, monotonic_too=True) if who == "dispatcher" else {}
     if who == "workers":  # the nodes' clocks are off: check it reaches them
         (tmp_path / "ec2jobs" / "bench.sh").write_text((tmp_path / "ec2jobs" / "bench.sh").read_text() + "date -u +%s > results/now.txt\n")
-    result = run_with(dispatcher_env, DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait",
+    result = run_with(dispatcher_env, DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--no-calibrate", "--wait",
                       "--install", str(install), "--machines", "2", "--heartbeat", "1", *nodes.args())
     assert nodes.error is None, nodes.error
     said = result.stdout + result.stderr

@@ -47,7 +47,7 @@ def campaign(tmp_path, isolated_home, aws_faults, moto_ami, sshd_factory):
         jobfile, install = write_campaign(tmp_path / job, [("t3.micro", command)] * rows)
         nodes = Nodes(tmp_path, isolated_home, sshd_factory, aws_faults.url, job)
         made.append((nodes, job))
-        return [DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--install", str(install), *nodes.args()], nodes
+        return [DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--no-calibrate", "--wait", "--install", str(install), *nodes.args()], nodes
     made: list = []
     yield make
     for nodes, job in made:  # what terminating them would do on EC2: no process outlives its test
@@ -102,7 +102,7 @@ def test_credentials_that_expire_during_wait_stop_at_once_and_the_same_command_r
 
 def test_s3_errors_mid_run_lose_nothing(campaign, aws_faults):
     args, nodes = campaign("flaky", rows=4)
-    aws_faults.add(SLOW_DOWN.on("PutObject", times=6))
+    aws_faults.add(SLOW_DOWN.on("PutObject", times=3))  # in a row: backoffs of up to 1, 2, 4 s
     aws_faults.add(INTERNAL_ERROR.on("ListObjectsV2", times=3))
     result = run_script(*args, "--machines", "2")
     assert nodes.error is None, nodes.error
@@ -264,7 +264,7 @@ def test_an_instance_profile_never_usable_is_one_message_after_3_minutes(aws_fau
 
 def dispatch(tmp_path, moto_ami, job: str, capsys) -> tuple[int, str]:  # noqa: F811
     jobfile, install = write_campaign(tmp_path / job, [("t3.micro", "true")])
-    code = run_entry(dispatcher_main, [moto_ami, job, str(jobfile), "-d", "--install", str(install),
+    code = run_entry(dispatcher_main, [moto_ami, job, str(jobfile), "-d", "--no-calibrate", "--install", str(install),
                                        "--ssh-cidr", "203.0.113.7/32", "--machines", "1", "--yes"])
     return code, capsys.readouterr().err
 

@@ -60,7 +60,7 @@ def remove_default_vpc() -> None:
 def test_no_default_vpc_and_no_subnet_is_one_message_and_nothing_is_made(tmp_path, moto_ami, capsys):  # noqa: F811
     remove_default_vpc()
     jobfile, install = write_campaign(tmp_path / JOB, [("t3.micro", "true")])
-    code = run_entry(dispatcher_main, [moto_ami, JOB, str(jobfile), "-c", "-d", "--install", str(install),
+    code = run_entry(dispatcher_main, [moto_ami, JOB, str(jobfile), "-c", "-d", "--no-calibrate", "--install", str(install),
                                        "--ssh-cidr", "203.0.113.7/32", "--yes"])
     err = capsys.readouterr().err
     assert code == 2, err

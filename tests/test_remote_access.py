@@ -18,7 +18,7 @@ def start_waiting_row(tmp_path, job: str, image: str = "local", extra: tuple = (
     command = (f"echo line1; echo line2 >&2; echo line3; while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.1; done; "
                "echo last")
     jobfile, install = write_campaign(tmp_path, [("t3.micro", command)])
-    started = run_script(DISPATCHER, image, job, str(jobfile), "-c", "-d", "--install", str(install), *extra)
+    started = run_script(DISPATCHER, image, job, str(jobfile), "-c", "-d", "--no-calibrate", "--install", str(install), *extra)
     assert started.returncode == 0, started.stdout + started.stderr
     wait_until(lambda: statuses(job)[f"{job}0"]["state"] == "running", timeout=120, what="the row running")
     return release

@@ -111,7 +111,7 @@ def test_an_interruption_notice_reruns_its_row_elsewhere_and_costs_add_up(tmp_pa
     tags = [f"{job}{n}" for n in range(3)]
     output = tmp_path / "dispatcher.out"
     dispatcher = subprocess.Popen(
-        [sys.executable, DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--spot", "--machines", "3",
+        [sys.executable, DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--no-calibrate", "--wait", "--spot", "--machines", "3",
          "--heartbeat", "2", "--install", str(install), *nodes.args()],
         cwd=REPO, stdout=output.open("w"), stderr=subprocess.STDOUT, text=True)
     try:
@@ -195,7 +195,7 @@ def test_a_spot_machine_that_vanishes_without_a_notice_is_found_by_its_lease(tmp
     tags = [f"{job}{n}" for n in range(2)]
     output = tmp_path / "dispatcher.out"
     dispatcher = subprocess.Popen(
-        [sys.executable, DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--spot", "--machines", "2",
+        [sys.executable, DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--no-calibrate", "--wait", "--spot", "--machines", "2",
          "--heartbeat", "1", "--retries", "3", "--install", str(install), *nodes.args()],
         cwd=REPO, stdout=output.open("w"), stderr=subprocess.STDOUT, text=True)
     try:

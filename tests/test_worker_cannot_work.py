@@ -34,7 +34,7 @@ def run_campaign(tmp_path, isolated_home, sshd_factory, endpoint, moto_ami, job,
     nodes = Nodes(tmp_path, isolated_home, sshd_factory, endpoint, job)
     started = time.monotonic()
     try:
-        result = run_script(DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--wait", "--machines", "2",
+        result = run_script(DISPATCHER, moto_ami, job, str(jobfile), "-c", "-d", "--no-calibrate", "--wait", "--machines", "2",
                             "--install", str(install_file), "--save-patience", "600", *nodes.args(), timeout=240)
         assert nodes.error is None, nodes.error
     finally:
