@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -58,18 +59,44 @@ _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": 
                                          "None": (type(None),), "Any": (object,), "list": (list,), "dict": (dict,)}
 
 
-def _fits(annotation: str, value: Any) -> bool:
-    """Whether ``value`` (from JSON) has the type a dataclass field's annotation string names (shallow, plus list items)."""
+@functools.lru_cache(maxsize=None)
+def _accepted(annotation: str) -> tuple[tuple[str, tuple[type, ...], str], ...]:
+    """A field annotation string, parsed once: (name, the JSON types it takes, its list items' annotation)."""
+    found = []
     for part in annotation.split("|"):
         name, _, inner = part.strip().partition("[")
+        item = inner.rstrip("]").strip()
+        found.append((name, _SCALARS.get(name, (object,)), item if name == "list" and item in _SCALARS else ""))
+    return tuple(found)
+
+
+def _fits(annotation: str, value: Any) -> bool:
+    """Whether ``value`` (from JSON) has the type a dataclass field's annotation string names (shallow, plus list items)."""
+    for name, types, item in _accepted(annotation):
         if name in ("int", "float") and isinstance(value, bool):
             continue  # JSON true is no number
-        if isinstance(value, _SCALARS.get(name, (object,))):
-            item = inner.rstrip("]").strip()
-            if name == "list" and item in _SCALARS and not all(_fits(item, v) for v in value):
+        if isinstance(value, types):
+            if item and not all(_fits(item, v) for v in value):
                 continue
             return True
     return False
+
+
+@functools.lru_cache(maxsize=None)
+def _check(annotation: str):
+    """``_fits(annotation, value)`` as one function of the value, built once per annotation."""
+    accepted = _accepted(annotation)
+    if any(item for _, _, item in accepted):
+        return lambda value: _fits(annotation, value)
+    union = tuple(t for _, types, _ in accepted for t in types)
+    bool_fits = any(name not in ("int", "float") and isinstance(True, types) for name, types, _ in accepted)
+    return lambda value: bool_fits if isinstance(value, bool) else isinstance(value, union)
+
+
+@functools.lru_cache(maxsize=None)
+def _field_checks(cls) -> dict[str, Any]:
+    """Each field of dataclass ``cls`` and the check of its type, built once per class."""
+    return {f.name: _check(str(f.type)) for f in dataclasses.fields(cls)}
 
 
 def parse_record(cls, raw: str | bytes | dict[str, Any], where: str):
@@ -79,13 +106,13 @@ def parse_record(cls, raw: str | bytes | dict[str, Any], where: str):
     records): a record that rotted is a condition the caller names, never a traceback.
     """
     data = raw if isinstance(raw, dict) else json_object(raw, where)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    wrong = [f"{name} is {json.dumps(value)[:40]}" for name, value in data.items()
-             if name in fields and not _fits(str(fields[name].type), value)]
+    checks = _field_checks(cls)
+    known = {name: value for name, value in data.items() if name in checks}
+    wrong = [f"{name} is {json.dumps(value)[:40]}" for name, value in known.items() if not checks[name](value)]
     if wrong:
         raise UnreadableRecord(where, "wrong types: " + ", ".join(wrong))
     try:
-        return from_known_fields(cls, data)
+        return cls(**known)
     except TypeError as error:  # a required field is missing
         raise UnreadableRecord(where, str(error).split("__init__() ")[-1]) from None
 

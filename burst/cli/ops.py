@@ -21,6 +21,7 @@ from burst.cli.tables import exit_status, print_machines, print_status, status_j
 from burst.control.campaign import Campaign
 from burst.control.campaign_record import load_record, record_path, timeline_path
 from burst.control.decide import Actions, EndMachine
+from burst.control.kept_records import kept_path
 from burst.control.ledger import cost_by_machine, cost_by_type, cost_line
 from burst.errors import UserError
 from burst.providers.base import kept_private
@@ -102,6 +103,7 @@ def cmd_status(job: str, as_json: bool, with_cost: bool = False, wide: bool = Fa
     """
     campaign = _campaign(job)
     world, _ = campaign.reconcile(may_launch=False)
+    campaign.keep_records()
     for message in world.bucket.unreadable.values():  # a record that rotted: named, never a traceback
         _note(message)
     if abs(world.bucket.skew) > SKEW_SHOWN:
@@ -245,7 +247,8 @@ def cmd_cleanup(job: str, yes: bool) -> int:
     if others:  # not burst's: left as they are
         report(f"kept {len(others)} file(s) of {campaign.record.bucket_url} that burst did not write "
                f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})")
-    for path, what in ((record_path(job), "the campaign record"), (timeline_path(job), "the timeline picture")):
+    for path, what in ((record_path(job), "the campaign record"), (timeline_path(job), "the timeline picture"),
+                       (kept_path(job), "the rows' statuses kept on this machine")):
         if path.exists():
             path.unlink()
             removed.append(f"{what} {path}")

@@ -16,6 +16,7 @@ from burst import protocol
 from burst.control.campaign_record import CampaignRecord
 from burst.control.decide import Actions, Policy, Rerun, World, decide
 from burst.control.fleet import Fleet
+from burst.control.kept_records import keep, load_kept
 from burst.control.ledger import Ledger, make_ledger
 from burst.errors import BurstError, command_name
 from burst.node.bucket_view import read_bucket
@@ -41,6 +42,16 @@ class Campaign:
         self.report = report
         provider.report = report
         self.fleet = Fleet(record, provider, storage, report=report, install_timeout=install_timeout, prices=prices)
+        self._kept = load_kept(record.job, record.bucket_url)  # final rows read by an earlier command (etag-keyed)
+        self.fleet.cache.seed(self._kept)
+
+    def keep_records(self) -> None:
+        """Keep the rows' statuses read so far on this machine, for the next command (best-effort: a full disk
+        only costs the next one its GETs)."""
+        try:
+            keep(self.record.job, self.record.bucket_url, self.fleet.cache, self._kept)
+        except OSError:
+            pass
 
     def policy(self, may_launch: bool) -> Policy:
         pool = self.record.pool
@@ -143,6 +154,7 @@ class Campaign:
                     return rows
                 time.sleep(next(delays))
         finally:
+            self.keep_records()
             self.fleet.close()
 
     def _machines_to_outwait(self, world: World, since: float | None) -> bool:

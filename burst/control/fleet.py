@@ -13,6 +13,7 @@ import json
 import shlex
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +38,7 @@ from burst.transport.base import Transport, tail
 CONNECT_PER_ROUND = 15.0  # seconds one round tries to reach a machine that does not answer yet
 BOOT_TIMEOUT = 900.0  # a machine that no SSH connection reached for this long after launch is failed
 WORKER_LOG = "logs/worker.log"
+CAMPAIGN_CHECK = 60.0  # seconds between two checks that campaign.json is there and readable
 LOGIN_GRACE = 10.0  # a machine older than this that refuses the job's key for a whole round: a verdict, for its type
 
 
@@ -54,6 +56,7 @@ class Fleet:
         self.install_timeout = install_timeout
         self.cache = RecordCache()
         self._campaign_checked = ""  # etag of the campaign.json last found readable
+        self._campaign_checked_at = float("-inf")  # time.monotonic() of that check
         self._transports: dict[str, Transport] = {}
         self._bundle: Path | None = None
         self._temp = tempfile.TemporaryDirectory(prefix="burst-bundle-")
@@ -71,10 +74,14 @@ class Fleet:
     def _keep_campaign_readable(self) -> None:
         """``campaign.json`` (the workers' rows) missing or unreadable: written again from this record.
 
-        Listed each round, read once per version (a GET only when its etag changed); workers wait for it, bounded.
+        Listed once a minute, not every round (a request per round that nothing else needs: workers
+        wait minutes for it), and read once per version (a GET only when its etag changed).
         """
+        if time.monotonic() - self._campaign_checked_at < CAMPAIGN_CHECK:
+            return
         listed_etag = next((o.etag for o in self.storage.list_objects(protocol.CAMPAIGN_KEY)
                             if o.key == protocol.CAMPAIGN_KEY), "")
+        self._campaign_checked_at = time.monotonic()
         if listed_etag and listed_etag == self._campaign_checked:
             return
         try:

@@ -21,16 +21,40 @@ from burst.storage.base import KeyNotFound, Storage, StoredObject
 
 
 class RecordCache:
-    """(key, etag) -> parsed JSON (or why it is unreadable); thread-safe. Objects with the same etag have the same content."""
+    """(key, etag) -> parsed JSON (or why it is unreadable), and each record built from it once; thread-safe.
+
+    Objects with the same etag have the same content. ``seed`` takes entries kept
+    from an earlier run (``snapshot``): each is used only while a listing shows the
+    same etag, and is parsed by ``parse_record`` like a fresh read, so a kept entry
+    can neither show what the bucket no longer says nor crash a reader.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[str, Any]] = {}
+        self._built: dict[tuple[str, type], tuple[str, Any]] = {}  # (key, class) -> (etag, the record parsed from it)
         self._lock = threading.Lock()
+        self._used: set[str] = set()  # keys read (from the bucket or this cache) by this process
+        self._seeded: set[str] = set()  # keys whose entry came from ``seed``, not from the bucket
+
+    def seed(self, entries: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        """Entries kept from an earlier run: key -> (etag, JSON object)."""
+        with self._lock:
+            for key, (etag, data) in entries.items():
+                if key not in self._entries:
+                    self._entries[key] = (etag, data)
+                    self._seeded.add(key)
+
+    def snapshot(self, keep=lambda key: True) -> dict[str, tuple[str, dict[str, Any]]]:
+        """key -> (etag, JSON object) of the readable entries this process read whose key ``keep`` accepts."""
+        with self._lock:
+            return {key: entry for key, entry in self._entries.items()
+                    if key in self._used and isinstance(entry[1], dict) and keep(key)}
 
     def raw(self, storage: Storage, obj: StoredObject) -> dict[str, Any] | UnreadableRecord | None:
         """The object's JSON object, or why it is not one; None when it was deleted since the listing."""
         with self._lock:
             cached = self._entries.get(obj.key)
+            self._used.add(obj.key)
         if cached is not None and obj.etag and cached[0] == obj.etag:
             return cached[1]
         data: dict[str, Any] | UnreadableRecord
@@ -47,6 +71,7 @@ class RecordCache:
                 data = error
         with self._lock:
             self._entries[obj.key] = (etag, data)
+            self._seeded.discard(obj.key)
         return data
 
     def load(self, storage: Storage, obj: StoredObject) -> dict[str, Any] | None:
@@ -55,11 +80,33 @@ class RecordCache:
         return data if isinstance(data, dict) else None
 
     def record(self, storage: Storage, obj: StoredObject, cls):
-        """The object as dataclass ``cls`` (None when gone); ``UnreadableRecord`` when it rotted."""
+        """The object as dataclass ``cls`` (None when gone); ``UnreadableRecord`` when it rotted.
+
+        Built once per (key, etag): callers share it and must not change it.
+        """
         data = self.raw(storage, obj)
         if isinstance(data, UnreadableRecord):
             raise data
-        return None if data is None else parse_record(cls, data, obj.key)
+        if data is None:
+            return None
+        with self._lock:
+            etag = self._entries.get(obj.key, ("",))[0]
+            built = self._built.get((obj.key, cls))
+        if built is None or built[0] != etag:
+            try:
+                built = (etag, parse_record(cls, data, obj.key))  # UnreadableRecord (wrong shape): raised, never kept
+            except UnreadableRecord:
+                with self._lock:
+                    seeded = obj.key in self._seeded
+                    if seeded:  # a kept copy that rotted on this machine: what the bucket says decides
+                        del self._entries[obj.key]
+                        self._seeded.discard(obj.key)
+                if seeded:
+                    return self.record(storage, obj, cls)
+                raise
+            with self._lock:
+                self._built[(obj.key, cls)] = built
+        return built[1]
 
 
 @dataclass

@@ -48,18 +48,29 @@ class LocalDirStorage(Storage):
         key = key.lstrip("/")
         folder, _, name = key.rpartition("/")
         root = self._resolved_root()
-        parent = self._folders.get(folder)
-        if parent is None:
-            parent = (root / folder).resolve() if folder else root
-            if parent != root and root not in parent.parents:
-                raise ValueError(f"key {key!r} leaves the bucket {self.url}")
-            self._folders[folder] = parent
+        parent = self._folder(root, folder) if folder else root
         path = parent / name
         if name in ("", ".", "..") or os.path.islink(path):
             path = path.resolve()
             if path != root and root not in path.parents:
                 raise ValueError(f"key {key!r} leaves the bucket {self.url}")
         return path
+
+    def _folder(self, root: Path, folder: str) -> Path:
+        """``folder``'s resolved path, inside the bucket; from its parent's (kept) and one ``lstat`` of its own
+        name when that is no link (resolving each row's folder whole cost ``status`` a second per 10,000 rows)."""
+        resolved = self._folders.get(folder)
+        if resolved is not None:
+            return resolved
+        above, _, name = folder.rpartition("/")
+        parent = self._folder(root, above) if above else root
+        resolved = parent / name
+        if name in ("", ".", "..") or os.path.islink(resolved):
+            resolved = resolved.resolve()
+            if resolved != root and root not in resolved.parents:
+                raise ValueError(f"key {folder!r} leaves the bucket {self.url}")
+        self._folders[folder] = resolved
+        return resolved
 
     def _resolved_root(self) -> Path:
         if self._root is None or not self._root_exists:
@@ -143,27 +154,38 @@ class LocalDirStorage(Storage):
     def list_objects(self, prefix: str = "") -> list[StoredObject]:
         if not self.root.is_dir():  # an unreachable bucket is an error, never an empty one
             raise KeyNotFound(f"the bucket folder {self.root} does not exist")
-        found = []
-        root = str(self.root)
+        found: list[StoredObject] = []
         # only the folders that can hold keys with this prefix: a listing of state/ never walks the logs
-        start = os.path.join(root, *prefix.split("/")[:-1])
-        for folder, dirs, files in os.walk(start):
-            relative = os.path.relpath(folder, root).replace(os.sep, "/")
-            base = "" if relative == "." else relative + "/"
-            dirs[:] = [d for d in dirs if (base + d + "/").startswith(prefix) or prefix.startswith(base + d + "/")]
-            for name in files:
-                if name.startswith(".") and name.endswith((TEMP_SUFFIX, ".lock")):
-                    continue  # a write in progress, or a key's lock
-                key = base + name
-                if not key.startswith(prefix):
-                    continue
-                try:
-                    stat = os.stat(os.path.join(folder, name))
-                except FileNotFoundError:
-                    continue  # replaced or deleted while listing
-                found.append(StoredObject(key=key, size=stat.st_size, etag=_stamp(stat), modified=stat.st_mtime))
+        base = "/".join(prefix.split("/")[:-1])
+        self._list_folder(os.path.join(str(self.root), *base.split("/")) if base else str(self.root),
+                          base + "/" if base else "", prefix, found)
         found.sort(key=lambda obj: obj.key)
         return found
+
+    def _list_folder(self, folder: str, base: str, prefix: str, found: list[StoredObject]) -> None:
+        """The keys under ``folder`` (whose keys start with ``base``) that start with ``prefix``, into ``found``.
+
+        One ``scandir`` per folder and one ``stat`` per file: what ``status`` spends listing 100,000 rows.
+        """
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return  # removed while listing, or no such folder yet
+        for entry in entries:
+            key = base + entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if (key + "/").startswith(prefix) or prefix.startswith(key + "/"):
+                        self._list_folder(entry.path, key + "/", prefix, found)
+                    continue
+                if not key.startswith(prefix) or (entry.name.startswith(".") and entry.name.endswith((TEMP_SUFFIX, ".lock"))):
+                    continue  # not asked for, a write in progress, or a key's lock
+                stat = entry.stat()
+                if entry.is_dir():
+                    continue  # a link to a folder: not followed, as no key is a folder
+            except FileNotFoundError:
+                continue  # replaced or deleted while listing
+            found.append(StoredObject(key=key, size=stat.st_size, etag=_stamp(stat), modified=stat.st_mtime))
 
     def clock(self) -> float:
         """The file system's time: the mtime the kernel gives a file made now (a temporary one, not listed)."""
