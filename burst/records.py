@@ -18,8 +18,13 @@ def from_known_fields(cls, data: dict[str, Any]):
 
     Records written by a newer burst (more fields) still load in an older one.
     """
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = _field_names(cls)
     return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@functools.lru_cache(maxsize=None)
+def _field_names(cls) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 class UnreadableRecord(ValueError):
@@ -86,6 +91,9 @@ def _fits(annotation: str, value: Any) -> bool:
 def _check(annotation: str):
     """``_fits(annotation, value)`` as one function of the value, built once per annotation."""
     accepted = _accepted(annotation)
+    if [name for name, _, item in accepted] == ["list"] and accepted[0][2]:  # list[str] and the like
+        each = _check(accepted[0][2])
+        return lambda value: isinstance(value, list) and all(each(item) for item in value)
     if any(item for _, _, item in accepted):
         return lambda value: _fits(annotation, value)
     union = tuple(t for _, types, _ in accepted for t in types)

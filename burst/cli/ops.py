@@ -112,7 +112,7 @@ def cmd_status(job: str, as_json: bool, with_cost: bool = False, wide: bool = Fa
               f"writes (setup phases, the plan) are off by as much: set the clock (NTP)")
     rows = campaign.rows(world)
     machines = campaign.machines(world)
-    ledger = campaign.ledger(world)
+    ledger = campaign.ledger(world, rows)
     tags = campaign.record.tags
     if as_json:
         print(status_json(job, tags, rows, machines))

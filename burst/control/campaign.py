@@ -234,7 +234,7 @@ class Campaign:
                                      f"median of its type" + (f"; {note}" if note else ""))
         return found
 
-    def ledger(self, world: World | None = None) -> Ledger:
-        """What the campaign cost so far: each row, each machine's overhead, the total."""
+    def ledger(self, world: World | None = None, rows: dict[str, JobStatus] | None = None) -> Ledger:
+        """What the campaign cost so far: each row, each machine's overhead, the total (``rows``: as read already)."""
         world = world or self.fleet.observe()
-        return make_ledger(world, self.rows(world))
+        return make_ledger(world, self.rows(world) if rows is None else rows)

@@ -193,10 +193,11 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
 def _listed_rows(storage: Storage, tags: set[str] | None, view: BucketView) -> dict[str, dict[str, StoredObject]]:
     """tag -> {"claim.json" | "status.json" | "released": its object}, from one listing of ``state/rows/``."""
     listed: dict[str, dict[str, StoredObject]] = {}
+    start = len(protocol.ROWS_PREFIX)
     for obj in storage.list_objects(protocol.ROWS_PREFIX):
-        found = protocol.row_record(obj.key)
-        if found is not None and found[1] in ("claim.json", "status.json", "released") and (tags is None or found[0] in tags):
-            listed.setdefault(found[0], {})[found[1]] = obj
+        tag, _, name = obj.key[start:].partition("/")  # protocol.row_record, inlined: 200,000 keys at 100,000 rows
+        if name in ("claim.json", "status.json", "released") and (tags is None or tag in tags):
+            listed.setdefault(tag, {})[name] = obj
     return listed
 
 
