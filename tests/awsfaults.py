@@ -49,6 +49,7 @@ class FaultRule:
     ``service``: only this signing name (``ec2``, ``iam``, ``sts``, ``s3``...).
     ``forward``: the request still reaches the service (and is applied); only its answer is
     replaced by this error: a lost answer, as when a 5xx follows a write that landed.
+    ``after``: the first ``after`` matching calls pass (a zone that gives some machines, then none).
     """
 
     action: str
@@ -60,6 +61,7 @@ class FaultRule:
     service: str | None = None
     param: tuple[str, str] | None = None  # only query/form requests with this parameter (name, value)
     forward: bool = False
+    after: int = 0
 
     def matches(self, service: str, action: str, user_agent: str, form: dict[str, list[str]] | None = None) -> bool:
         return (
@@ -80,10 +82,10 @@ class Fault:
     service: str | None = None
 
     def on(self, action: str, times: int | None = None, user_agent: str | None = None,
-           param: tuple[str, str] | None = None) -> FaultRule:
+           param: tuple[str, str] | None = None, after: int = 0) -> FaultRule:
         return FaultRule(
             action=action, status=self.status, code=self.code, message=self.message,
-            times=times, user_agent=user_agent, service=self.service, param=param,
+            times=times, user_agent=user_agent, service=self.service, param=param, after=after,
         )
 
 
@@ -91,6 +93,9 @@ REQUEST_LIMIT_EXCEEDED = Fault(503, "RequestLimitExceeded", "Request limit excee
 INSUFFICIENT_INSTANCE_CAPACITY = Fault(
     500, "InsufficientInstanceCapacity",
     "We currently do not have sufficient capacity in the Availability Zone you requested.", "ec2",
+)
+NO_SPOT_CAPACITY = Fault(  # what a spot RunInstances is answered in a zone short of spot capacity
+    500, "InsufficientInstanceCapacity", "There is no Spot capacity available that matches your request.", "ec2",
 )
 UNSUPPORTED_IN_ZONE = Fault(
     400, "Unsupported",
@@ -202,6 +207,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._fired: dict[int, int] = {}
+        self._matched: dict[int, int] = {}  # matching calls seen, passed (``after``) or fired
         self._requests: list[tuple[str, str]] = []
         self._params: list[tuple[str, dict[str, str]]] = []  # (action, form parameters) of query-protocol calls (EC2, IAM)
         self._server: ThreadingHTTPServer | None = None
@@ -260,6 +266,9 @@ class FaultProxy:
             self._requests.append((service, action))
             for rule in self._rules:
                 if not rule.matches(service, action, user_agent, form):
+                    continue
+                self._matched[id(rule)] = self._matched.get(id(rule), 0) + 1
+                if self._matched[id(rule)] <= rule.after:
                     continue
                 if rule.times is not None and self._fired[id(rule)] >= rule.times:
                     continue

@@ -190,27 +190,58 @@ def test_a_zone_that_does_not_offer_the_type_is_skipped_for_the_next_one(aws_fau
     assert provider.slept == [] and provider.said == []
 
 
-def test_a_zone_short_of_capacity_gives_what_it_has_and_the_rest_comes_next_round(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
-    """All 3 refused in us-east-1a (HTTP 500: botocore's 10 retries first); then EC2 starts what it has there."""
+def run_calls(aws_faults) -> list[tuple[str, str, str]]:
+    """``(subnet, MinCount, MaxCount)`` of each RunInstances the proxy saw, botocore's retries of one call once."""
+    calls = {p["ClientToken"]: (p.get("SubnetId", ""), p["MinCount"], p["MaxCount"]) for p in aws_faults.params("RunInstances")}
+    return list(calls.values())
+
+
+def test_a_zone_that_runs_short_after_a_partial_fill_leads_to_the_next_zone(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    """us-east-1a starts one machine, then has no more (HTTP 500: botocore's 10 retries first); us-east-1b the rest."""
     provider = launcher()
-    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", times=11))
-    asked: list[tuple[int, int]] = []
-    provider.ec2.meta.events.register("provide-client-params.ec2.RunInstances",
-                                      lambda params, **_: asked.append((params["MinCount"], params["MaxCount"])))
+    provider.prepare()
+    first, second = [subnet.id for subnet in provider.subnets()[:2]]
+    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", param=("SubnetId", first), after=1))
     ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 3)
-    assert aws_faults.fired(rule) == 11 and asked == [(3, 3), (1, 3)]
-    assert states(ids) == {"running"} and zones_of(ids) == ["us-east-1a"] * len(ids)  # moto starts MinCount
-    assert provider.said == [f"EC2 started {len(ids)} of 3 × c5.large in us-east-1a: the rest next round"]
-    assert provider.slept == []
+    assert aws_faults.fired(rule) == 11
+    assert len(ids) == 3 and states(ids) == {"running"}, "the machines asked for all run"
+    assert zones_of(ids) == ["us-east-1a", "us-east-1b", "us-east-1b"]
+    # MinCount 1 every time, MaxCount what is still missing (moto starts MinCount: one per call)
+    assert run_calls(aws_faults) == [(first, "1", "3"), (first, "1", "2"), (second, "1", "2"), (second, "1", "1")]
+    assert provider.said == [] and provider.slept == []
+
+
+def test_every_zone_short_after_a_partial_fill_keeps_what_started_for_the_rest_next_round(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", after=1))
+    ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 3)
+    asked = [subnet for subnet, _, _ in run_calls(aws_faults)]
+    assert asked[1:] == [subnet.id for subnet in provider.subnets()], "every zone was asked for the rest, in order"
+    assert aws_faults.fired(rule) >= 6
+    assert len(ids) == 1 and states(ids) == {"running"} and zones_of(ids) == ["us-east-1a"]
+    assert provider.said == ["EC2 started 1 of 3 × c5.large (InsufficientInstanceCapacity in 6 zones): the rest next round"]
+    assert provider.slept == [], "no wait: the pool asks for the rest next round"
+    assert {call[1] for call in run_calls(aws_faults)} == {"1"}
 
 
 def test_a_zone_with_no_capacity_at_all_is_skipped_for_the_next_one(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
     provider = launcher()
-    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", times=22))  # all, then even one
+    rule = aws_faults.add(INSUFFICIENT_INSTANCE_CAPACITY.on("RunInstances", times=11))  # the call and botocore's retries
     ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 3)
-    assert aws_faults.fired(rule) == 22
+    assert aws_faults.fired(rule) == 11
     assert len(ids) == 3 and zones_of(ids) == ["us-east-1b"] * 3
     assert provider.slept == [] and provider.said == []
+
+
+def test_a_quota_error_after_a_partial_fill_keeps_what_started_and_ends_nothing(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
+    provider = launcher()
+    rule = aws_faults.add(VCPU_LIMIT_EXCEEDED.on("RunInstances", after=1, times=1))
+    ids = provider.launch(LaunchSpec("prof", "c5.large", moto_ami), 3)
+    assert aws_faults.fired(rule) == 1 and len(ids) == 1 and states(ids) == {"running"}
+    (said,) = provider.said
+    assert said.startswith("EC2 started 1 of 3 × c5.large; the rest were refused: AWS refused to start 2 × c5.large")
+    assert "VcpuLimitExceeded" in said and "Service Quotas" in said
+    assert aws_faults.count("TerminateInstances") == 0 and provider.launched == ids
 
 
 def test_no_capacity_at_last_says_what_runs_and_how_to_go_on(aws_faults, launcher, moto_ami, backoffs):  # noqa: F811
@@ -357,7 +388,8 @@ def test_threads_per_core_1_launches_every_core_with_one_thread(aws_faults, laun
     assert provider.launch(LaunchSpec("tpc", "c6g.2xlarge", moto_ami), 1)  # one thread per core already
     sent = [{k: v for k, v in p.items() if k.startswith("CpuOptions")} | {"type": p["InstanceType"]}
             for p in aws_faults.params("RunInstances")]
-    assert sent == [
+    assert sent == [  # moto starts MinCount (1): the second c5.2xlarge is a call of its own
+        {"CpuOptions.CoreCount": "4", "CpuOptions.ThreadsPerCore": "1", "type": "c5.2xlarge"},
         {"CpuOptions.CoreCount": "4", "CpuOptions.ThreadsPerCore": "1", "type": "c5.2xlarge"},
         {"CpuOptions.CoreCount": "8", "CpuOptions.ThreadsPerCore": "1", "type": "m6i.4xlarge"},
         {"type": "c6g.2xlarge"},

@@ -22,7 +22,7 @@ from burst.control.ledger import cost_line
 from burst.providers import ProviderOptions, ec2_spot
 from burst.providers.base import LaunchSpec
 from burst.providers.ec2 import EC2Provider
-from tests.awsfaults import INSUFFICIENT_INSTANCE_CAPACITY, aws_faults  # noqa: F401  (fixture)
+from tests.awsfaults import INSUFFICIENT_INSTANCE_CAPACITY, NO_SPOT_CAPACITY, aws_faults  # noqa: F401  (fixture)
 from tests.conftest import REPO, run_script, status_report, wait_until, write_campaign
 from tests.imds import MetadataServer
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
@@ -65,6 +65,39 @@ def test_refused_spot_capacity_falls_back_to_on_demand_and_says_so(moto_ami, tmp
     assert aws_faults.fired(rule) >= 6, "every zone was asked for spot machines first"
     assert lifecycles(ids) == ["on-demand", "on-demand"]
     assert said == ["no spot capacity for 2 × t3.micro (InsufficientInstanceCapacity): launching them on-demand"]
+    provider.close()
+
+
+def zones(ids: list[str]) -> list[str]:
+    reservations = boto3.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    return sorted(i["Placement"]["AvailabilityZone"] for r in reservations for i in r["Instances"])
+
+
+@pytest.mark.parametrize("market", ["spot", "spot-only"])
+def test_a_zone_with_no_spot_capacity_is_passed_for_the_others_still_spot(moto_ami, tmp_path, aws_faults, backoffs, market):
+    """us-east-1a answers every spot request 'no Spot capacity', us-east-1b gives one and then none: us-east-1c the rest."""
+    provider, said = spot_provider(moto_ami, tmp_path, market)
+    provider.prepare()
+    zone_a, zone_b = [subnet.id for subnet in provider.subnets()[:2]]
+    refuse_a = aws_faults.add(NO_SPOT_CAPACITY.on("RunInstances", param=("SubnetId", zone_a)))
+    short_b = aws_faults.add(NO_SPOT_CAPACITY.on("RunInstances", param=("SubnetId", zone_b), after=1))
+    ids = provider.launch(LaunchSpec("spotjob", "t3.micro", moto_ami), 3)
+    assert aws_faults.fired(refuse_a) == ATTEMPTS and aws_faults.fired(short_b) == ATTEMPTS
+    assert lifecycles(ids) == ["spot"] * 3, "spot in the other zones, never on-demand"
+    assert zones(ids) == ["us-east-1b", "us-east-1c", "us-east-1c"]
+    assert said == [] and provider.launched == ids
+    assert {p["MinCount"] for p in aws_faults.params("RunInstances")} == {"1"}
+    provider.close()
+
+
+def test_spot_machines_started_before_every_zone_refused_are_kept_and_the_rest_go_on_demand(moto_ami, tmp_path, aws_faults, backoffs):
+    provider, said = spot_provider(moto_ami, tmp_path, "spot")
+    provider.prepare()
+    aws_faults.add(NO_SPOT_CAPACITY.on("RunInstances", param=SPOT_ONLY, after=1))
+    ids = provider.launch(LaunchSpec("spotjob", "t3.micro", moto_ami), 3)
+    assert lifecycles(ids) == ["on-demand", "on-demand", "spot"]
+    assert said == ["no spot capacity for 2 × t3.micro (InsufficientInstanceCapacity): launching them on-demand"]
+    assert sorted(provider.launched) == sorted(ids) and len(set(ids)) == 3
     provider.close()
 
 

@@ -7,7 +7,8 @@ ever untagged). Instances start with
 shuts the OS down after ``--max-hours``, which therefore terminates them.
 
 API calls are batched: one ``RunInstances`` per instance type and up to
-``MAX_PER_RUN`` machines (larger campaigns take one call per 100), one waiter
+``MAX_PER_RUN`` machines when EC2 has them (larger campaigns take one call per 100;
+a zone that starts fewer is asked again for the rest, ``ec2_launch``), one waiter
 and one ``DescribeInstances`` for all machines, ``TerminateInstances`` by 1000.
 Throttling is retried by botocore (standard mode, ``burst.retry``); how one
 RunInstances meets partial capacity, zones without capacity, quotas and a new
@@ -184,7 +185,7 @@ class EC2Provider(EC2Access, Provider):
     # -- machines ------------------------------------------------------------
 
     def launch(self, spec: LaunchSpec, count: int) -> list[str]:
-        """``count`` machines of ``spec.instance_type`` in one RunInstances (per 100), tagged at launch."""
+        """Up to ``count`` machines of ``spec.instance_type``, tagged at launch (one RunInstances per 100 when EC2 has them)."""
         if count <= 0:
             return []
         resources = self._prepared()
@@ -216,7 +217,9 @@ class EC2Provider(EC2Access, Provider):
             try:
                 instances = self._run_instances(params, min(MAX_PER_RUN, count - start), spot_refusals=spot)
             except SpotRefused as refused:
-                refused.launched = ids
+                started = [instance["InstanceId"] for instance in refused.instances]  # before the refusal: kept
+                self.launched.extend(started)
+                refused.launched = ids + started
                 raise
             chunk_ids = [instance["InstanceId"] for instance in instances]
             self.launched.extend(chunk_ids)

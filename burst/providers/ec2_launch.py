@@ -1,18 +1,23 @@
-"""One RunInstances, as EC2 really answers it: partial capacity, other zones, quotas, a new instance profile.
+"""RunInstances, as EC2 really answers it: partial capacity, other zones, quotas, a new instance profile.
 
-* All ``count`` machines are asked for in one zone (``MinCount=MaxCount``); when the
-  zone answers ``InsufficientInstanceCapacity``, it is asked again for what it has
-  (``MinCount=1``): EC2 starts as many as it can and the pool launches the rest next
-  round (said, never an error). Asking for all first keeps a campaign in one zone
-  when it fits there.
-* ``InsufficientInstanceCapacity`` for even one machine, or ``Unsupported`` (the type
-  is not offered there) in one Availability Zone: the same call in the next subnet
-  (zone) of the job's; only when every zone
-  refused does it wait (15, 30, then 60 s, said every 30 s) and try them all again,
-  ``CAPACITY_TRIES`` times, then give up saying what runs. A spot request refused in
-  every zone goes back to ``ec2_spot`` (on-demand, or wait).
-* A quota error ends nothing: machines running rows go on; it raises ``UserError``
-  saying which quota and what runs.
+* Every call asks for ``MinCount=1`` and ``MaxCount`` = the machines still missing: EC2
+  starts as many as it has (all of them in one call when the zone has them). A call that
+  started fewer is followed at once, in the same round, by one for the rest (MinCount 1
+  again), in the same subnet until it refuses, then in the next. Each call that is not
+  refused starts at least one machine, so a subnet takes at most as many calls as
+  machines are missing, plus the refusal.
+* ``InsufficientInstanceCapacity`` or ``Unsupported`` (the type is not offered there)
+  in one Availability Zone: the rest is asked of the next subnet (zone) of the job's.
+  When every zone has refused after some machines started, those are returned and the
+  pool launches the rest next round (said, never an error). When every zone refused
+  all of them, it waits (15, 30, then 60 s, said every 30 s) and tries them all again,
+  ``CAPACITY_TRIES`` times, then gives up saying what runs. A spot request refused in
+  every zone goes back to ``ec2_spot`` (on-demand, or wait) with the spot machines that
+  did start.
+* A quota error ends nothing: machines running rows go on, and the call that failed
+  started none (RunInstances starts at least MinCount or nothing). Before anything
+  started it raises ``UserError`` saying which quota and what runs; after some started
+  in this round, those are kept and the error is said: the next round meets it again.
 * A new instance profile is not usable at once (IAM is eventually consistent):
   its refusal is waited out for up to ``PROFILE_WAIT`` seconds, said every 30 s.
 """
@@ -52,7 +57,7 @@ class _ZoneRefused(Exception):
 
 def run_instances(provider: Any, params: dict[str, Any], count: int,
                   spot_refusals: bool = False) -> list[dict[str, Any]]:
-    """Up to ``count`` machines of ``params`` (at least one), in the first zone that has capacity.
+    """Up to ``count`` machines of ``params`` (at least one), from the subnets (zones) in their order.
 
     ``provider`` is the ``EC2Provider`` (its client, subnets, resources, ``sleep`` and ``report``).
     """
@@ -61,26 +66,31 @@ def run_instances(provider: Any, params: dict[str, Any], count: int,
     waits = backoff(first=15.0, factor=2.0, cap=60.0, jitter=0)  # the one policy (burst.retry)
     rounds = 0
     while True:
+        started: list[dict[str, Any]] = []
         refusals: list[str] = []
         last = _ZoneRefused("InsufficientInstanceCapacity", "")
-        for subnet in subnets:
-            try:
-                instances = _run_in(provider, params, count, count, subnet, what, spot_refusals)
-            except _ZoneRefused as refused:
-                try:
-                    if refused.code != "InsufficientInstanceCapacity" or count == 1:
-                        raise
-                    instances = _run_in(provider, params, 1, count, subnet, what, spot_refusals)  # what it has
-                except _ZoneRefused as refused_again:
-                    refusals.append(refused_again.code)
-                    last = refused_again
-                    continue
-            if len(instances) < count:
-                provider.report(f"EC2 started {len(instances)} of {what}"
-                                f"{' in ' + subnet.zone if subnet else ''}: the rest next round")
-            return instances
+        try:
+            for subnet in subnets:
+                refused = _fill(provider, params, count, started, subnet, spot_refusals)
+                if refused is None:
+                    return started
+                refusals.append(refused.code)
+                last = refused
+        except SpotRefused as refused:
+            refused.instances = started  # the spot machines that did start: kept
+            raise
+        except (UserError, BurstError) as error:  # a quota, or an error no retry fixed: what started is kept
+            if not started:
+                raise
+            provider.report(f"EC2 started {len(started)} of {what}; the rest were refused: {error}")
+            return started
         if spot_refusals:
-            raise SpotRefused(last.code)
+            refused = SpotRefused(last.code)
+            refused.instances = started
+            raise refused
+        if started:
+            provider.report(f"EC2 started {len(started)} of {what} ({_summary(refusals)}): the rest next round")
+            return started
         rounds += 1
         if rounds < CAPACITY_TRIES:
             wait_saying(next(waits), sleep=provider.sleep, every=provider.report_every, say=lambda left: provider.report(
@@ -95,15 +105,34 @@ def run_instances(provider: Any, params: dict[str, Any], count: int,
         ) from None
 
 
+def _fill(provider: Any, params: dict[str, Any], count: int, started: list[dict[str, Any]], subnet: Subnet | None,
+          spot_refusals: bool) -> _ZoneRefused | None:
+    """Ask one subnet for what ``started`` still lacks of ``count`` (MinCount 1) until it is all there or refused.
+
+    Appends each call's machines to ``started`` (so a caller keeps them whatever is raised
+    after); None once ``count`` run, else the zone's refusal.
+    """
+    while len(started) < count:  # a call not refused starts at least one machine: at most ``count`` calls
+        try:
+            instances = _run_in(provider, params, count - len(started), subnet, spot_refusals)
+        except _ZoneRefused as refused:
+            return refused
+        if not instances:  # not what EC2 answers to MinCount 1; taken as the zone's refusal, never looped on
+            return _ZoneRefused("InsufficientInstanceCapacity", "EC2 started none")
+        started.extend(instances)
+    return None
+
+
 def _summary(codes: list[str]) -> str:
     """``InsufficientInstanceCapacity`` (one zone), or ``InsufficientInstanceCapacity in 6 zones``."""
     text = ", ".join(dict.fromkeys(codes))
     return text if len(codes) == 1 else f"{text} in {len(codes)} zones"
 
 
-def _run_in(provider: Any, params: dict[str, Any], minimum: int, count: int, subnet: Subnet | None,
-            what: str, spot_refusals: bool) -> list[dict[str, Any]]:
-    """RunInstances of ``minimum`` to ``count`` machines in one subnet; a zone without them raises ``_ZoneRefused``."""
+def _run_in(provider: Any, params: dict[str, Any], count: int, subnet: Subnet | None,
+            spot_refusals: bool) -> list[dict[str, Any]]:
+    """RunInstances of 1 to ``count`` machines in one subnet; a zone without even one raises ``_ZoneRefused``."""
+    what = f"{count} × {params['InstanceType']}"
     resources = provider._prepared()
     where = placement(subnet, resources.security_group_id, provider.options.public_ip)
     profile_waits = backoff(first=2.0, factor=2.0, cap=15.0, jitter=0)
@@ -111,7 +140,7 @@ def _run_in(provider: Any, params: dict[str, Any], minimum: int, count: int, sub
     while True:
         try:
             # A fresh ClientToken per attempt; botocore's own retries reuse it (no double launch).
-            response = provider.ec2.run_instances(**params, **where, MinCount=minimum, MaxCount=count,
+            response = provider.ec2.run_instances(**params, **where, MinCount=1, MaxCount=count,
                                                   ClientToken=uuid.uuid4().hex)
             return list(response["Instances"])
         except ClientError as error:

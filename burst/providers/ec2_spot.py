@@ -21,11 +21,16 @@ SPOT_WAIT_DELAYS = (30.0, 60.0, 120.0, 300.0)  # --spot-only: ask again after th
 
 
 class SpotRefused(Exception):
-    """AWS refused spot machines (capacity, price or count); ``launched`` holds what an earlier batch started."""
+    """AWS refused spot machines (capacity, price or count).
+
+    ``instances``: what the refused RunInstances round did start (a partial fill, kept);
+    ``launched``: the ids of every machine this launch started (earlier batches included).
+    """
 
     def __init__(self, code: str):
         super().__init__(code)
         self.code = code
+        self.instances: list[dict[str, Any]] = []
         self.launched: list[str] = []
 
 
