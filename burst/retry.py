@@ -57,21 +57,25 @@ def unfixable(error: BaseException) -> str | None:
 
 def retry_call(function: Callable[[], T], *, seconds: float, retry_on: tuple[type[BaseException], ...] = (Exception,),
                give_up_on: tuple[type[BaseException], ...] = (), on_retry: Callable[[BaseException, float], None] | None = None,
+               retry_if: Callable[[BaseException], bool] | None = None, tries: int | None = None,
                first: float = 0.5, cap: float = 15.0, sleep: Callable[[float], None] = time.sleep) -> T:
     """``function()``, retried on ``retry_on`` (except ``give_up_on``) with backoff for up to ``seconds``.
 
-    The last error propagates once the budget is spent, and at once when no retry
-    can fix it (``unfixable``: a refusal, a bad parameter, a bug). ``on_retry(error, delay)``
-    lets a caller log each retry.
+    The last error propagates once the budget is spent (``seconds``, and ``tries`` calls
+    when given), and at once when no retry can fix it (``unfixable``: a refusal, a bad
+    parameter, a bug) or when ``retry_if(error)`` says it is not one of those retried
+    (e.g. one error code of a ClientError). ``on_retry(error, delay)`` lets a caller log
+    each retry.
     """
     deadline = time.monotonic() + seconds
-    for delay in backoff(first=first, factor=2.0, cap=cap, jitter=0.2):
+    for attempt, delay in enumerate(backoff(first=first, factor=2.0, cap=cap, jitter=0.2), start=1):
         try:
             return function()
         except give_up_on:
             raise
         except retry_on as error:
-            if time.monotonic() + delay > deadline or unfixable(error) is not None:
+            if (time.monotonic() + delay > deadline or unfixable(error) is not None
+                    or (retry_if is not None and not retry_if(error)) or (tries is not None and attempt >= tries)):
                 raise
             if on_retry is not None:
                 on_retry(error, delay)

@@ -11,10 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from burst.storage import KeyNotFound, PreconditionFailed, Storage, UploadNotVerified
 from burst.storage.localdir import LocalDirStorage
-from burst.storage.s3 import BucketNotFound, MiB, S3Storage, expected_etag
+from burst.storage.s3 import CONFLICT_TRIES, BucketNotFound, MiB, S3Storage, expected_etag
 from tests.awsfaults import FaultRule, aws_faults  # noqa: F401  (fixture)
 from tests.motoserver import moto_server  # noqa: F401  (fixture)
 from tests.seaweed import seaweed_s3  # noqa: F401  (fixture)
@@ -181,6 +182,17 @@ def test_s3_conditional_headers_conflicts_retried_and_lost_races_not(s3, aws_fau
     with pytest.raises(PreconditionFailed):
         s3.replace_if_match("c/claim", "c", s3.read_versioned("c/claim")[1])
     assert aws_faults.fired(refused) == 1 and s3.read_text("c/claim") == "b"
+
+
+def test_s3_a_conflict_that_never_clears_is_given_up_after_a_bounded_number_of_tries(s3, aws_faults):  # noqa: F811
+    aws_faults.reset_log()
+    conflict = aws_faults.add(FaultRule(action="PutObject", status=409, code="ConditionalRequestConflict"))
+    with pytest.raises(ClientError) as raised:
+        s3.create_if_absent("c/busy", "x")
+    assert raised.value.response["Error"]["Code"] == "ConditionalRequestConflict"
+    assert aws_faults.fired(conflict) == CONFLICT_TRIES == aws_faults.count("PutObject"), "retried, never endlessly"
+    aws_faults.remove(conflict)
+    assert "c/busy" not in s3.list_keys()
 
 
 def test_s3_missing_bucket(moto_server):  # noqa: F811

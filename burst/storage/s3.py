@@ -36,7 +36,7 @@ from botocore.exceptions import ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
 from burst.records import utf8_text
-from burst.retry import backoff
+from burst.retry import retry_call
 from burst.storage.base import DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
 from burst.storage.s3_client import make_client
 
@@ -45,10 +45,11 @@ DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 _NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 # 412 PreconditionFailed: the condition is false. 409 ConditionalRequestConflict: real S3's
-# answer to a conditional write racing another write of the same key: retried (CONFLICT_TRIES).
+# answer to a conditional write racing another write of the same key: retried (burst.retry, within both bounds).
 _PRECONDITION_CODES = {"PreconditionFailed", "412"}
 _CONFLICT_CODE = "ConditionalRequestConflict"
 CONFLICT_TRIES = 6
+CONFLICT_SECONDS = 10.0
 
 
 def _code(error: ClientError) -> str:
@@ -326,18 +327,16 @@ class S3Storage(Storage):
             return utf8_text(body.read(), key, etag), etag
 
     def _conditional_put(self, key: str, text: str, **condition: str) -> str:
-        """``_put_text`` with a condition; a 409 conflict is retried (with backoff), then its ClientError stands."""
-        delays = backoff(first=0.1, factor=2.0, cap=2.0)
-        for tries in range(1, CONFLICT_TRIES + 1):
-            try:
-                return self._put_text(key, text, **condition)
-            except ClientError as error:
-                if _code(error) != _CONFLICT_CODE or tries == CONFLICT_TRIES:
-                    if tries > 1:
-                        error.response.setdefault("ResponseMetadata", {})["RetryAttempts"] = tries  # after a retry
-                    raise
-                time.sleep(next(delays))
-        raise AssertionError("unreachable")
+        """``_put_text`` with a condition; a 409 conflict is retried (``retry_call``), then its ClientError stands."""
+        retried: list[float] = []
+        try:
+            return retry_call(lambda: self._put_text(key, text, **condition), seconds=CONFLICT_SECONDS, tries=CONFLICT_TRIES,
+                              retry_on=(ClientError,), retry_if=lambda error: _code(error) == _CONFLICT_CODE,
+                              on_retry=lambda _, delay: retried.append(delay), first=0.1, cap=2.0)
+        except ClientError as error:
+            if retried:  # sent more than once: a 412 now may answer our own write
+                error.response.setdefault("ResponseMetadata", {})["RetryAttempts"] = len(retried) + 1
+            raise
 
     def create_if_absent(self, key: str, text: str) -> str:
         try:
