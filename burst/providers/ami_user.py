@@ -9,31 +9,32 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# (what the image's name or description says, as a regex; the user; the distribution, with the regex's group)
-KNOWN_USERS: list[tuple[str, str, str]] = [
-    (r"ubuntu", "ubuntu", "Ubuntu"),
-    (r"debian", "admin", "Debian"),
-    (r"al(20\d\d)-ami|amazon linux (20\d\d)", "ec2-user", "Amazon Linux {0}"),
-    (r"amzn2?-ami|amazon linux", "ec2-user", "Amazon Linux"),
-    (r"\brhel|red hat", "ec2-user", "Red Hat Enterprise Linux"),
-    (r"suse|sles", "ec2-user", "SUSE Linux Enterprise"),
-    (r"rocky", "rocky", "Rocky Linux"),
-    (r"almalinux", "ec2-user", "AlmaLinux"),
-    (r"centos", "centos", "CentOS"),
-    (r"fedora", "fedora", "Fedora"),
-    (r"freebsd", "ec2-user", "FreeBSD"),
-    (r"bitnami", "bitnami", "Bitnami"),
-]
-# the image owners of the distributions (when the name says nothing)
-OWNERS = {
-    "099720109477": ("ubuntu", "Ubuntu"),  # Canonical
-    "136693071363": ("admin", "Debian"),
-    "137112412989": ("ec2-user", "Amazon Linux"),
-    "309956199498": ("ec2-user", "Red Hat Enterprise Linux"),
-    "013907871322": ("ec2-user", "SUSE Linux Enterprise"),
-    "792107900819": ("rocky", "Rocky Linux"),
-    "125523088429": ("fedora", "Fedora"),
-}
+
+@dataclass(frozen=True)
+class Distribution:
+    """A distribution's cloud images: how to recognise them and the user they make."""
+
+    name: str  # a version the pattern captures is added: "Amazon Linux 2023"
+    user: str
+    patterns: tuple[str, ...]  # regexes of what the image's name, description or location says (lower case), in order
+    owners: tuple[str, ...] = ()  # the accounts that publish its images: known when the name says nothing
+
+
+# tried in this order (the first pattern found wins)
+DISTRIBUTIONS: tuple[Distribution, ...] = (
+    Distribution("Ubuntu", "ubuntu", (r"ubuntu",), ("099720109477",)),  # Canonical
+    Distribution("Debian", "admin", (r"debian",), ("136693071363",)),
+    Distribution("Amazon Linux", "ec2-user", (r"al(20\d\d)-ami|amazon linux (20\d\d)", r"amzn2?-ami|amazon linux"),
+                 ("137112412989",)),
+    Distribution("Red Hat Enterprise Linux", "ec2-user", (r"\brhel|red hat",), ("309956199498",)),
+    Distribution("SUSE Linux Enterprise", "ec2-user", (r"suse|sles",), ("013907871322",)),
+    Distribution("Rocky Linux", "rocky", (r"rocky",), ("792107900819",)),
+    Distribution("AlmaLinux", "ec2-user", (r"almalinux",)),
+    Distribution("CentOS", "centos", (r"centos",)),
+    Distribution("Fedora", "fedora", (r"fedora",), ("125523088429",)),
+    Distribution("FreeBSD", "ec2-user", (r"freebsd",)),
+    Distribution("Bitnami", "bitnami", (r"bitnami",)),
+)
 FALLBACK_USER = "ec2-user"
 
 
@@ -47,13 +48,15 @@ class LoginUser:
 def login_user(image: dict) -> LoginUser:
     """The default SSH user of a DescribeImages entry."""
     text = " ".join(str(image.get(key) or "") for key in ("Name", "Description", "ImageLocation")).lower()
-    for pattern, user, distribution in KNOWN_USERS:
-        found = re.search(pattern, text)
-        if found:
-            return LoginUser(user, distribution.format(*[group for group in found.groups() if group]))
-    owner = OWNERS.get(str(image.get("OwnerId", "")))
-    if owner:
-        return LoginUser(*owner)
+    for distribution in DISTRIBUTIONS:
+        for pattern in distribution.patterns:
+            found = re.search(pattern, text)
+            if found:
+                return LoginUser(distribution.user, " ".join([distribution.name, *filter(None, found.groups())]))
+    owner = str(image.get("OwnerId", ""))
+    for distribution in DISTRIBUTIONS:
+        if owner in distribution.owners:
+            return LoginUser(distribution.user, distribution.name)
     name = image.get("Name") or image.get("ImageId") or "this AMI"
     return LoginUser(FALLBACK_USER, "", f"the SSH user of {name} is not known to burst: trying {FALLBACK_USER} "
                                         f"(pass --user USER if the image logs in as another)")
