@@ -41,6 +41,7 @@ CAMPAIGN_KEY = "campaign.json"
 LAYOUT = 2  # campaign.json's "layout": 2 = this one; none = the first (records beside the logs)
 ROWS_PREFIX = "state/rows/"  # <tag>/claim.json, <tag>/status.json, <tag>/released
 MACHINES_PREFIX = "state/machines/"  # <id>.json (the dispatcher's), <id>/worker.json (the worker's)
+PROBE_KEY = "state/dispatcher.json"  # the dispatcher's probe, written each round (burst.control.bucket_watch)
 
 
 def status_key(tag: str) -> str:
@@ -137,7 +138,7 @@ def is_layout_key(key: str, job: str, tags: set[str]) -> bool:
     """Whether burst's layout names ``key`` for the campaign ``job`` (its row tags, their repetitions, and
     ``JOB<n>`` of rows since removed): ``campaign.json``, ``state/machines/...``, ``state/rows/<tag>/...``,
     ``machines/...``, ``<tag>/...`` (and the first layout's records). ``cleanup`` deletes only those."""
-    if key == CAMPAIGN_KEY or key.startswith(("machines/", MACHINES_PREFIX)):
+    if key in (CAMPAIGN_KEY, PROBE_KEY) or key.startswith(("machines/", MACHINES_PREFIX)):
         return True
     record = row_record(key)
     if key.startswith(ROWS_PREFIX) and record is None:

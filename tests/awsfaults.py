@@ -44,7 +44,8 @@ _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 class FaultRule:
     """Answer ``action`` with ``status``/``code`` for the first ``times`` matching calls (None: always).
 
-    ``action``: the API name (``DescribeInstances``, ``PutObject``, ``ListObjectsV2``...).
+    ``action``: the API name (``DescribeInstances``, ``PutObject``, ``ListObjectsV2``...); ``*``: every call
+    (with ``service``: the service is down).
     ``user_agent``: only requests whose User-Agent contains this substring.
     ``service``: only this signing name (``ec2``, ``iam``, ``sts``, ``s3``...).
     ``forward``: the request still reaches the service (and is applied); only its answer is
@@ -65,7 +66,7 @@ class FaultRule:
 
     def matches(self, service: str, action: str, user_agent: str, form: dict[str, list[str]] | None = None) -> bool:
         return (
-            action == self.action
+            self.action in (action, "*")
             and (self.service is None or self.service == service)
             and (self.user_agent is None or self.user_agent in user_agent)
             and (self.param is None or (form or {}).get(self.param[0]) == [self.param[1]])

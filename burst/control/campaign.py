@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Callable
 
 from burst import protocol
+from burst.control.bucket_watch import BucketUnreachable
 from burst.control.campaign_record import CampaignRecord
 from burst.control.decide import Actions, Policy, Rerun, World, decide
 from burst.control.fleet import Fleet
@@ -44,6 +45,7 @@ class Campaign:
         self.fleet = Fleet(record, provider, storage, report=report, install_timeout=install_timeout, prices=prices)
         self._kept = load_kept(record.job, record.bucket_url)  # final rows read by an earlier command (etag-keyed)
         self.fleet.cache.seed(self._kept)
+        self._outage: tuple[str, float] | None = None  # the bucket outage under way: its URL, time.monotonic() at its start
 
     def keep_records(self) -> None:
         """Keep the rows' statuses read so far on this machine, for the next command (best-effort: a full disk
@@ -120,11 +122,24 @@ class Campaign:
                     installing = self.fleet.advance_setup(world, set_up=create, start_workers=dispatch, ending=ending) \
                         if (create or dispatch) else 0
                     failing_since = None
+                    self._say_bucket_back()
+                except BucketUnreachable as outage:
+                    self._wait_out(outage)
+                    time.sleep(next(delays))
+                    continue
                 except BurstError:
                     raise
                 except Exception as error:  # a storage or cloud hiccup: the next round reads afresh
                     if credentials_expired(error):
                         raise  # no round can pass until they are renewed: the entry point says how, at once
+                    try:  # the bucket went down during the round: an outage (said once), not a failed round
+                        self.fleet.watch.probe()
+                    except BucketUnreachable as outage:
+                        self._wait_out(outage)
+                        time.sleep(next(delays))
+                        continue
+                    except Exception:  # noqa: BLE001 - said below, with the round's own error
+                        pass
                     failing_since = failing_since or time.monotonic()
                     if time.monotonic() - failing_since > STORAGE_PATIENCE:
                         raise BurstError(f"the campaign could not be read or changed for {STORAGE_PATIENCE:.0f} s: {error}. "
@@ -156,6 +171,28 @@ class Campaign:
         finally:
             self.keep_records()
             self.fleet.close()
+
+    def _wait_out(self, outage: BucketUnreachable) -> None:
+        """Say once that the bucket is down; end the run (exit 1, nothing ended) once it has been for --save-patience.
+
+        The workers keep their rows for as long, then give them up: waiting longer helps nobody.
+        """
+        patience = self.record.pool.save_patience
+        if self._outage is None:
+            self._outage = (outage.url, time.monotonic() - outage.down_for)
+            self.report(f"{outage}: nothing is ended or rerun while it is; machines keep their rows (for up to "
+                        f"{patience:.0f} s, --save-patience); waiting for it")
+        if outage.down_for > patience:
+            raise BurstError(f"{outage} for {outage.down_for:.0f} s (--save-patience {patience:.0f} s); no machine was "
+                             f"ended by this run. Run the same command again to resume once it is back "
+                             f"(`{command_name()} status {self.record.job}` shows where the campaign is).") from outage.error
+
+    def _say_bucket_back(self) -> None:
+        if self._outage is not None:
+            url, since = self._outage
+            self.report(f"the bucket {url} is reachable again after {time.monotonic() - since:.0f} s; "
+                        f"every machine has a whole lease to renew its heartbeats before any is judged")
+            self._outage = None
 
     def _machines_to_outwait(self, world: World, since: float | None) -> bool:
         """Every row is final: wait (bounded) until each machine has ended, by itself or by the reconcile.

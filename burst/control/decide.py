@@ -4,11 +4,15 @@
 and machine records, and the live machines by tag) and returns the actions.
 ``burst.control.fleet`` reads the world and applies them. Level-triggered and idempotent:
 nothing is remembered between rounds, so a crash anywhere is harmless and any
-later round, by anyone, decides the same.
+later round, by anyone, decides the same. The one fact the world carries from
+earlier rounds is ``World.watched``: when the dispatcher's probes found the bucket
+writable (``burst.control.bucket_watch``), so that a heartbeat missed while the
+bucket was down never counts against a machine.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -75,13 +79,36 @@ class World:
     rows: list[Job]
     bucket: BucketView
     live: list[InstanceInfo]  # the job's machines that are not terminated
+    # this run's probes (burst.control.bucket_watch): (bucket time, seconds of watching by then), oldest first.
+    # A heartbeat counts as missed only while the dispatcher watched the bucket take writes: an outage is not a death.
+    watched: tuple[tuple[float, float], ...] = ()
+    max_gap: float = math.inf  # the most that the time between two probes counts (a longer gap may hide an outage)
+
+    def silent_for(self, last_write: float) -> float:
+        """Seconds a record written at ``last_write`` (bucket clock) has been silent while the bucket was watched up.
+
+        A world without probes (built by hand): its plain age.
+        """
+        if not self.watched:
+            return self.bucket.now - last_write
+        return max(0.0, self._watched_at(self.bucket.now) - self._watched_at(last_write))
+
+    def _watched_at(self, moment: float) -> float:
+        """Seconds watched up to ``moment``: before this run's first probe, none; within a gap, no more than it gained."""
+        times = [p for p, _ in self.watched]
+        index = bisect.bisect_right(times, moment)
+        if index == 0:
+            return self.watched[0][1]
+        probed, watched = self.watched[index - 1]
+        gain = self.watched[index][1] - watched if index < len(self.watched) else self.max_gap
+        return watched + min(moment - probed, gain)
 
 
 def _lost_reason(held: HeldClaim, world: World, lease: float, live_ids: set[str]) -> str | None:
     claim = held.claim
     if claim.machine not in live_ids:
         return f"attempt {claim.attempt} lost its machine {claim.machine}"
-    age = world.bucket.now - held.modified
+    age = world.silent_for(held.modified)
     if age > lease:
         return f"attempt {claim.attempt} on {claim.machine} missed its heartbeats for {age:.0f} s (lease {lease:g} s)"
     return None
@@ -102,11 +129,12 @@ def _verdict_reason(instance: InstanceInfo, world: World, lease: float, grace: f
     if record is not None and record.state == protocol.INSTALL_FAILED:
         return f"INSTALL.sh failed on it: {record.note.splitlines()[0] if record.note else ''}".rstrip(": ")
     if worker is None:
-        if record is not None and record.state == protocol.WORKING and seconds_since(record.updated, world.bucket.local_now) > lease + 60:
+        if record is not None and record.state == protocol.WORKING and \
+                world.silent_for(_on_bucket_clock(record.updated, world)) > lease + 60:
             return "its worker never reported (see logs/worker.log in its folder); ended by the reconcile"
         return None  # not set up yet, or its worker is starting: setup owns it
     worker_record, modified = worker
-    age = world.bucket.now - modified
+    age = world.silent_for(modified)
     if worker_record.state == "failed":
         return f"its worker cannot work: {worker_record.note}; ended by the reconcile"
     if worker_record.state == "finished":
@@ -119,6 +147,11 @@ def _verdict_reason(instance: InstanceInfo, world: World, lease: float, grace: f
     if age > lease:
         return f"its worker stopped heartbeating {age:.0f} s ago (lease {lease:g} s); ended by the reconcile"
     return None
+
+
+def _on_bucket_clock(iso: str, world: World) -> float:
+    """A time this machine wrote (its clock) as the bucket's clock, by the skew seen at the listing."""
+    return world.bucket.local_now - seconds_since(iso, world.bucket.local_now) - world.bucket.skew
 
 
 def decide(world: World, policy: Policy) -> Actions:

@@ -19,6 +19,7 @@ from typing import Callable
 
 from burst import protocol
 from burst.concurrency import parallel
+from burst.control.bucket_watch import BucketWatch
 from burst.control.bundle import build_bundle, probe_command, start_setup_command, start_worker_command
 from burst.control.campaign_record import CampaignRecord
 from burst.control.decide import Actions, World
@@ -26,7 +27,7 @@ from burst.control.runtime import ensure_runtime
 from burst.errors import BurstError
 from burst.node import claims
 from burst.node.bucket_view import RecordCache, campaign_rows, read_bucket
-from burst.node.config import NodeConfig
+from burst.node.config import NodeConfig, lease_seconds
 from burst.node.status_store import save_status
 from burst.providers.base import LaunchSpec, Provider, burst_home
 from burst.providers.pricing import LOCAL, ON_DEMAND, PriceBook
@@ -55,6 +56,7 @@ class Fleet:
         provider.report = report  # e.g. "waiting for capacity for 4 × c5.large (try 3 of 8)"
         self.install_timeout = install_timeout
         self.cache = RecordCache()
+        self.watch = BucketWatch(storage, lease_seconds(record.pool.heartbeat))
         self._campaign_checked = ""  # etag of the campaign.json last found readable
         self._campaign_checked_at = float("-inf")  # time.monotonic() of that check
         self._transports: dict[str, Transport] = {}
@@ -66,10 +68,12 @@ class Fleet:
     # -- the world -------------------------------------------------------------
     def observe(self) -> World:
         """Machines are listed before the bucket is read: a worker records its end before its machine goes."""
+        watched = self.watch.probe()  # BucketUnreachable: the round decides nothing (an outage is not a death)
         live = self.provider.list({"job": self.record.job})
         bucket = read_bucket(self.storage, self.cache, set(self.record.tags))
         self._keep_campaign_readable()
-        return World(rows=list(self.record.jobs), bucket=bucket, live=live)
+        return World(rows=list(self.record.jobs), bucket=bucket, live=live, watched=watched,
+                     max_gap=self.watch.max_gap)
 
     def _keep_campaign_readable(self) -> None:
         """``campaign.json`` (the workers' rows) missing or unreadable: written again from this record.
@@ -376,6 +380,7 @@ class Fleet:
             return self._bundle
 
     def close(self) -> None:
+        self.watch.close()
         for instance_id in list(self._transports):
             self._close(instance_id)
         self._temp.cleanup()

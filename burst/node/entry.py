@@ -18,7 +18,7 @@ from burst.node.config import NodeConfig
 from burst.node import claims
 from burst.node.ending import terminate_self
 from burst.node.worker import Worker
-from burst.node.worker_basics import CANNOT_WORK, WORKER_AGENT, log
+from burst.node.worker_basics import CANNOT_WORK, NODE_S3_ATTEMPTS, WORKER_AGENT, log
 from burst.records import utc_now
 from burst.retry import unfixable
 from burst.storage import open_storage
@@ -37,6 +37,7 @@ def work(root: Path) -> int:
             options = dict(config.storage_options())
             if config.bucket_url.startswith("s3://"):
                 options["user_agent_extra"] = WORKER_AGENT
+                options["max_attempts"] = NODE_S3_ATTEMPTS
             worker = Worker(root, config, open_storage(config.bucket_url, **options))
             code = worker.run()
             if worker.failure:

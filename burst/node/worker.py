@@ -28,6 +28,7 @@ from burst.node.bucket_view import HeldClaim, RecordCache, campaign_rows, read_r
 from burst.node.candidates import LOSSES_BEFORE_LISTING, from_random_start, in_ring_order
 from burst.node.config import NodeConfig, lease_seconds, provenance
 from burst.node.ending import terminate_self
+from burst.node.leases import Leases
 from burst.node.outputs import failure_note, find_outputs, prepare_results
 from burst.node.processes import stop_process_group
 from burst.node.status_store import save_status
@@ -36,7 +37,7 @@ from burst.records import JobStatus, WorkerRecord, iso_utc, row_cost, seconds_si
 from burst.retry import retry_call, unfixable
 from burst.storage import PreconditionFailed, Storage
 
-class Worker:
+class Worker(Leases):
     def __init__(self, root: Path, config: NodeConfig, storage: Storage):
         self.root = root
         self.config = config
@@ -54,6 +55,9 @@ class Worker:
         self.started = utc_now()
         self.campaign_etag = ""
         self.failure = ""  # why this worker cannot work (an error no retry fixes): it stops at once
+        # an outage is not a death: a claim silent while the bucket was down is not taken over (burst.control.bucket_watch)
+        self.bucket_down = False  # a heartbeat (or a listing) found the bucket not answering, and none since found it back
+        self.watched_since = 0.0  # the bucket's time when a heartbeat last found it back: silences count from there
         try:
             self.rows = self._rows_of_my_type()
         except Exception as error:  # retry_call gave up at once, or --save-patience ran out: run() says why
@@ -115,10 +119,13 @@ class Worker:
     def _candidates(self) -> list[tuple[str, HeldClaim | None]]:
         lease = lease_seconds(self.config.heartbeat)
 
+        def retrying(error, delay):
+            self.bucket_down = True  # no silent claim is taken over until a heartbeat finds the bucket back
+            log(f"listing the bucket: {error}; retrying in {delay:.1f} s")
+
         def look():
             return retry_call(lambda: read_rows_worth_a_look(self.storage, self.cache, set(self.rows), lease),
-                              seconds=self.patience,  # a bucket that cannot be listed is down, not empty
-                              on_retry=lambda error, delay: log(f"listing the bucket: {error}; retrying in {delay:.1f} s"))
+                              seconds=self.patience, on_retry=retrying)  # a bucket that cannot be listed is down, not empty
 
         view, free = look()
         if view.campaign_etag and view.campaign_etag != self.campaign_etag:
@@ -130,9 +137,10 @@ class Worker:
             state = view.row_state(tag)
             if state == protocol.PENDING and held.claim.tries <= self.config.retries:
                 found.append((tag, held))  # released, with a retry left (else the reconcile ends it)
-            elif (state == protocol.RUNNING and held is not None and view.now - held.modified > lease
+            elif (state == protocol.RUNNING and held is not None and not self.bucket_down
+                  and view.now - max(held.modified, self.watched_since) > lease
                   and held.claim.tries <= self.config.retries and held.claim.machine != self.config.instance_id):
-                found.append((tag, held))  # its machine stopped renewing: the next attempt is ours
+                found.append((tag, held))  # its machine stopped renewing while the bucket was up: the next attempt is ours
         return from_random_start(in_ring_order(found))
 
     # -- one row -----------------------------------------------------------------
@@ -266,27 +274,6 @@ class Worker:
         except Exception as error:  # reported in the status; the machine keeps the file
             return f"{type(error).__name__}: {error}"
 
-    # -- leases ----------------------------------------------------------------
-    def _heartbeats(self) -> None:
-        while not self.stop.wait(self.config.heartbeat):
-            with self.lock:
-                runs = list(self.runs.values())
-            for run in runs:
-                with run.lock:
-                    if run.finished or run.lost:
-                        continue
-                    try:
-                        run.held = self._patiently(lambda: claims.renew(self.storage, run.held),
-                                             f"renewing {run.held.claim.tag}", seconds=lease_seconds(self.config.heartbeat) * 2)
-                        run.written = time.time()
-                    except PreconditionFailed:
-                        run.lost = True
-                        log(f"{run.held.claim.tag}: the lease was taken over; stopping this attempt")
-                        threading.Thread(target=stop_process_group, args=(run.process,), daemon=True).start()
-                    except Exception as error:  # storage down for long: the next beat tries again
-                        log(f"renewing {run.held.claim.tag} failed: {error}")
-            self.write_record("working", quick=True)
-
     def save_log(self) -> None:
         """This worker's log into the bucket (``machines/<id>/worker.log``): ``burst logs`` and status show it."""
         worker_log = self.root / "logs" / "worker.log"
@@ -300,9 +287,12 @@ class Worker:
                                   running=[f"{t}#{r.held.claim.attempt}" for t, r in self.runs.items()],
                                   keep_machine=self.keep_machine, note=note, **self.bench.record_facts())
         text = json.dumps(record.__dict__, ensure_ascii=False) + "\n"
-        try:
-            self._patiently(lambda: self.storage.write_text(protocol.worker_key(self.config.instance_id), text),
-                      "writing the worker record", seconds=30 if quick else self.patience)
+        key = protocol.worker_key(self.config.instance_id)
+        try:  # quick: one try (the next beat writes it again)
+            if quick:
+                self.storage.write_text(key, text)
+            else:
+                self._patiently(lambda: self.storage.write_text(key, text), "writing the worker record")
             return True
         except Exception as error:  # advisory: the leases are what protect the rows
             log(f"writing the worker record failed: {error}")

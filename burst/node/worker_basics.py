@@ -18,6 +18,9 @@ from burst.storage import KeyNotFound, PreconditionFailed
 
 WORKER_AGENT = "burst-worker"  # in the user agent of the worker's AWS requests
 CANNOT_WORK = 3  # the exit status of a worker that could not work (an error no retry fixes)
+# botocore's tries of one S3 request on a machine (a blip): the worker's own retries wait out the rest, so a
+# heartbeat is never held for a minute inside one request, and renews within seconds of a bucket's return
+NODE_S3_ATTEMPTS = 3
 
 
 def log(message: str) -> None:
@@ -40,3 +43,4 @@ class RowRun:
     interrupted: bool = False  # a spot interruption notice came: give the row back
     finished: bool = False
     written: float = field(default_factory=time.time)  # when this worker last wrote the claim
+    failing_since: float | None = None  # time.monotonic() of the first of the renewals failing since the last success

@@ -115,5 +115,9 @@ class Storage(ABC):
         clock, which may be minutes off (laptops, WSL2).
         """
 
+    def quick(self) -> "Storage":
+        """The same bucket, whose every request is sent once, never retried: to ask whether it answers now."""
+        return self
+
     def list_keys(self, prefix: str = "") -> list[str]:
         return [obj.key for obj in self.list_objects(prefix)]

@@ -1,25 +1,21 @@
 """An S3 bucket (``s3://bucket[/prefix]``) through boto3's managed transfers.
 
-Runs on nodes as well as on the dispatcher, so it imports boto3 and the
-standard library only. Credentials come from the standard boto3 chain: the
-user's profile on the dispatcher, the instance profile on a node.
+Runs on nodes as well as on the dispatcher, so it imports boto3 and the standard library only.
+Credentials come from the standard boto3 chain: the user's profile, a node's instance profile.
 
-Every upload is verified. A file below the multipart threshold is one
-``PutObject`` with ``Content-MD5``: S3 refuses (``BadDigest``) a body that
-arrives different, and the ETag it answers must be the file's MD5. A larger one
-goes through s3transfer, then ``HeadObject`` must report the local size and the
-ETag S3 computes for a multipart upload, ``md5(md5(part1) + ... + md5(partN)) +
-"-N"``, with the part size s3transfer itself uses (``ChunksizeAdjuster``).
-Objects encrypted with SSE-KMS have ETags that are no MD5; for those only the
-size is compared (boto3 already sends a CRC32 checksum with every part, which S3
-checks on arrival).
+Every upload is verified. A file below the multipart threshold is one ``PutObject`` with
+``Content-MD5``: S3 refuses (``BadDigest``) a body that arrives different, and the ETag it
+answers must be the file's MD5. A larger one goes through s3transfer, then ``HeadObject`` must
+report the local size and the ETag S3 computes for a multipart upload, ``md5(md5(part1) + ...
++ md5(partN)) + "-N"``, with the part size s3transfer itself uses (``ChunksizeAdjuster``).
+Objects encrypted with SSE-KMS have ETags that are no MD5; for those only the size is compared
+(boto3 already sends a CRC32 checksum with every part, which S3 checks on arrival).
 
-Conditional writes (``create_if_absent``: ``If-None-Match: *``;
-``replace_if_match``: ``If-Match``) make claims and leases exactly-once: the
-loser gets ``PreconditionFailed`` (S3's 412). A 409 ``ConditionalRequestConflict``
-(another write of the key was in flight) decides nothing: AWS says to retry it, and
-it is retried here; a 412 after it is marked ``after_retry`` (our own first try may
-have been the write that won), so callers read the key back.
+Conditional writes (``create_if_absent``: ``If-None-Match: *``; ``replace_if_match``: ``If-Match``)
+make claims and leases exactly-once: the loser gets ``PreconditionFailed`` (S3's 412). A 409
+``ConditionalRequestConflict`` (another write of the key was in flight) decides nothing: AWS says to
+retry it, and it is retried here; a 412 after it is marked ``after_retry`` (our own first try may have
+been the write that won), so callers read the key back.
 """
 
 from __future__ import annotations
@@ -44,8 +40,7 @@ MiB = 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 _NOT_MD5_ENCRYPTION = {"aws:kms", "aws:kms:dsse"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
-# 412 PreconditionFailed: the condition is false. 409 ConditionalRequestConflict: real S3's
-# answer to a conditional write racing another write of the same key: retried (burst.retry, within both bounds).
+# 412: the condition is false. 409 ConditionalRequestConflict (another write of the key in flight): retried (burst.retry)
 _PRECONDITION_CODES = {"PreconditionFailed", "412"}
 _CONFLICT_CODE = "ConditionalRequestConflict"
 CONFLICT_TRIES = 6
@@ -107,6 +102,7 @@ class S3Storage(Storage):
         multipart_chunksize: int = 16 * MiB,
         max_concurrency: int = 8,
         user_agent_extra: str = "",
+        max_attempts: int = 10,  # botocore's tries of one request (burst.retry.aws_config)
     ):
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -125,7 +121,8 @@ class S3Storage(Storage):
             # The classic transfer manager: its part sizes are the ones expected_etag predicts.
             preferred_transfer_client="classic",
         )
-        self.client = make_client(profile, region, max_concurrency, user_agent_extra)
+        self.client = make_client(profile, region, max_concurrency, user_agent_extra, max_attempts)
+        self._opened = (region, profile, user_agent_extra)
         self._heard: tuple[float, float] | None = None  # (the store's Date, time.monotonic()) of its last answer
         self.client.meta.events.register("after-call.s3", self._note_date)
 
@@ -392,6 +389,10 @@ class S3Storage(Storage):
             listed = ", ".join(f"{e.get('Key')} ({e.get('Code')}: {e.get('Message')})" for e in failed[:5])
             more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
             raise DeleteFailed(f"could not delete from {self.url}: {listed}{more}")
+
+    def quick(self) -> "S3Storage":
+        region, profile, agent = self._opened
+        return S3Storage(self.url, region, profile, max_concurrency=1, user_agent_extra=agent, max_attempts=1)
 
     def close(self) -> None:
         self.client.close()

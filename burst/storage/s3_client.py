@@ -46,7 +46,8 @@ def user_agent() -> str:
             f"os/{platform.system().lower()}#{platform.release()} burst/{__version__}")
 
 
-def make_client(profile: str | None, region: str | None, max_concurrency: int, user_agent_extra: str = ""):
+def make_client(profile: str | None, region: str | None, max_concurrency: int, user_agent_extra: str = "",
+                max_attempts: int = 10):
     """An S3 client whose pool has a connection for every thread of any one transfer."""
     core = botocore.session.Session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
@@ -54,6 +55,7 @@ def make_client(profile: str | None, region: str | None, max_concurrency: int, u
     return session.client(
         "s3",
         config=aws_config(  # the one retry policy (burst.retry)
+            max_attempts=max_attempts,
             connect_timeout=20,
             read_timeout=120,
             user_agent=user_agent(),
