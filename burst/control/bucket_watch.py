@@ -2,8 +2,9 @@
 
 A worker whose heartbeats stopped while the bucket took writes is dead; one whose
 heartbeats could not reach a bucket that was down is not. So each round, before the
-bucket is read, the dispatcher writes one small record (``protocol.PROBE_KEY``), sent
-once (``Storage.quick``: no retry could hide an outage inside the call):
+bucket is read, the dispatcher writes one small record (``protocol.PROBE_KEY``), tried
+twice at most (``Storage.quick``: botocore's ten tries would hide a minute of outage inside
+the call; the round's reads get three for the same reason):
 
 * the write fails: the round decides nothing (``BucketUnreachable``): the workers
   cannot renew their leases either, and their silence says nothing about them.
@@ -30,13 +31,20 @@ from burst.retry import credentials_expired
 from burst.storage import Storage
 
 
+PROBE_ATTEMPTS = 2  # a lone 5xx is a blip, not an outage
+READ_ATTEMPTS = 3  # the round's reads (the fleet's): an outage fails the round within seconds, and the probe names it
+
+
 class BucketUnreachable(BurstError):
     """The round's probe write failed: the bucket is down (or unreachable from here); nothing was decided."""
 
     def __init__(self, url: str, error: BaseException, down_for: float):
         self.url, self.error, self.down_for = url, error, down_for
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        super().__init__(f"the bucket {url} is unreachable ({type(error).__name__}: {detail})")
+        answer = getattr(error, "response", None)
+        answer = answer.get("Error", {}) if isinstance(answer, dict) else {}
+        detail = (f"{answer.get('Code')}: {answer.get('Message') or ''}".rstrip(": ") if answer.get("Code") else
+                  f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": "))
+        super().__init__(f"the bucket {url} is unreachable ({detail})")
 
 
 class BucketWatch:
@@ -59,7 +67,7 @@ class BucketWatch:
         """
         try:
             if self._probe_storage is None:
-                self._probe_storage = self.storage.quick()
+                self._probe_storage = self.storage.quick(PROBE_ATTEMPTS)
             self._probe_storage.write_text(protocol.PROBE_KEY, json.dumps({"probed": utc_now()}) + "\n")
             now = self._probe_storage.clock()  # its answer's Date (no request): the bucket's clock, as the listing's
         except Exception as error:
@@ -81,7 +89,12 @@ class BucketWatch:
 
     def close(self) -> None:
         probe_storage, self._probe_storage = self._probe_storage, None
-        if probe_storage is not None and probe_storage is not self.storage:
-            close = getattr(probe_storage, "close", None)
-            if close is not None:
-                close()
+        close_quick(self.storage, probe_storage)
+
+
+def close_quick(storage: Storage, quick: Storage | None) -> None:
+    """Close what ``storage.quick()`` made (nothing when it was ``storage`` itself)."""
+    if quick is not None and quick is not storage:
+        close = getattr(quick, "close", None)
+        if close is not None:
+            close()

@@ -19,7 +19,7 @@ from typing import Callable
 
 from burst import protocol
 from burst.concurrency import parallel
-from burst.control.bucket_watch import BucketWatch
+from burst.control.bucket_watch import READ_ATTEMPTS, BucketWatch, close_quick
 from burst.control.bundle import build_bundle, probe_command, start_setup_command, start_worker_command
 from burst.control.campaign_record import CampaignRecord
 from burst.control.decide import Actions, World
@@ -57,6 +57,7 @@ class Fleet:
         self.install_timeout = install_timeout
         self.cache = RecordCache()
         self.watch = BucketWatch(storage, lease_seconds(record.pool.heartbeat))
+        self._quick_reads: Storage | None = None
         self._campaign_checked = ""  # etag of the campaign.json last found readable
         self._campaign_checked_at = float("-inf")  # time.monotonic() of that check
         self._transports: dict[str, Transport] = {}
@@ -66,11 +67,18 @@ class Fleet:
         self._told: dict[tuple[str, str], str] = {}  # (type, why INSTALL.sh failed) -> the machine whose log was shown
 
     # -- the world -------------------------------------------------------------
+    @property
+    def _reads(self) -> Storage:
+        """The bucket for the round's reads: an outage fails the round within seconds, not a minute of retries."""
+        if self._quick_reads is None:
+            self._quick_reads = self.storage.quick(READ_ATTEMPTS)
+        return self._quick_reads
+
     def observe(self) -> World:
         """Machines are listed before the bucket is read: a worker records its end before its machine goes."""
         watched = self.watch.probe()  # BucketUnreachable: the round decides nothing (an outage is not a death)
         live = self.provider.list({"job": self.record.job})
-        bucket = read_bucket(self.storage, self.cache, set(self.record.tags))
+        bucket = read_bucket(self._reads, self.cache, set(self.record.tags))
         self._keep_campaign_readable()
         return World(rows=list(self.record.jobs), bucket=bucket, live=live, watched=watched,
                      max_gap=self.watch.max_gap)
@@ -83,13 +91,13 @@ class Fleet:
         """
         if time.monotonic() - self._campaign_checked_at < CAMPAIGN_CHECK:
             return
-        listed_etag = next((o.etag for o in self.storage.list_objects(protocol.CAMPAIGN_KEY)
+        listed_etag = next((o.etag for o in self._reads.list_objects(protocol.CAMPAIGN_KEY)
                             if o.key == protocol.CAMPAIGN_KEY), "")
         self._campaign_checked_at = time.monotonic()
         if listed_etag and listed_etag == self._campaign_checked:
             return
         try:
-            text, self._campaign_checked = self.storage.read_versioned(protocol.CAMPAIGN_KEY)
+            text, self._campaign_checked = self._reads.read_versioned(protocol.CAMPAIGN_KEY)
             campaign_rows(text)
             return
         except KeyNotFound:
@@ -381,6 +389,8 @@ class Fleet:
 
     def close(self) -> None:
         self.watch.close()
+        close_quick(self.storage, self._quick_reads)
+        self._quick_reads = None
         for instance_id in list(self._transports):
             self._close(instance_id)
         self._temp.cleanup()

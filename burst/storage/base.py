@@ -115,8 +115,11 @@ class Storage(ABC):
         clock, which may be minutes off (laptops, WSL2).
         """
 
-    def quick(self) -> "Storage":
-        """The same bucket, whose every request is sent once, never retried: to ask whether it answers now."""
+    def quick(self, attempts: int = 1) -> "Storage":
+        """The same bucket, whose every request is sent at most ``attempts`` times: to learn soon that it is down.
+
+        (A folder answers at once, retried or not: itself.) The caller closes it when it is not ``self``.
+        """
         return self
 
     def list_keys(self, prefix: str = "") -> list[str]:

@@ -390,9 +390,9 @@ class S3Storage(Storage):
             more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
             raise DeleteFailed(f"could not delete from {self.url}: {listed}{more}")
 
-    def quick(self) -> "S3Storage":
+    def quick(self, attempts: int = 1) -> "S3Storage":
         region, profile, agent = self._opened
-        return S3Storage(self.url, region, profile, max_concurrency=1, user_agent_extra=agent, max_attempts=1)
+        return S3Storage(self.url, region, profile, max_concurrency=1, user_agent_extra=agent, max_attempts=attempts)
 
     def close(self) -> None:
         self.client.close()
