@@ -4,7 +4,8 @@ The rule (``World.silent_for``, fed by the dispatcher's probe in ``burst.control
 is checked on its own, the probe on a folder bucket that stops being one, and a whole
 campaign: EC2 on moto, machines as real sshd on 127.0.0.1, and moto's S3 behind the loopback
 fault proxy, which answers every S3 request of the dispatcher and the machines with 503 for
-two and a half leases while the rows run.
+two and a half leases while the rows run. Locally (a folder bucket replaced by a file), an
+outage longer than --save-patience ends the run with exit status 1 and the same command resumes.
 """
 
 from __future__ import annotations
@@ -144,3 +145,38 @@ def test_an_outage_longer_than_the_lease_ends_nothing_and_reruns_nothing(tmp_pat
         assert all(m["state"] != protocol.ENDED for m in machines), machines  # each ended itself, done
     finally:
         proxy.stop()
+
+
+def test_an_outage_beyond_save_patience_ends_the_run_and_the_same_command_resumes(tmp_path, burst_home):
+    from tests.conftest import run_script, write_campaign
+    from tests.test_pools_local import DISPATCHER as LOCAL_DISPATCHER, finish, ran, start_dispatcher
+
+    log = tmp_path / "ran.log"
+    jobfile, install = write_campaign(tmp_path, [("t3.micro", f"sleep 8; echo $TAG >> {log}")] * 2)
+    args = ["local", "down", str(jobfile), "-c", "-d", "--wait", "--install", str(install), "--machines", "2",
+            "--heartbeat", "1", "--save-patience", "3"]
+    bucket = burst_home / "buckets" / "down"
+    away = bucket.with_name("down.away")
+    dispatcher = start_dispatcher(*args)
+    try:
+        wait_until(lambda: len(list(bucket.glob("state/rows/*/claim.json"))) == 2, timeout=60, what="both rows running")
+        bucket.rename(away)
+        bucket.write_text("the bucket is unavailable")  # every read and write fails (root ignores permissions)
+        out, err = finish(dispatcher, timeout=60)
+    finally:
+        if dispatcher.poll() is None:
+            dispatcher.kill()
+        if bucket.is_file():
+            bucket.unlink()
+            away.rename(bucket)
+    said = out + err
+    assert dispatcher.returncode == 1, said
+    assert said.count(f"the bucket {bucket.as_uri()} is unreachable") == 2, said  # said when it began, and at the end
+    assert "(--save-patience 3 s); no machine was ended by this run. Run the same command again" in said, said
+    assert "Traceback" not in said and "heartbeat" not in said, said
+    assert not [p for p in bucket.glob("state/machines/*.json") if json.loads(p.read_text())["state"] == protocol.ENDED]
+
+    again = run_script(LOCAL_DISPATCHER, *args)  # the bucket is back: the same command finishes the campaign
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {row["state"] for row in statuses("down").values()} == {"done"}
+    assert sorted(ran(log)) == ["down0", "down1"], "each row's result once (an attempt given up wrote none)"
