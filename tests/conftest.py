@@ -36,8 +36,15 @@ def isolated_home(tmp_path, monkeypatch, node_runtime_cache):
 
 @pytest.fixture
 def backoffs(monkeypatch) -> list[float]:
-    """The delays botocore's standard retry asked for; none is waited, so the tests stay fast."""
+    """The delays botocore's standard retry asked for; none is waited, so the tests stay fast.
+
+    awscrt's retries (``burst download``) wait at most a millisecond or two each.
+    """
     import botocore.retries.standard
+
+    import burst.storage.s3_crt
+
+    monkeypatch.setattr(burst.storage.s3_crt, "BACKOFF_SCALE_MS", 1)
 
     wanted: list[float] = []
     original = botocore.retries.standard.ExponentialBackoff.delay_amount

@@ -15,6 +15,7 @@ from burst.storage.s3 import MiB, S3Storage
 from tests.awsfaults import aws_faults  # noqa: F401  (fixture)
 from tests.conftest import REPO, run_script
 from tests.motoserver import moto_server  # noqa: F401  (fixture)
+from tests.seaweed import seaweed_s3  # noqa: F401  (fixture)
 
 GET_FILES = str(REPO / "get_s3_files.py")
 ESCAPING_KEYS = ["../../x", "a/../../y", "/abs", "a//b", "./dot"]
@@ -193,3 +194,30 @@ def test_missing_aws_credentials_are_one_message_and_exit_2(moto_server, tmp_pat
     result = run_script(GET_FILES, "s3://some-bucket", str(tmp_path / "out"))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith("error: No usable AWS credentials") and "aws configure" in result.stderr
+
+
+TRICKY_OBJECTS = {"t0/attempts/1/results/a b+c=ü%.csv": b"x,y\n1,2\n", "t0/attempts/1/results/empty.txt": b"",
+                  "t1/status.json": b"{}", "t1/attempts/1/results/data.bin": os.urandom(300_000)}
+WITHOUT_AWSCRT = ("import runpy, sys; sys.modules['awscrt'] = None; sys.argv = sys.argv[1:]; "
+                  "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.mark.parametrize("store, awscrt", [("moto", True), ("seaweed", True), ("seaweed", False)])
+def test_the_same_files_and_bytes_arrive_from_moto_and_seaweedfs_with_or_without_awscrt(request, tmp_path, store,
+                                                                                         awscrt):
+    """awscrt's native client fetches by default; where awscrt is missing, s3transfer does the same."""
+    if store == "moto":
+        request.getfixturevalue("moto_server")
+        bucket = "same-job"
+        boto3.client("s3").create_bucket(Bucket=bucket)
+    else:
+        bucket = request.getfixturevalue("seaweed_s3")
+    for key, body in TRICKY_OBJECTS.items():
+        boto3.client("s3").put_object(Bucket=bucket, Key=f"job/{key}", Body=body)
+    boto3.client("s3").put_object(Bucket=bucket, Key="other/x.txt", Body=b"not under job/")
+
+    out = tmp_path / "out"
+    result = run_script(*(() if awscrt else ("-c", WITHOUT_AWSCRT)), GET_FILES, f"s3://{bucket}/job", str(out))
+    assert result.returncode == 0 and "downloaded 4 file(s)" in result.stdout, result.stderr
+    assert files_under(out) == set(TRICKY_OBJECTS) | {MANIFEST_NAME}, "no temporary file, nothing outside job/"
+    assert {key: (out / key).read_bytes() for key in TRICKY_OBJECTS} == TRICKY_OBJECTS
