@@ -221,3 +221,18 @@ def test_the_same_files_and_bytes_arrive_from_moto_and_seaweedfs_with_or_without
     assert result.returncode == 0 and "downloaded 4 file(s)" in result.stdout, result.stderr
     assert files_under(out) == set(TRICKY_OBJECTS) | {MANIFEST_NAME}, "no temporary file, nothing outside job/"
     assert {key: (out / key).read_bytes() for key in TRICKY_OBJECTS} == TRICKY_OBJECTS
+
+
+def test_an_object_rewritten_after_the_listing_is_reported_and_not_written(moto_server, tmp_path):
+    boto3.client("s3").create_bucket(Bucket="stale-job")
+    storage = open_storage("s3://stale-job")
+    storage.write_text("t0/status.json", '{"state": "running"}')
+    [listed] = storage.list_objects()
+    storage.write_text("t0/status.json", '{"state": "done"}')  # after the listing: another ETag
+
+    ends = []
+    out = tmp_path / "out"
+    out.mkdir()
+    storage.download_many([(listed, out / "status.json")], lambda obj, error: ends.append((obj.key, str(error))), 4)
+    assert ends == [("t0/status.json", "it changed since it was listed (ETag no longer matches)")]
+    assert list(out.iterdir()) == [], "neither the file nor a temporary one"
