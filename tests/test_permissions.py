@@ -20,9 +20,9 @@ from tests.conftest import REPO, run_script
 from tests.motoserver import moto_server, node_key  # noqa: F401  (fixtures)
 
 
-def docs_policy() -> str:
+def docs_policy(section_title: str = "## The permissions burst needs") -> str:
     text = (REPO / "docs" / "aws.md").read_text(encoding="utf-8")
-    section = text.split("## The permissions burst needs", 1)[1]
+    section = text.split(section_title, 1)[1]
     found = re.search(r"```json\n(.*?)```", section, re.S)
     assert found, "docs/aws.md shows no policy"
     return found.group(1)
@@ -38,6 +38,15 @@ def test_permissions_prints_the_policy_the_docs_show():
     actions = {action for statement in policy["Statement"] for action in statement["Action"]}
     assert {"ec2:RunInstances", "iam:PassRole", "s3:PutObject"} <= actions
     assert not any(action.endswith("*") for action in actions)  # named actions only
+
+
+def test_permissions_node_prints_the_node_policy_the_docs_show():
+    result = run_script("-m", "burst", "permissions", "--node", "demo")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout == docs_policy("## The nodes' role")
+    writes = next(s for s in json.loads(result.stdout)["Statement"] if s["Sid"] == "WriteWhatAWorkerWrites")
+    assert "arn:aws:s3:::demo/state/machines/*/worker.json" in writes["Resource"]
+    assert not any(resource.endswith(("/*/*", "state/machines/*")) for resource in writes["Resource"])
 
 
 def test_the_dispatcher_policy_is_enforced(moto_server):  # noqa: F811
@@ -60,15 +69,25 @@ def test_a_node_forgets_released_markers_but_cannot_change_the_campaign(moto_ser
     s3 = key.session().client("s3")
     s3.put_object(Bucket=job, Key=protocol.claim_key("policy-job0"), Body=b"{}")  # rows' records: yes
     s3.put_object(Bucket=job, Key=protocol.worker_key("i-1"), Body=b"{}")  # its machine's files: yes
+    s3.put_object(Bucket=job, Key=protocol.worker_log_key("i-1"), Body=b"log")
+    s3.put_object(Bucket=job, Key=protocol.install_log_key("i-1"), Body=b"log")
+    s3.put_object(Bucket=job, Key=protocol.attempt_status_key("policy-job0", 1), Body=b"{}")  # rows' attempts: yes
+    s3.put_object(Bucket=job, Key=protocol.results_prefix("policy-job0", 1) + "out/r.csv", Body=b"1\n")
+    dispatcher.write_text(protocol.machine_key("i-1"), '{"state": "ready"}\n')
     s3.delete_object(Bucket=job, Key=protocol.released_key("policy-job0"))  # the marker of a claimed row: yes
     assert protocol.released_key("policy-job0") not in dispatcher.list_keys()
     for attempt in (lambda: s3.put_object(Bucket=job, Key="campaign.json", Body=b'{"jobs": ["mine"]}'),
                     lambda: s3.delete_object(Bucket=job, Key="campaign.json"),
-                    lambda: s3.delete_object(Bucket=job, Key=protocol.claim_key("policy-job0"))):
+                    lambda: s3.delete_object(Bucket=job, Key=protocol.claim_key("policy-job0")),
+                    # the dispatcher's record of a machine (what the reconcile decides of it): no
+                    lambda: s3.put_object(Bucket=job, Key=protocol.machine_key("i-1"), Body=b'{"state": "ended"}'),
+                    lambda: s3.put_object(Bucket=job, Key="elsewhere/anything", Body=b"x"),  # outside the layout: no
+                    lambda: s3.put_object(Bucket=job, Key="policy-job0/not-an-attempt", Body=b"x")):
         with pytest.raises(ClientError) as refused:
             attempt()
         assert refused.value.response["Error"]["Code"] == "AccessDenied"
     assert dispatcher.read_text("campaign.json") == '{"jobs": []}\n'
+    assert dispatcher.read_text(protocol.machine_key("i-1")) == '{"state": "ready"}\n'
     boto3.client("s3").create_bucket(Bucket="another-job")
     boto3.client("s3").put_object(Bucket="another-job", Key="campaign.json", Body=b"{}")
     with pytest.raises(ClientError) as refused:  # another job's bucket: no

@@ -24,10 +24,15 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
     """What a node may do (its role's only policy; the same for a row's command, which runs with it).
 
     * list the job's bucket and read its keys;
-    * write keys under a folder only: rows' claims, records, logs and results
-      (``state/rows/<tag>/...``, ``<tag>/...``) and machines' files (``state/machines/...``,
-      ``machines/<id>/...``); ``campaign.json``,
-      at the top, stays the dispatcher's;
+    * write what a worker writes, and nothing else: the rows' claims, statuses and
+      ``released`` markers (``state/rows/<tag>/...``), the rows' attempts (logs, results,
+      earlier statuses: ``<tag>/attempts/...``, every tag being ``<job><n>``), and a
+      machine's own files by their names (``state/machines/<id>/worker.json``,
+      ``machines/<id>/worker.log`` and ``install.log``). Not ``campaign.json`` nor the
+      dispatcher's machine records (``state/machines/<id>.json``: launched, ready, ended).
+      Which machine's: IAM's policy variables hold no bare instance id (``aws:userid`` is
+      ``<role id>:<instance id>``, ``ec2:SourceInstanceARN`` the instance's whole ARN), so
+      a resource cannot name "its own" ``<id>`` in these keys (docs/aws.md);
     * delete ``state/rows/<tag>/released`` markers only (a worker that claims a released row
       forgets its marker);
     * terminate machines tagged with its job.
@@ -39,13 +44,19 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
             {"Sid": "ListJobBucket", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": bucket_arn},
             {"Sid": "ReadJobObjects", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": f"{bucket_arn}/*"},
             {
-                "Sid": "WriteUnderFoldersOnly",
+                "Sid": "WriteWhatAWorkerWrites",
                 "Effect": "Allow",
                 "Action": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
-                "Resource": f"{bucket_arn}/*/*",
+                "Resource": [
+                    f"{bucket_arn}/state/rows/*",
+                    f"{bucket_arn}/{job}*/attempts/*",
+                    f"{bucket_arn}/state/machines/*/worker.json",
+                    f"{bucket_arn}/machines/*/worker.log",
+                    f"{bucket_arn}/machines/*/install.log",
+                ],
             },
             {"Sid": "ForgetReleasedMarkers", "Effect": "Allow", "Action": ["s3:DeleteObject"],
-             "Resource": f"{bucket_arn}/*/released"},
+             "Resource": f"{bucket_arn}/state/rows/*/released"},
             {
                 "Sid": "TerminateJobMachines",
                 "Effect": "Allow",
