@@ -236,3 +236,19 @@ def test_an_object_rewritten_after_the_listing_is_reported_and_not_written(moto_
     storage.download_many([(listed, out / "status.json")], lambda obj, error: ends.append((obj.key, str(error))), 4)
     assert ends == [("t0/status.json", "it changed since it was listed (ETag no longer matches)")]
     assert list(out.iterdir()) == [], "neither the file nor a temporary one"
+
+
+def test_a_bucket_in_another_region_downloads_whole(aws_faults, tmp_path):  # noqa: F811
+    """awscrt signs for the client's region and follows no redirect: such a bucket stays with botocore."""
+    from tests.awsfaults import Fault
+
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket="far-job", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    boto3.client("s3", region_name="eu-west-1").put_object(Bucket="far-job", Key="t0/status.json", Body=b"{}")
+    # what S3 answers a request signed for another region than the bucket's
+    aws_faults.add(Fault(400, "AuthorizationHeaderMalformed", "the region 'us-east-1' is wrong; expecting 'eu-west-1'",
+                         "s3").on("GetObject", user_agent="CRTS3NativeClient"))
+
+    report = download_all(S3Storage("s3://far-job", region="us-east-1"), tmp_path / "out")
+    assert (report.downloaded, report.failed) == (1, [])
+    assert (tmp_path / "out" / "t0" / "status.json").read_bytes() == b"{}"

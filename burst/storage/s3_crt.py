@@ -19,7 +19,9 @@ is ranged GETs, each carrying it), the file is written under a temporary name,
 its size checked against the listing, and only then renamed: the same checks as
 the classic path, whose ranged GETs s3transfer pins to the listed ETag. awscrt's
 own response-checksum validation is not asked for: it costs a HeadObject per
-object. An empty object needs no request. ``available`` says whether this path
+object. An empty object needs no request. awscrt signs for the client's region and
+follows no redirect: an object of a bucket in another region is refused
+(``ElsewhereRegion``) and fetched again by s3transfer, whose botocore follows. ``available`` says whether this path
 can serve a client; otherwise s3transfer's classic manager does
 (``burst.storage.s3_download``).
 """
@@ -45,6 +47,14 @@ _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 
 class DownloadFailed(RuntimeError):
     """One object not downloaded: the HTTP status, S3's error code, or the transport's error."""
+
+
+class ElsewhereRegion(DownloadFailed):
+    """S3 refused a GET signed for the client's region: the bucket is in another (botocore follows; awscrt does not)."""
+
+
+# what S3 answers a request signed for, or sent to, another region than the bucket's
+_ELSEWHERE = {"PermanentRedirect", "TemporaryRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 
 
 def _verify(client: Any) -> str | bool:
@@ -132,6 +142,8 @@ class _Batch:
         code = found.group(1).decode(errors="replace") if found else ""
         if status == 404 or code in ("NoSuchKey", "NoSuchBucket"):
             return self.not_found(code or "NoSuchKey", obj.key)
+        if status in (301, 307) or code in _ELSEWHERE:
+            return ElsewhereRegion(f"HTTP {status} {code}".strip())
         if status == 412:
             return DownloadFailed("it changed since it was listed (ETag no longer matches)")
         if status:

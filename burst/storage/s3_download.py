@@ -55,11 +55,20 @@ def download_listed(storage: Any, items: list[tuple[StoredObject, Path]], on_don
     """
     if not items:
         return
-    from burst.storage.s3_crt import available, download_listed_crt
+    from burst.storage.s3_crt import ElsewhereRegion, available, download_listed_crt
 
     if available(storage.client):
-        download_listed_crt(storage, [item for item in items if item[0].size < NATIVE_BELOW], on_done)
-        items = [item for item in items if item[0].size >= NATIVE_BELOW]
+        targets = {obj.key: target for obj, target in items}
+        elsewhere: list[tuple[StoredObject, Path]] = []  # a bucket in another region: botocore follows
+
+        def native_done(obj: StoredObject, error: BaseException | None) -> None:
+            if isinstance(error, ElsewhereRegion):
+                elsewhere.append((obj, targets[obj.key]))
+            else:
+                on_done(obj, error)
+
+        download_listed_crt(storage, [item for item in items if item[0].size < NATIVE_BELOW], native_done)
+        items = [item for item in items if item[0].size >= NATIVE_BELOW] + sorted(elsewhere, key=lambda item: item[0].key)
         if not items:
             return
     config = TransferConfig(
