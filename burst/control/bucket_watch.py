@@ -1,7 +1,7 @@
 """An outage is not a death: the dispatcher's probe, written to the bucket at every round.
 
 A worker whose heartbeats stopped while the bucket took writes is dead; one whose
-heartbeats could not reach a bucket that was down is not. So each round, before the
+heartbeats could not reach a bucket that was down is not. So each round, once the
 bucket is read, the dispatcher writes one small record (``protocol.PROBE_KEY``), tried
 twice at most (``Storage.quick``: botocore's ten tries would hide a minute of outage inside
 the call; the round's reads get three for the same reason):
@@ -48,7 +48,7 @@ class BucketUnreachable(BurstError):
 
 
 class BucketWatch:
-    """The probes of one dispatcher run; ``probe()`` once per round, before the bucket is read."""
+    """The probes of one dispatcher run; ``probe()`` once per round, after the bucket is read."""
 
     def __init__(self, storage: Storage, lease: float):
         self.storage = storage

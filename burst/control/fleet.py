@@ -75,10 +75,13 @@ class Fleet:
         return self._quick_reads
 
     def observe(self) -> World:
-        """Machines are listed before the bucket is read: a worker records its end before its machine goes."""
-        watched = self.watch.probe()  # BucketUnreachable: the round decides nothing (an outage is not a death)
+        """Machines are listed before the bucket is read: a worker records its end before its machine goes.
+
+        Then the probe (after the read: a bucket that is missing is said so by the read, not made by the probe).
+        """
         live = self.provider.list({"job": self.record.job})
         bucket = read_bucket(self._reads, self.cache, set(self.record.tags))
+        watched = self.watch.probe()  # BucketUnreachable: the round decides nothing (an outage is not a death)
         self._keep_campaign_readable()
         return World(rows=list(self.record.jobs), bucket=bucket, live=live, watched=watched,
                      max_gap=self.watch.max_gap)
