@@ -75,10 +75,8 @@ class Fleet:
         return self._quick_reads
 
     def observe(self) -> World:
-        """Machines are listed before the bucket is read: a worker records its end before its machine goes.
-
-        Then the probe (after the read: a bucket that is missing is said so by the read, not made by the probe).
-        """
+        """Machines are listed before the bucket is read (a worker records its end before its machine goes);
+        then the probe (after the read: a missing bucket is said so by the read, never made by the probe)."""
         live = self.provider.list({"job": self.record.job})
         bucket = read_bucket(self._reads, self.cache, set(self.record.tags))
         watched = self.watch.probe()  # BucketUnreachable: the round decides nothing (an outage is not a death)
