@@ -188,7 +188,8 @@ class Fleet:
 
     def _write_machine(self, record: MachineRecord) -> None:
         record.updated = utc_now()
-        self.storage.write_text(protocol.machine_key(record.id), json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n")
+        key, text = protocol.machine_key(record.id), json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n"
+        self.cache.remember(key, self.storage.write_text(key, text), text)  # the next round need not read it back
 
     def _set_machine(self, instance_id: str, state: str, note: str, world: World,
                      instance: InstanceInfo | None = None, fatal: bool = False, lost_worker: bool = False) -> None:

@@ -50,6 +50,16 @@ class RecordCache:
             return {key: entry for key, entry in self._entries.items()
                     if key in self._used and isinstance(entry[1], dict) and keep(key)}
 
+    def remember(self, key: str, etag: str, text: str) -> None:
+        """What this process just wrote at ``key`` (its etag as the write returned it): not read back."""
+        try:
+            data: dict[str, Any] | UnreadableRecord = json_object(text, key)
+        except UnreadableRecord as error:
+            data = error
+        with self._lock:
+            self._entries[key] = (etag, data)
+            self._seeded.discard(key)
+
     def raw(self, storage: Storage, obj: StoredObject) -> dict[str, Any] | UnreadableRecord | None:
         """The object's JSON object, or why it is not one; None when it was deleted since the listing."""
         with self._lock:

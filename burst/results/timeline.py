@@ -150,6 +150,7 @@ class _Listing:
     workers: dict[str, StoredObject] = field(default_factory=dict)
     claims: dict[str, StoredObject] = field(default_factory=dict)
     statuses: dict[str, StoredObject] = field(default_factory=dict)
+    released: set[str] = field(default_factory=set)  # tags whose claim is released (their marker is listed)
     attempts: dict[tuple[str, int], StoredObject] = field(default_factory=dict)
     logs: dict[tuple[str, int], float] = field(default_factory=dict)  # last upload of an attempt's logs
 
@@ -165,6 +166,8 @@ def _list(storage: Storage) -> _Listing:
             found.claims[row[0]] = obj
         elif row is not None and row[1] == "status.json":
             found.statuses[row[0]] = obj
+        elif row is not None and row[1] == "released":
+            found.released.add(row[0])
         elif len(parts) >= 4 and parts[1] == "attempts" and parts[2].isdigit():
             key = (parts[0], int(parts[2]))
             if len(parts) == 4 and parts[3] == "status.json":
@@ -194,6 +197,11 @@ def gather_timeline(storage: Storage, job: str = "", tags: Iterable[str] | None 
         return {obj.key: data for obj, data in zip(objs, parallel(lambda o: cache.load(storage, o), objs))
                 if isinstance(data, dict)}
 
+    # a claim whose row's status came after it (and was not released) is not read: the status tells all, as in
+    # read_bucket (no GET per ended row at the end of --wait)
+    listing.claims = {tag: obj for tag, obj in listing.claims.items()
+                      if tag in listing.released or tag not in listing.statuses
+                      or listing.statuses[tag].modified < obj.modified}
     loaded = load([*listing.machines.values(), *listing.workers.values(), *listing.claims.values(),
                    *listing.statuses.values()])
     current = {(tag, loaded[o.key].get("attempt")) for tag, o in listing.statuses.items() if o.key in loaded}

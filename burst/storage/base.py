@@ -83,7 +83,8 @@ class Storage(ABC):
         """The object as UTF-8 text; ``burst.records.UnreadableRecord`` when it is not UTF-8."""
 
     @abstractmethod
-    def write_text(self, key: str, text: str) -> None: ...
+    def write_text(self, key: str, text: str) -> str:
+        """Write ``key`` whole; return its etag (what a later listing shows for it)."""
 
     @abstractmethod
     def delete_keys(self, keys: list[str]) -> None: ...

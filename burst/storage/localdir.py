@@ -205,8 +205,8 @@ class LocalDirStorage(Storage):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(f"{self.url}/{key} does not exist") from None
 
-    def write_text(self, key: str, text: str) -> None:
-        self._write(self._path(key), text)
+    def write_text(self, key: str, text: str) -> str:
+        return self._write(self._path(key), text)
 
     def read_versioned(self, key: str) -> tuple[str, str]:
         path = self._path(key)

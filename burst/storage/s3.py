@@ -290,8 +290,8 @@ class S3Storage(Storage):
     def read_text(self, key: str) -> str:
         return self.read_versioned(key)[0]
 
-    def write_text(self, key: str, text: str) -> None:
-        self._put_text(key, text)
+    def write_text(self, key: str, text: str) -> str:
+        return self._put_text(key, text)
 
     def _put_text(self, key: str, text: str, **conditions: str) -> str:
         """PutObject of ``text`` (plus ``IfMatch``/``IfNoneMatch``); the verified ETag, no quotes."""
