@@ -38,10 +38,12 @@ def backoff(first: float = 0.2, factor: float = 1.5, cap: float = 5.0, jitter: f
 
 
 # error codes of a request refused as such: the same request is refused again, however often it is sent
+# (NoSuchBucket: the job's bucket is gone, or the machine looks for it on another store than the dispatcher's)
 REFUSALS = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NotImplemented",
-            "UnauthorizedOperation", "AuthFailure", "InvalidArgument"}
-# botocore refuses the call before sending it; the worker's own code is wrong (or does not run on this Python)
-UNFIXABLE_ERRORS = ("ParamValidationError", "UnknownParameterError", "UnknownClientMethodError")
+            "UnauthorizedOperation", "AuthFailure", "InvalidArgument", "NoSuchBucket"}
+# botocore refuses the call before sending it; the worker's own code is wrong (or does not run on this Python);
+# BucketNotFound: burst.storage.s3's word for NoSuchBucket
+UNFIXABLE_ERRORS = ("ParamValidationError", "UnknownParameterError", "UnknownClientMethodError", "BucketNotFound")
 
 
 def unfixable(error: BaseException) -> str | None:

@@ -108,7 +108,8 @@ def test_make_provider_gives_ec2(moto_server, options, monkeypatch, tmp_path):  
     assert isinstance(provider, EC2Provider) and provider.name == "ec2"
     assert provider.bucket_url == "s3://paj17"
     assert provider.storage_options() == {"region": "us-east-1", "profile": None}
-    assert provider.node_options() == {"region": "us-east-1"}
+    # the S3 store is not AWS here (moto): the nodes are told the dispatcher's, as a user's AWS_ENDPOINT_URL_S3 would be
+    assert provider.node_options() == {"region": "us-east-1", "s3_endpoint": moto_server}
     assert provider.known_hosts == tmp_path / "bh" / "campaigns" / "paj17.known_hosts"
     options.bucket = "my-results"
     assert make_provider("ami-12345678", JOB, options).bucket_url == "s3://my-results"
@@ -117,9 +118,23 @@ def test_make_provider_gives_ec2(moto_server, options, monkeypatch, tmp_path):  
 def test_region_defaults_from_config_else_us_east_1(moto_server, options, home, monkeypatch):  # noqa: F811
     options.region = None
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    assert EC2Provider(JOB, "ami-1", options, home).node_options() == {"region": "eu-west-1"}
+    assert EC2Provider(JOB, "ami-1", options, home).node_options()["region"] == "eu-west-1"
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    assert EC2Provider(JOB, "ami-1", options, home).node_options() == {"region": "us-east-1"}
+    assert EC2Provider(JOB, "ami-1", options, home).node_options()["region"] == "us-east-1"
+
+
+def test_nodes_are_told_the_s3_store_only_when_it_is_not_aws(options, home, monkeypatch):
+    """AWS's own S3 endpoint is the nodes' default (their region's): node.json names none; any other store it names."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "none"))
+    options.region = "eu-west-1"
+    assert EC2Provider(JOB, "ami-1", options, home).node_options() == {"region": "eu-west-1"}
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://s3.example.org:8333")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://ec2.example.org")  # the S3 variable wins, as boto3 has it
+    assert EC2Provider(JOB, "ami-1", options, home).node_options() == {
+        "region": "eu-west-1", "s3_endpoint": "https://s3.example.org:8333"}
 
 
 def test_unknown_profile_is_a_user_error(moto_server, options, home):  # noqa: F811

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from burst.storage import KeyNotFound, StoredObject, UploadNotVerified, open_storage
+from burst.retry import retry_call
 from burst.storage.s3 import BucketNotFound, MiB, S3Storage, expected_etag
 from tests.motoserver import moto_server  # noqa: F401  (fixture)
 from tests.seaweed import seaweed_s3  # noqa: F401  (fixture)
@@ -159,12 +160,17 @@ def test_missing_key_raises_key_not_found(bucket, tmp_path):
         storage.head("t/out.bin")
 
 
-def test_missing_bucket_raises(moto_server):  # noqa: F811
+def test_missing_bucket_raises(moto_server, tmp_path):  # noqa: F811
     storage = small_parts_storage("s3://no-such-bucket-here")
     with pytest.raises(BucketNotFound, match="bucket s3://no-such-bucket-here does not exist"):
         storage.read_text("x.txt")
     with pytest.raises(BucketNotFound):
         storage.list_objects()
+    # no retry brings a bucket back: a worker saving to it gives up at once, never waits out --save-patience
+    saved = tmp_path / "out.csv"
+    saved.write_text("a,b\n")
+    with pytest.raises(BucketNotFound):
+        retry_call(lambda: storage.upload_file(saved, "t/out.csv"), seconds=600, sleep=pytest.fail)
 
 
 def test_text_round_trip_utf8(bucket):

@@ -98,7 +98,7 @@ def build_parser(prog: str = "dispatcher.py") -> argparse.ArgumentParser:
     aws.add_argument("--threads-per-core", type=int, choices=[1, 2], metavar="N", help="1: every physical core with one hardware thread, its sibling off (RunInstances CpuOptions, where the type allows it; the price stays per instance); default: as AWS sells the type")
     aws.add_argument("--user", help="SSH user on the machines (default: the AMI's: ubuntu, ec2-user, admin, ...; docs/aws.md)")
     aws.add_argument("--ssh-config", type=Path, help="OpenSSH client config consulted per instance (bastions, ports)")
-    aws.add_argument("--bucket", help="bucket name (default: the job name)")
+    aws.add_argument("--bucket", help="bucket name (default: the job name); on an S3-compatible store, also set AWS_ENDPOINT_URL_S3 (docs/aws.md)")
     aws.add_argument("--node-root", default="burst", help="folder on each machine holding the job's files (default ~/burst)")
     aws.add_argument("--adopt-bucket", action=argparse.BooleanOptionalAction, default=False,
                      help="use an existing bucket of yours that burst did not make for this job (refused otherwise)")

@@ -50,7 +50,11 @@ class NodeConfig:
         return max(1, int(self.slots))
 
     def storage_options(self) -> dict[str, Any]:
-        return {"region": self.provider_options["region"]} if self.provider == "ec2" else {}
+        """The bucket's client on the machine: the dispatcher's region, and its S3-compatible store if not AWS."""
+        if self.provider != "ec2":
+            return {}
+        endpoint = self.provider_options.get("s3_endpoint")
+        return {"region": self.provider_options["region"], **({"endpoint_url": endpoint} if endpoint else {})}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n"

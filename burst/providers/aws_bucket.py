@@ -47,7 +47,11 @@ def check_adoption(s3, bucket: str, job: str, adopt: bool) -> bool:
 
 def is_aws_endpoint(client) -> bool:
     """Whether the client talks to AWS itself (not an S3-compatible store given by ``AWS_ENDPOINT_URL_S3``)."""
-    host = urlparse(client.meta.endpoint_url or "").hostname or ""
+    return is_aws_endpoint_url(client.meta.endpoint_url)
+
+
+def is_aws_endpoint_url(url: str | None) -> bool:
+    host = urlparse(url or "").hostname or ""
     return host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
 

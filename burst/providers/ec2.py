@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from burst.errors import BurstError
 from burst.providers import aws_setup, ec2_checks, ec2_launch, ec2_network, ec2_spot
+from burst.providers.aws_bucket import is_aws_endpoint_url
 from burst.providers.base import LaunchSpec, Provider
 from burst.providers.ec2_access import EC2Access
 from burst.providers.ec2_checks import _chunks, _code
@@ -99,6 +100,7 @@ class EC2Provider(EC2Access, Provider):
         self.poll_seconds = 5.0  # waiter delay
         self.ready_timeout = 900.0  # waiter gives up after this long
         self._identity: dict[str, str] | None = None
+        self._s3_endpoint: str | None = None  # the dispatcher's S3 endpoint (node_options)
         self._marketplace_codes: list[str] = []
         self._root_device = ""  # the AMI's root device name, for --disk-gb
         self._network: tuple[str, list[ec2_network.Subnet]] | None = None  # (VPC, subnets), once validated
@@ -170,7 +172,12 @@ class EC2Provider(EC2Access, Provider):
         return {"region": self.region, "profile": self.options.profile}
 
     def node_options(self) -> dict[str, Any]:
-        return {"region": self.region}  # nodes use their instance profile, never credentials
+        """The nodes' region, and the S3 store the dispatcher uses when it is not AWS (never credentials:
+        nodes sign with their instance profile). docs/aws.md, "The bucket on an S3-compatible store"."""
+        if self._s3_endpoint is None:  # made once: the fleet asks for every machine
+            self._s3_endpoint = self.session.client("s3").meta.endpoint_url or ""
+        endpoint = self._s3_endpoint
+        return {"region": self.region, **({} if is_aws_endpoint_url(endpoint) else {"s3_endpoint": endpoint})}
 
     @property
     def key_file(self) -> Path:

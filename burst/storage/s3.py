@@ -103,6 +103,7 @@ class S3Storage(Storage):
         max_concurrency: int = 8,
         user_agent_extra: str = "",
         max_attempts: int = 10,  # botocore's tries of one request (burst.retry.aws_config)
+        endpoint_url: str | None = None,  # an S3-compatible store's; None: boto3's own (AWS_ENDPOINT_URL_S3, config, AWS)
     ):
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -121,8 +122,8 @@ class S3Storage(Storage):
             # The classic transfer manager: its part sizes are the ones expected_etag predicts.
             preferred_transfer_client="classic",
         )
-        self.client = make_client(profile, region, max_concurrency, user_agent_extra, max_attempts)
-        self._opened = (region, profile, user_agent_extra)
+        self.client = make_client(profile, region, max_concurrency, user_agent_extra, max_attempts, endpoint_url)
+        self._opened = dict(region=region, profile=profile, user_agent_extra=user_agent_extra, endpoint_url=endpoint_url)
         self._heard: tuple[float, float] | None = None  # (the store's Date, time.monotonic()) of its last answer
         self.client.meta.events.register("after-call.s3", self._note_date)
 
@@ -391,8 +392,7 @@ class S3Storage(Storage):
             raise DeleteFailed(f"could not delete from {self.url}: {listed}{more}")
 
     def quick(self, attempts: int = 1) -> "S3Storage":
-        region, profile, agent = self._opened
-        return S3Storage(self.url, region, profile, max_concurrency=1, user_agent_extra=agent, max_attempts=attempts)
+        return S3Storage(self.url, **self._opened, max_concurrency=1, max_attempts=attempts)
 
     def close(self) -> None:
         self.client.close()

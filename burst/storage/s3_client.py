@@ -15,6 +15,7 @@ from datetime import datetime
 
 import boto3
 import botocore
+import botocore.handlers
 import botocore.session
 import botocore.utils
 
@@ -47,13 +48,14 @@ def user_agent() -> str:
 
 
 def make_client(profile: str | None, region: str | None, max_concurrency: int, user_agent_extra: str = "",
-                max_attempts: int = 10):
-    """An S3 client whose pool has a connection for every thread of any one transfer."""
+                max_attempts: int = 10, endpoint_url: str | None = None):
+    """An S3 client whose pool has a connection for every thread of any one transfer (at ``endpoint_url`` if given)."""
     core = botocore.session.Session()
     core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     session = boto3.session.Session(profile_name=profile, region_name=region, botocore_session=core)
-    return session.client(
+    client = session.client(
         "s3",
+        endpoint_url=endpoint_url,
         config=aws_config(  # the one retry policy (burst.retry)
             max_attempts=max_attempts,
             connect_timeout=20,
@@ -63,3 +65,9 @@ def make_client(profile: str | None, region: str | None, max_concurrency: int, u
             max_pool_connections=max(max_concurrency, POOL_WORKERS) + 2,
         ),
     )
+    # No "Expect: 100-continue": a store that answers such a request at once with its final status
+    # (SeaweedFS does for an empty body, any store may for a refused condition) leaves the botocore
+    # of the nodes' runtime (1.42, burst.control.runtime; later releases fixed it) reading the next
+    # answer on that connection with the old status line: that request waits out its read timeout.
+    client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
+    return client
