@@ -49,12 +49,7 @@ class LocalDirStorage(Storage):
         folder, _, name = key.rpartition("/")
         root = self._resolved_root()
         parent = self._folder(root, folder) if folder else root
-        path = parent / name
-        if name in ("", ".", "..") or os.path.islink(path):
-            path = path.resolve()
-            if path != root and root not in path.parents:
-                raise ValueError(f"key {key!r} leaves the bucket {self.url}")
-        return path
+        return self._inside(root, parent / name, key)
 
     def _folder(self, root: Path, folder: str) -> Path:
         """``folder``'s resolved path, inside the bucket; from its parent's (kept) and one ``lstat`` of its own
@@ -64,13 +59,16 @@ class LocalDirStorage(Storage):
             return resolved
         above, _, name = folder.rpartition("/")
         parent = self._folder(root, above) if above else root
-        resolved = parent / name
-        if name in ("", ".", "..") or os.path.islink(resolved):
-            resolved = resolved.resolve()
-            if resolved != root and root not in resolved.parents:
-                raise ValueError(f"key {folder!r} leaves the bucket {self.url}")
-        self._folders[folder] = resolved
+        resolved = self._folders[folder] = self._inside(root, parent / name, folder)
         return resolved
+
+    def _inside(self, root: Path, path: Path, key: str) -> Path:
+        """``path`` (whose parent is resolved already), resolved when it is a link or a dot name; never outside ``root``."""
+        if path.name in ("", ".", "..") or os.path.islink(path):
+            path = path.resolve()
+            if path != root and root not in path.parents:
+                raise ValueError(f"key {key!r} leaves the bucket {self.url}")
+        return path
 
     def _resolved_root(self) -> Path:
         if self._root is None or not self._root_exists:
