@@ -22,10 +22,12 @@ import pytest
 from burst import protocol
 from burst.control.bucket_watch import BucketUnreachable, BucketWatch
 from burst.control.decide import Policy, World, decide
+from burst.errors import BurstError
 from burst.node.bucket_view import BucketView, HeldClaim
 from burst.records import Claim, InstanceInfo, Job, WorkerRecord
 from burst.storage.localdir import LocalDirStorage
-from tests.awsfaults import FaultProxy, FaultRule
+from burst.storage.s3 import S3Storage
+from tests.awsfaults import Fault, FaultProxy, FaultRule, aws_faults  # noqa: F401  (aws_faults: fixture)
 from tests.conftest import REPO, status_report, statuses, wait_until
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
@@ -54,7 +56,7 @@ POLICY = Policy(machines={"t3.micro": 1}, slots=1, heartbeat=1.0, retries=2, may
 
 
 def test_silence_counts_only_while_the_probes_found_the_bucket_up():
-    every_second = [float(t) for t in range(0, 11)]
+    every_second = [float(t) for t in range(11)]
     # the bucket went down after the probe at 10 s and was back for the probe at 40 s: 30 s of silence, none counted
     after_outage = every_second + [40.0, 41.0, 42.0]
     actions = decide(world(42.0, after_outage, {40.0}, last_write=9.0), POLICY)
@@ -93,6 +95,18 @@ def test_the_probe_says_when_the_bucket_takes_no_writes_and_counts_no_time_acros
     watched = watch.probe()
     assert watched[-1][1] == first[0][1] == 0.0, "the time across a failed probe is not watched"
     assert watched[-1][0] >= first[0][0]
+
+
+def test_a_probe_the_bucket_refuses_is_one_message_at_once_not_an_outage(aws_faults):  # noqa: F811
+    boto3.client("s3").create_bucket(Bucket="refused")
+    aws_faults.add(Fault(403, "AccessDenied", "Access Denied", "s3").on("PutObject"))
+    watch = BucketWatch(S3Storage("s3://refused"), lease=LEASE)
+    with pytest.raises(BurstError) as refused:
+        watch.probe()
+    assert not isinstance(refused.value, BucketUnreachable), "a refusal is no outage: waiting cannot fix it"
+    assert str(refused.value).startswith("the bucket s3://refused refuses the dispatcher's write of state/dispatcher.json "
+                                         "(AccessDenied: ") and "permissions` prints" in str(refused.value)
+    assert watch.down_since is None, "no outage began"
 
 
 def run_bucket(job: str, home) -> str:
@@ -149,7 +163,8 @@ def test_an_outage_longer_than_the_lease_ends_nothing_and_reruns_nothing(tmp_pat
 
 def test_an_outage_beyond_save_patience_ends_the_run_and_the_same_command_resumes(tmp_path, burst_home):
     from tests.conftest import run_script, write_campaign
-    from tests.test_pools_local import DISPATCHER as LOCAL_DISPATCHER, finish, ran, start_dispatcher
+    from tests.test_pools_local import DISPATCHER as LOCAL_DISPATCHER
+    from tests.test_pools_local import finish, ran, start_dispatcher
 
     log = tmp_path / "ran.log"
     jobfile, install = write_campaign(tmp_path, [("t3.micro", f"sleep 8; echo $TAG >> {log}")] * 2)

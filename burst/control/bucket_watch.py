@@ -25,11 +25,10 @@ import json
 import time
 
 from burst import protocol
-from burst.errors import BurstError
+from burst.errors import BurstError, command_name
 from burst.records import utc_now
-from burst.retry import credentials_expired
+from burst.retry import credentials_expired, unfixable
 from burst.storage import Storage
-
 
 PROBE_ATTEMPTS = 2  # a lone 5xx is a blip, not an outage
 READ_ATTEMPTS = 3  # the round's reads (the fleet's): an outage fails the round within seconds, and the probe names it
@@ -73,6 +72,11 @@ class BucketWatch:
         except Exception as error:
             if credentials_expired(error):
                 raise  # no round passes until they are renewed: the entry point says how
+            refused = unfixable(error)
+            if refused:  # AccessDenied, NoSuchBucket, ...: no outage, and no wait can fix it
+                raise BurstError(f"the bucket {self.storage.url} refuses the dispatcher's write of "
+                                 f"{protocol.PROBE_KEY} ({refused}); no retry can fix that: check the bucket and "
+                                 f"that your credentials allow what `{command_name()} permissions` prints") from error
             self._failed = True
             self.down_since = self.down_since or time.monotonic()
             raise BucketUnreachable(self.storage.url, error, time.monotonic() - self.down_since) from error
