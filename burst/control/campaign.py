@@ -138,6 +138,8 @@ class Campaign:
                         self._wait_out(outage)
                         time.sleep(next(delays))
                         continue
+                    except BurstError:
+                        raise  # the bucket refuses the probe: no round can pass
                     except Exception:  # noqa: BLE001 - said below, with the round's own error
                         pass
                     failing_since = failing_since or time.monotonic()
