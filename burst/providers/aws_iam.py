@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from burst import protocol
 from burst.errors import UserError
 from burst.providers.aws_names import _code, node_role_name
 
@@ -47,16 +48,16 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
                 "Sid": "WriteWhatAWorkerWrites",
                 "Effect": "Allow",
                 "Action": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
-                "Resource": [
-                    f"{bucket_arn}/state/rows/*",
-                    f"{bucket_arn}/{job}*/attempts/*",
-                    f"{bucket_arn}/state/machines/*/worker.json",
-                    f"{bucket_arn}/machines/*/worker.log",
-                    f"{bucket_arn}/machines/*/install.log",
+                "Resource": [  # the keys of burst.protocol, any tag or machine ("*"): one layout
+                    f"{bucket_arn}/{protocol.ROWS_PREFIX}*",
+                    f"{bucket_arn}/{job}*/attempts/*",  # protocol.attempt_prefix of every row (each tag is <job><n>)
+                    f"{bucket_arn}/{protocol.worker_key('*')}",
+                    f"{bucket_arn}/{protocol.worker_log_key('*')}",
+                    f"{bucket_arn}/{protocol.install_log_key('*')}",
                 ],
             },
             {"Sid": "ForgetReleasedMarkers", "Effect": "Allow", "Action": ["s3:DeleteObject"],
-             "Resource": f"{bucket_arn}/state/rows/*/released"},
+             "Resource": f"{bucket_arn}/{protocol.released_key('*')}"},
             {
                 "Sid": "TerminateJobMachines",
                 "Effect": "Allow",
