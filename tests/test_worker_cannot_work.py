@@ -83,4 +83,6 @@ def test_a_worker_whose_code_fails_at_import_is_reported_with_its_log_and_its_ty
     for machine in machines:
         log = bucket_text("noimport", f"machines/{machine['InstanceId']}/worker.log")
         assert "ImportError: planted by the test" in log and "worker: cannot work" in log, log
+    assert "worker.log as on" in result.stdout and "install.log as on" not in result.stdout, \
+        "the second machine's failure points at the first one's worker.log, not at an install.log"
     assert elapsed < 90, f"the campaign took {elapsed:.0f} s"

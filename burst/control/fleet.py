@@ -354,7 +354,7 @@ class Fleet:
         if shown == instance.id:
             self.report(f"{self.noun} {instance.id} ({instance.instance_type}): {note}")
         else:  # the same failure on another machine of the type: its log was just shown
-            self.report(f"{self.noun} {instance.id} ({instance.instance_type}): {why} (install.log as on {shown}, above)")
+            self.report(f"{self.noun} {instance.id} ({instance.instance_type}): {why} ({Path(log).name} as on {shown}, above)")
         return protocol.P_FAILED
 
     def _without_told_log(self, why: str) -> str:
