@@ -128,6 +128,8 @@ def unit_tag(tag: str, repeat: int, repeats: int) -> str:
 
 def split_unit(tag: str) -> tuple[str, int]:
     """A unit's row tag and repetition number: ``demo3.r2`` -> (``demo3``, 2); ``demo3`` -> (``demo3``, 1)."""
+    if REPEAT_MARK not in tag:  # most tags: decided without splitting (100,000 statuses each ask)
+        return tag, 1
     row, mark, number = tag.rpartition(REPEAT_MARK)
     if mark and row and number.isdigit() and "." not in row:
         return row, int(number)

@@ -101,22 +101,31 @@ def _check(annotation: str):
     return lambda value: bool_fits if isinstance(value, bool) else isinstance(value, union)
 
 
+def fields_fingerprint(cls) -> str:
+    """The names and types of dataclass ``cls``'s fields, as one string: a record kept by another version of
+    burst (whose ``cls`` had other fields) is told apart by it."""
+    return ";".join(f"{f.name}:{f.type}" for f in dataclasses.fields(cls))
+
+
 @functools.lru_cache(maxsize=None)
 def _field_checks(cls) -> dict[str, Any]:
     """Each field of dataclass ``cls`` and the check of its type, built once per class."""
     return {f.name: _check(str(f.type)) for f in dataclasses.fields(cls)}
 
 
-def parse_record(cls, raw: str | bytes | dict[str, Any], where: str):
+def parse_record(cls, raw: str | bytes | dict[str, Any], where: str, checked: bool = True):
     """Dataclass ``cls`` from a record's text (or its JSON object), every known field of its type; else ``UnreadableRecord``.
 
     The one reader of every record burst shares (claims, statuses, machine and worker
     records): a record that rotted is a condition the caller names, never a traceback.
+    ``checked=False`` skips the type of each field (a missing one is still refused): only
+    for a JSON object this very code checked before and that cannot have changed since
+    (``burst.control.kept_records``: a file with its own checksum).
     """
     data = raw if isinstance(raw, dict) else json_object(raw, where)
     checks = _field_checks(cls)
     known = {name: value for name, value in data.items() if name in checks}
-    wrong = [f"{name} is {json.dumps(value)[:40]}" for name, value in known.items() if not checks[name](value)]
+    wrong = checked and [f"{name} is {json.dumps(value)[:40]}" for name, value in known.items() if not checks[name](value)]
     if wrong:
         raise UnreadableRecord(where, "wrong types: " + ", ".join(wrong))
     try:

@@ -44,7 +44,7 @@ class Campaign:
         provider.report = report
         self.fleet = Fleet(record, provider, storage, report=report, install_timeout=install_timeout, prices=prices)
         self._kept = load_kept(record.job, record.bucket_url)  # final rows read by an earlier command (etag-keyed)
-        self.fleet.cache.seed(self._kept)
+        self.fleet.cache.seed(self._kept, checked=True)  # load_kept checked the file whole: its checksum, its fields
         self._outage: tuple[str, float] | None = None  # the bucket outage under way: its URL, time.monotonic() at its start
 
     def keep_records(self) -> None:

@@ -26,7 +26,10 @@ class RecordCache:
     Objects with the same etag have the same content. ``seed`` takes entries kept
     from an earlier run (``snapshot``): each is used only while a listing shows the
     same etag, and is parsed by ``parse_record`` like a fresh read, so a kept entry
-    can neither show what the bucket no longer says nor crash a reader.
+    can neither show what the bucket no longer says nor crash a reader. Entries
+    seeded as ``checked`` (a kept file whose checksum held: what this code parsed
+    before) skip the type check of each field; a field missing still makes the bucket
+    decide.
     """
 
     def __init__(self) -> None:
@@ -35,20 +38,27 @@ class RecordCache:
         self._lock = threading.Lock()
         self._used: set[str] = set()  # keys read (from the bucket or this cache) by this process
         self._seeded: set[str] = set()  # keys whose entry came from ``seed``, not from the bucket
+        self._checked: set[str] = set()  # seeded keys whose entry was type-checked when it was kept
 
-    def seed(self, entries: dict[str, tuple[str, dict[str, Any]]]) -> None:
-        """Entries kept from an earlier run: key -> (etag, JSON object)."""
+    def seed(self, entries: dict[str, tuple[str, dict[str, Any]]], checked: bool = False) -> None:
+        """Entries kept from an earlier run: key -> (etag, JSON object); ``checked``: records parsed when kept."""
         with self._lock:
             for key, (etag, data) in entries.items():
                 if key not in self._entries:
                     self._entries[key] = (etag, data)
                     self._seeded.add(key)
+                    if checked:
+                        self._checked.add(key)
 
     def snapshot(self, keep=lambda key: True) -> dict[str, tuple[str, dict[str, Any]]]:
-        """key -> (etag, JSON object) of the readable entries this process read whose key ``keep`` accepts."""
+        """key -> (etag, JSON object) of the entries this process read, parsed into a record, and ``keep`` accepts.
+
+        Only what ``parse_record`` accepted as it is now: a JSON object of the wrong shape is never kept.
+        """
         with self._lock:
+            parsed = {key for (key, _), (etag, _) in self._built.items() if self._entries.get(key, ("",))[0] == etag}
             return {key: entry for key, entry in self._entries.items()
-                    if key in self._used and isinstance(entry[1], dict) and keep(key)}
+                    if key in self._used and key in parsed and isinstance(entry[1], dict) and keep(key)}
 
     def remember(self, key: str, etag: str, text: str) -> None:
         """What this process just wrote at ``key`` (its etag as the write returned it): not read back."""
@@ -59,6 +69,7 @@ class RecordCache:
         with self._lock:
             self._entries[key] = (etag, data)
             self._seeded.discard(key)
+            self._checked.discard(key)
 
     def raw(self, storage: Storage, obj: StoredObject) -> dict[str, Any] | UnreadableRecord | None:
         """The object's JSON object, or why it is not one; None when it was deleted since the listing."""
@@ -82,6 +93,7 @@ class RecordCache:
         with self._lock:
             self._entries[obj.key] = (etag, data)
             self._seeded.discard(obj.key)
+            self._checked.discard(obj.key)
         return data
 
     def load(self, storage: Storage, obj: StoredObject) -> dict[str, Any] | None:
@@ -102,15 +114,17 @@ class RecordCache:
         with self._lock:
             etag = self._entries.get(obj.key, ("",))[0]
             built = self._built.get((obj.key, cls))
+            checked = obj.key in self._checked
         if built is None or built[0] != etag:
-            try:
-                built = (etag, parse_record(cls, data, obj.key))  # UnreadableRecord (wrong shape): raised, never kept
+            try:  # UnreadableRecord (wrong shape): raised, never kept
+                built = (etag, parse_record(cls, data, obj.key, checked=not checked))
             except UnreadableRecord:
                 with self._lock:
                     seeded = obj.key in self._seeded
                     if seeded:  # a kept copy that rotted on this machine: what the bucket says decides
                         del self._entries[obj.key]
                         self._seeded.discard(obj.key)
+                        self._checked.discard(obj.key)
                 if seeded:
                     return self.record(storage, obj, cls)
                 raise
