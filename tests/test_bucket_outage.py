@@ -195,3 +195,7 @@ def test_an_outage_beyond_save_patience_ends_the_run_and_the_same_command_resume
     assert again.returncode == 0, again.stdout + again.stderr
     assert {row["state"] for row in statuses("down").values()} == {"done"}
     assert sorted(ran(log)) == ["down0", "down1"], "each row's result once (an attempt given up wrote none)"
+    worker_logs = [path.read_text() for path in burst_home.glob("instances/*/burst/down/*/logs/worker.log")]
+    outage_said = [text.count("writing the worker record failed") for text in worker_logs]
+    assert max(outage_said) == 1 and sum(outage_said) <= len(worker_logs), \
+        f"each worker says once that its record cannot be written, not at every heartbeat: {outage_said}"

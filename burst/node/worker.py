@@ -58,6 +58,7 @@ class Worker(Leases):
         # an outage is not a death: a claim silent while the bucket was down is not taken over (burst.control.bucket_watch)
         self.bucket_down = False  # a heartbeat (or a listing) found the bucket not answering, and none since found it back
         self.watched_since = 0.0  # the bucket's time when a heartbeat last found it back: silences count from there
+        self.record_failing = False  # the last write of worker.json failed (said once, and once when one passes again)
         try:
             self.rows = self._rows_of_my_type()
         except Exception as error:  # retry_call gave up at once, or --save-patience ran out: run() says why
@@ -293,10 +294,15 @@ class Worker(Leases):
                 self.storage.write_text(key, text)
             else:
                 self._patiently(lambda: self.storage.write_text(key, text), "writing the worker record")
-            return True
         except Exception as error:  # advisory: the leases are what protect the rows
-            log(f"writing the worker record failed: {error}")
+            if not self.record_failing:  # once, not at every beat of an outage
+                log(f"writing the worker record failed: {error}; it is written again at every heartbeat")
+            self.record_failing = True
             return False
+        if self.record_failing:
+            log("the worker record is written again")
+        self.record_failing = False
+        return True
 
     # -- the whole life ----------------------------------------------------------
     def fail(self, error: BaseException) -> None:
