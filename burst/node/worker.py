@@ -25,7 +25,7 @@ from pathlib import Path
 from burst import protocol
 from burst.node import bench, claims, spot_notice
 from burst.node.bucket_view import HeldClaim, RecordCache, campaign_rows, read_rows_worth_a_look
-from burst.node.candidates import LOSSES_BEFORE_LISTING, from_random_start, in_ring_order
+from burst.node.candidates import from_random_start, in_ring_order, losses_before_listing
 from burst.node.config import NodeConfig, lease_seconds, provenance
 from burst.node.ending import terminate_self
 from burst.node.leases import Leases
@@ -93,8 +93,8 @@ class Worker(Leases):
         ``burst.node.candidates`` (which says when to list again).
         """
         while True:
-            losses = 0
-            while losses < LOSSES_BEFORE_LISTING:
+            losses, stale_after = 0, losses_before_listing(len(self.rows))
+            while losses < stale_after:
                 with self.queue_lock:
                     if not self.queue:
                         break
