@@ -111,7 +111,7 @@ def _convert(by_name: dict[str, argparse.Action], path: Path, key: str, value: A
     where = f"{path}: {key}"
     if action is None:
         close = difflib.get_close_matches(name, sorted(by_name), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f" (AMI, JOB and JOBFILE go on the command line)"
+        hint = f"; did you mean {close[0]!r}?" if close else " (AMI, JOB and JOBFILE go on the command line)"
         raise UserError(f"{where} is not an option of `burst run`{hint} Fix or remove it.")
     try:
         if action.dest == "market":

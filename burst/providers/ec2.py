@@ -45,7 +45,6 @@ from burst.retry import REPORT_EVERY, aws_config
 
 if TYPE_CHECKING:
     from burst.providers.base import ProviderOptions
-    from burst.transport.base import Transport
 
 MAX_PER_RUN = 100  # machines per RunInstances call (a zone short of capacity may start fewer: ec2_launch)
 TERMINATE_BATCH = 1000
