@@ -40,7 +40,12 @@ ENDED = "ended"  # ended by the reconcile; the record says why
 CAMPAIGN_KEY = "campaign.json"
 LAYOUT = 2  # campaign.json's "layout": 2 = this one; none = the first (records beside the logs)
 ROWS_PREFIX = "state/rows/"  # <tag>/claim.json, <tag>/status.json, <tag>/released
-MACHINES_PREFIX = "state/machines/"  # <id>.json (the dispatcher's), <id>/worker.json (the worker's)
+MACHINES_PREFIX = "state/machines/"  # <id>.json (the dispatcher's), <folder>/worker.json (the worker's)
+MACHINE_LOGS_PREFIX = "machines/"  # <folder>/install.log, <folder>/worker.log
+# A machine's worker writes its own files under its *folder*: ``<role id>:<instance id>`` on
+# EC2 (IAM's ``aws:userid``, which the node policy names: no machine writes another's), the
+# instance id elsewhere (burst.node.identity). The dispatcher writes under the instance id.
+NODE_FOLDER_VARIABLE = "${aws:userid}"
 PROBE_KEY = "state/dispatcher.json"  # the dispatcher's probe, written each round (burst.control.bucket_watch)
 
 
@@ -88,9 +93,14 @@ def machine_key(instance_id: str) -> str:
     return f"{MACHINES_PREFIX}{instance_id}.json"
 
 
-def worker_key(instance_id: str) -> str:
-    """The worker's own record of its machine, renewed with every heartbeat."""
-    return f"{MACHINES_PREFIX}{instance_id}/worker.json"
+def worker_key(folder: str) -> str:
+    """The worker's own record of its machine, renewed with every heartbeat (``folder``: see MACHINE_LOGS_PREFIX)."""
+    return f"{MACHINES_PREFIX}{folder}/worker.json"
+
+
+def instance_of(folder: str) -> str:
+    """The instance id of a machine's folder: ``AROA...:i-0abc`` -> ``i-0abc``; ``i-0abc`` -> ``i-0abc``."""
+    return folder.rpartition(":")[2]
 
 
 def machine_record(key: str) -> tuple[str, str] | None:
@@ -101,16 +111,26 @@ def machine_record(key: str) -> tuple[str, str] | None:
     if len(parts) == 1 and parts[0].endswith(".json"):
         return parts[0][:-len(".json")], "machine"
     if len(parts) == 2 and parts[1] == "worker.json":
-        return parts[0], "worker"
+        return instance_of(parts[0]), "worker"
     return None
 
 
-def install_log_key(instance_id: str) -> str:
-    return f"machines/{instance_id}/install.log"
+def install_log_key(folder: str) -> str:
+    return f"{MACHINE_LOGS_PREFIX}{folder}/install.log"
 
 
-def worker_log_key(instance_id: str) -> str:
-    return f"machines/{instance_id}/worker.log"
+def worker_log_key(folder: str) -> str:
+    return f"{MACHINE_LOGS_PREFIX}{folder}/worker.log"
+
+
+def saved_machine_log(keys: list[str], instance_id: str, name: str) -> str:
+    """The key of a machine's saved ``name`` (install.log, worker.log) among ``keys`` (a listing of
+    MACHINE_LOGS_PREFIX): the one its worker wrote under its folder if any, else the dispatcher's."""
+    for key in keys:
+        folder, _, file = key[len(MACHINE_LOGS_PREFIX):].partition("/")
+        if key.startswith(MACHINE_LOGS_PREFIX) and file == name and folder != instance_id and instance_of(folder) == instance_id:
+            return key
+    return f"{MACHINE_LOGS_PREFIX}{instance_id}/{name}"
 
 
 # -- repetitions (``--repeat K``) --------------------------------------------------
@@ -140,7 +160,7 @@ def is_layout_key(key: str, job: str, tags: set[str]) -> bool:
     """Whether burst's layout names ``key`` for the campaign ``job`` (its row tags, their repetitions, and
     ``JOB<n>`` of rows since removed): ``campaign.json``, ``state/machines/...``, ``state/rows/<tag>/...``,
     ``machines/...``, ``<tag>/...`` (and the first layout's records). ``cleanup`` deletes only those."""
-    if key in (CAMPAIGN_KEY, PROBE_KEY) or key.startswith(("machines/", MACHINES_PREFIX)):
+    if key in (CAMPAIGN_KEY, PROBE_KEY) or key.startswith((MACHINE_LOGS_PREFIX, MACHINES_PREFIX)):
         return True
     record = row_record(key)
     if key.startswith(ROWS_PREFIX) and record is None:

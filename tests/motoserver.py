@@ -118,15 +118,17 @@ class AccessKey:
     user: str
     key_id: str
     secret: str
+    token: str = ""  # session credentials (an assumed role's): tests.node_identity
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret}
+        return {"AWS_ACCESS_KEY_ID": self.key_id, "AWS_SECRET_ACCESS_KEY": self.secret,
+                **({"AWS_SESSION_TOKEN": self.token} if self.token else {})}
 
     def session(self):
         import boto3
 
         return boto3.session.Session(aws_access_key_id=self.key_id, aws_secret_access_key=self.secret,
-                                     region_name=REGION)
+                                     aws_session_token=self.token or None, region_name=REGION)
 
 
 _admin: AccessKey | None = None  # the current test's administrator (moto_server)
@@ -149,14 +151,6 @@ def admin() -> AccessKey:
     return _admin
 
 
-def node_key(job: str, bucket: str | None = None) -> AccessKey:
-    """Credentials with exactly the node role's policy for ``job`` (moto hands out no instance-profile keys)."""
-    from burst.providers.aws_iam import node_policy
-    from burst.providers.aws_names import bucket_name
-
-    return iam_user(f"node-{job}-{uuid.uuid4().hex[:6]}", node_policy(job, bucket_name(job, bucket)))
-
-
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """URL of a moto server with empty state and IAM enforced; the environment points boto3 at it.
@@ -164,7 +158,7 @@ def moto_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str
     The environment signs as a user whose only policy is the one ``burst permissions``
     prints, so every call burst's dispatcher makes must be allowed by it; the test's own
     ``boto3.client(...)`` (what it inspects or sets up) signs as :func:`admin`;
-    :func:`node_key` makes the nodes' credentials.
+    tests.node_identity gives each node its machine's credentials.
     """
     global _admin
     from burst.providers.aws_policy import dispatcher_policy

@@ -22,7 +22,8 @@ import boto3
 import pytest
 
 from tests.conftest import REPO, StartsWhenTheKeyExists, run_script, status_report, statuses, wait_until
-from tests.motoserver import moto_ami, moto_server, node_key  # noqa: F401  (fixtures)
+from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
+from tests.node_identity import CredentialServer, own_file
 from tests.sshd import SSHServer, node_env, sshd_factory, write_ssh_config  # noqa: F401  (fixtures)
 
 DISPATCHER = str(REPO / "dispatcher.py")
@@ -35,10 +36,11 @@ class Nodes(StartsWhenTheKeyExists):
                  bucket: str | None = None, **env: str):
         # the instance metadata: a loopback IMDSv2 server, or none at all; never the link-local address
         metadata = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": metadata_url} if metadata_url else {"AWS_EC2_METADATA_DISABLED": "true"}
-        # on EC2 the node signs with its instance profile: here with a user holding exactly that role's policy
-        self.key = node_key(job, bucket)
+        # on EC2 the node signs with its instance profile: here each machine as a session of a role of its own
+        # holding exactly the node role's policy (tests/node_identity.py)
+        self.credentials = CredentialServer(job, bucket)
         self.server: SSHServer = factory(start=False, env=node_env(
-            AWS_ENDPOINT_URL=endpoint, **self.key.env(), **metadata, **env,
+            AWS_ENDPOINT_URL=endpoint, **self.credentials.config(tmp_path / f"node-aws-{job}"), **metadata, **env,
         ))
         self.ssh_config = write_ssh_config(tmp_path / "ssh_config", {"*": {
             "HostName": "127.0.0.1", "Port": self.server.port, "User": self.server.user,
@@ -61,6 +63,7 @@ class Nodes(StartsWhenTheKeyExists):
         """End every process any machine of the test started, and remove their folders (nothing outlives the test)."""
         count = self._kill([self.node_root])
         shutil.rmtree(self.node_root, ignore_errors=True)
+        self.credentials.close()
         return count
 
     def _kill(self, folders: list[Path]) -> int:
@@ -197,11 +200,11 @@ def test_campaign_on_ec2_end_to_end(tmp_path, moto_ami, make_nodes):  # noqa: F8
     assert (out / f"{job}4" / "attempts" / "1" / "logs" / "stdout.log").read_text() == f"squared 4 on {job}4\n"
     assert (out / f"{job}4" / "attempts" / "1" / "logs" / "stderr.log").read_text() == "FOO=bar baz\n", "--env reaches the command"
     for instance_id, instance_type in types.items():
-        log = (out / "machines" / instance_id / "install.log").read_text()
+        log = own_file(out, instance_id, "install.log").read_text()  # saved by its worker (burst.node.identity)
         assert f"install on {instance_id} ({instance_type}, ec2) for {job} tag=[]" in log, log
         assert "env FOO=[bar baz]" in log, "--env reaches INSTALL.sh"
         assert (out / "state" / "machines" / f"{instance_id}.json").is_file()
-        assert json.loads((out / "state" / "machines" / instance_id / "worker.json").read_text())["state"] == "finished"
+        assert json.loads(own_file(out, instance_id, "worker.json").read_text())["state"] == "finished"
 
     again = run_script(str(REPO / "get_s3_files.py"), job, str(out))
     assert again.returncode == 0 and "downloaded 0 file(s)" in again.stdout

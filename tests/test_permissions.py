@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 from burst import protocol
 from burst.storage.s3 import S3Storage
 from tests.conftest import REPO, run_script
-from tests.motoserver import moto_server, node_key  # noqa: F401  (fixtures)
+from tests.motoserver import moto_server  # noqa: F401  (fixtures)
+from tests.node_identity import machine_key
 
 
 def docs_policy(section_title: str = "## The permissions burst needs") -> str:
@@ -45,8 +46,8 @@ def test_permissions_node_prints_the_node_policy_the_docs_show():
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert result.stdout == docs_policy("## The nodes' role")
     writes = next(s for s in json.loads(result.stdout)["Statement"] if s["Sid"] == "WriteWhatAWorkerWrites")
-    assert "arn:aws:s3:::demo/state/machines/*/worker.json" in writes["Resource"]
-    assert not any(resource.endswith(("/*/*", "state/machines/*")) for resource in writes["Resource"])
+    assert "arn:aws:s3:::demo/state/machines/${aws:userid}/worker.json" in writes["Resource"]  # its own machine's
+    assert not any("machines/*" in resource or resource.endswith("/*/*") for resource in writes["Resource"])
 
 
 def test_the_dispatcher_policy_is_enforced(moto_server):  # noqa: F811
@@ -65,12 +66,14 @@ def test_a_node_forgets_released_markers_but_cannot_change_the_campaign(moto_ser
     dispatcher.write_text("campaign.json", '{"jobs": []}\n')
     dispatcher.write_text(protocol.released_key("policy-job0"), "attempt 1: lost its machine\n")
 
-    key = node_key(job)
-    s3 = key.session().client("s3")
+    session = machine_key(job, None, "i-1").session()  # what machine i-1's instance profile gives it
+    s3 = session.client("s3")
     s3.put_object(Bucket=job, Key=protocol.claim_key("policy-job0"), Body=b"{}")  # rows' records: yes
-    s3.put_object(Bucket=job, Key=protocol.worker_key("i-1"), Body=b"{}")  # its machine's files: yes
-    s3.put_object(Bucket=job, Key=protocol.worker_log_key("i-1"), Body=b"log")
-    s3.put_object(Bucket=job, Key=protocol.install_log_key("i-1"), Body=b"log")
+    folder = session.client("sts").get_caller_identity()["UserId"]  # what its worker asks: <role id>:i-1
+    assert folder.endswith(":i-1") and protocol.instance_of(folder) == "i-1"
+    s3.put_object(Bucket=job, Key=protocol.worker_key(folder), Body=b"{}")  # its machine's files: yes
+    s3.put_object(Bucket=job, Key=protocol.worker_log_key(folder), Body=b"log")
+    s3.put_object(Bucket=job, Key=protocol.install_log_key(folder), Body=b"log")
     s3.put_object(Bucket=job, Key=protocol.attempt_status_key("policy-job0", 1), Body=b"{}")  # rows' attempts: yes
     s3.put_object(Bucket=job, Key=protocol.results_prefix("policy-job0", 1) + "out/r.csv", Body=b"1\n")
     dispatcher.write_text(protocol.machine_key("i-1"), '{"state": "ready"}\n')
@@ -81,6 +84,11 @@ def test_a_node_forgets_released_markers_but_cannot_change_the_campaign(moto_ser
                     lambda: s3.delete_object(Bucket=job, Key=protocol.claim_key("policy-job0")),
                     # the dispatcher's record of a machine (what the reconcile decides of it): no
                     lambda: s3.put_object(Bucket=job, Key=protocol.machine_key("i-1"), Body=b'{"state": "ended"}'),
+                    # another machine's files, under its bare id or its own role's name: no
+                    lambda: s3.put_object(Bucket=job, Key=protocol.worker_key("i-2"), Body=b"{}"),
+                    lambda: s3.put_object(Bucket=job, Key=protocol.worker_key(folder.replace(":i-1", ":i-2")), Body=b"{}"),
+                    lambda: s3.put_object(Bucket=job, Key=protocol.worker_log_key("i-2"), Body=b"log"),
+                    lambda: s3.put_object(Bucket=job, Key=protocol.install_log_key(folder + "0"), Body=b"log"),
                     lambda: s3.put_object(Bucket=job, Key="elsewhere/anything", Body=b"x"),  # outside the layout: no
                     lambda: s3.put_object(Bucket=job, Key="policy-job0/not-an-attempt", Body=b"x")):
         with pytest.raises(ClientError) as refused:

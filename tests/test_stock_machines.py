@@ -17,7 +17,8 @@ import boto3
 import pytest
 
 from tests.conftest import REPO, StartsWhenTheKeyExists, run_script, status_report
-from tests.motoserver import moto_ami, moto_server, node_key  # noqa: F401  (fixtures)
+from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
+from tests.node_identity import CredentialServer, own_file
 from tests.sshd import write_ssh_config
 from tests.stock import LOGIN_USER, StockMachine, debian_userland, mounts_below, python39_layer
 
@@ -29,9 +30,13 @@ class StockNodes(StartsWhenTheKeyExists):
     """One stock machine standing in for every instance, started once the job's key pair exists."""
 
     def __init__(self, tmp_path, home, layers, endpoint, job):
-        # the node's credentials: a user with exactly the node role's policy (moto enforces IAM)
+        # each machine's credentials: a session of a role holding exactly the node role's policy (moto enforces IAM),
+        # asked for by the machine's own python3 (tests/node_identity.py)
+        self.credentials = CredentialServer(job)
+        upper = tmp_path / "machine" / "upper"  # StockMachine's top layer: the file is the machine's own
         self.machine = StockMachine(tmp_path / "machine", layers, env={
-            "PATH": DEBIAN_PATH, "AWS_ENDPOINT_URL": endpoint, **node_key(job).env(), "AWS_DEFAULT_REGION": "us-east-1",
+            "PATH": DEBIAN_PATH, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+            **self.credentials.config(upper / "etc" / "burst-test", python="python3", inside="/etc/burst-test"),
             "AWS_EC2_METADATA_DISABLED": "true",  # never the link-local metadata address
         })
         self.ssh_config = write_ssh_config(tmp_path / "ssh_config", {"*": {
@@ -60,6 +65,7 @@ def stock_nodes(tmp_path, isolated_home, moto_server):  # noqa: F811
     for nodes in made:
         nodes.thread.join(timeout=130)
         nodes.machine.stop()
+        nodes.credentials.close()
     assert not mounts_below(tmp_path), "a machine's mounts live only in its own mount namespace"
 
 
@@ -107,9 +113,9 @@ def test_a_campaign_on_stock_machines_finishes_every_row_and_ends_every_machine(
         assert (out / f"{job}{n}" / "attempts" / "1" / "logs" / "stdout.log").read_text() == f"{version} {n * n}\n"
     for machine in machines:
         instance_id = machine["InstanceId"]
-        install_log = (out / "machines" / instance_id / "install.log").read_text()
+        install_log = own_file(out, instance_id, "install.log").read_text()
         assert f"bootstrap: nothing to install: the worker runs on /usr/bin/python3 ({python_says}" in install_log, install_log
         assert f"install on {instance_id} as {LOGIN_USER}" in install_log
         worker_log = (nodes.folder(job, instance_id) / "logs" / "worker.log").read_text()
         assert f"worker: Python {python_says[7:]}" in worker_log and "with its own runtime" in worker_log, worker_log
-        assert json.loads((out / "state" / "machines" / instance_id / "worker.json").read_text())["state"] == "finished"
+        assert json.loads(own_file(out, instance_id, "worker.json").read_text())["state"] == "finished"

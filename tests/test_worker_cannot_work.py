@@ -19,6 +19,7 @@ from burst.records import epoch
 from tests.awsfaults import Fault, aws_faults  # noqa: F401  (fixture)
 from tests.conftest import run_script, status_report, write_campaign
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
+from tests.node_identity import worker_record_key
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
 from tests.test_ec2_campaign import DISPATCHER, Nodes, instances_of
 
@@ -61,9 +62,10 @@ def test_a_worker_the_bucket_refuses_ends_its_rows_and_its_machine_with_the_reas
         worker = next(m for m in report["machines"] if m["id"] == instance_id)
         # ended by itself (its record says why), or by the reconcile that read that record first
         assert worker["state"] in ("worker failed", "ended") and "AccessDenied" in worker["note"], worker
-        log = bucket_text("denied", f"machines/{instance_id}/worker.log")
+        keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="denied")["Contents"]]
+        log = bucket_text("denied", protocol.saved_machine_log(keys, instance_id, "worker.log"))
         assert "this worker cannot work: AccessDenied" in log, log
-        record = bucket_text("denied", protocol.worker_key(instance_id))
+        record = bucket_text("denied", worker_record_key(keys, instance_id))  # in its own folder: <role id>:<id>
         assert '"state": "failed"' in record and "AccessDenied" in record
         assert epoch(json.loads(record)["heartbeat"]) - epoch(json.loads(record)["started"]) < 30, \
             "the worker gave up within seconds of its start, not after --save-patience (600 s)"

@@ -195,8 +195,9 @@ def cmd_logs(job: str, tag: str, attempt: int | None) -> int:
         report(f"{tag} has not started yet ({row.state})")
         return 0
     machine = known[attempt]
-    sources = [("install.log", protocol.install_log_key(machine), protocol.INSTALL_LOG),
-               ("worker.log", protocol.worker_log_key(machine), "logs/worker.log")] if machine else []
+    saved = campaign.storage.list_keys(protocol.MACHINE_LOGS_PREFIX) if machine else []
+    sources = [("install.log", protocol.saved_machine_log(saved, machine, "install.log"), protocol.INSTALL_LOG),
+               ("worker.log", protocol.saved_machine_log(saved, machine, "worker.log"), "logs/worker.log")] if machine else []
     sources += [(name, protocol.attempt_logs_prefix(tag, attempt) + name, f"runs/{tag}.{attempt}/logs/{name}")
                 for name in ("stdout.log", "stderr.log")]
     for name, key, remote in sources:

@@ -83,7 +83,8 @@ def follow(campaign: Campaign, tag: str, stream: str, out: TextIO = sys.stdout) 
     instance, attempt, running = _row_machine(campaign, tag)
     node_dir = campaign.provider.node_dir(instance)
     if stream == "install":
-        remote, saved = f"{node_dir}/{protocol.INSTALL_LOG}", protocol.install_log_key(instance.id)
+        remote = f"{node_dir}/{protocol.INSTALL_LOG}"
+        saved = protocol.saved_machine_log(campaign.storage.list_keys(protocol.MACHINE_LOGS_PREFIX), instance.id, "install.log")
     else:
         remote = f"{node_dir}/runs/{tag}.{attempt}/logs/{stream}.log"
         saved = f"{protocol.attempt_logs_prefix(tag, attempt)}{stream}.log"

@@ -295,7 +295,7 @@ class Fleet:
         elif word == protocol.P_FAILED:
             return self._install_failed(instance, world, transport, node_dir, f"INSTALL.sh exited with status {argument}", rest)
         elif word in (protocol.P_FINISHED, protocol.P_DEAD) and instance.id not in world.bucket.workers \
-                and not self._reads.list_keys(protocol.worker_key(instance.id)):  # nor written since the listing
+                and (instance.id, "worker") not in map(protocol.machine_record, self._reads.list_keys(protocol.MACHINES_PREFIX)):
             log = transport.run(f"tail -n 20 {shlex.quote(node_dir + '/' + WORKER_LOG)}", check=False).out
             return self._install_failed(instance, world, transport, node_dir, "its worker could not work", log,
                                         WORKER_LOG, protocol.worker_log_key(instance.id))

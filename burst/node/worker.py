@@ -28,6 +28,7 @@ from burst.node.bucket_view import HeldClaim, RecordCache, campaign_rows, read_r
 from burst.node.candidates import from_random_start, in_ring_order, losses_before_listing
 from burst.node.config import NodeConfig, lease_seconds, provenance
 from burst.node.ending import terminate_self
+from burst.node.identity import machine_folder
 from burst.node.leases import Leases
 from burst.node.outputs import failure_note, find_outputs, prepare_results
 from burst.node.processes import stop_process_group
@@ -53,6 +54,7 @@ class Worker(Leases):
         self.keep_machine = False
         self.interruption: dict | None = None  # the spot interruption notice, once one came
         self.started = utc_now()
+        self.folder = machine_folder(config, log)  # where its own files go: no other machine's (burst.node.identity)
         self.campaign_etag = ""
         self.failure = ""  # why this worker cannot work (an error no retry fixes): it stops at once
         # an outage is not a death: a claim silent while the bucket was down is not taken over (burst.control.bucket_watch)
@@ -276,10 +278,10 @@ class Worker(Leases):
             return f"{type(error).__name__}: {error}"
 
     def save_log(self) -> None:
-        """This worker's log into the bucket (``machines/<id>/worker.log``): ``burst logs`` and status show it."""
+        """This worker's log into the bucket (``machines/<folder>/worker.log``): ``burst logs`` and status show it."""
         worker_log = self.root / "logs" / "worker.log"
         if worker_log.is_file():
-            self._upload(protocol.worker_log_key(self.config.instance_id), worker_log, seconds=30)
+            self._upload(protocol.worker_log_key(self.folder), worker_log, seconds=30)
 
     def write_record(self, state: str, note: str = "", quick: bool = False) -> bool:
         with self.lock:
@@ -288,7 +290,7 @@ class Worker(Leases):
                                   running=[f"{t}#{r.held.claim.attempt}" for t, r in self.runs.items()],
                                   keep_machine=self.keep_machine, note=note, **self.bench.record_facts())
         text = json.dumps(record.__dict__, ensure_ascii=False) + "\n"
-        key = protocol.worker_key(self.config.instance_id)
+        key = protocol.worker_key(self.folder)
         try:  # quick: one try (the next beat writes it again)
             if quick:
                 self.storage.write_text(key, text)
@@ -343,7 +345,7 @@ class Worker(Leases):
     def run(self) -> int:
         install_log = self.root / protocol.INSTALL_LOG
         if install_log.is_file():
-            self._upload(protocol.install_log_key(self.config.instance_id), install_log)
+            self._upload(protocol.install_log_key(self.folder), install_log)
         if self.failure:
             return CANNOT_WORK  # burst.node.entry.cannot_work says why and ends the machine
         self.bench.calibrate(log)  # before any claim, so the slots' processes measure alone; its record says the result

@@ -27,13 +27,12 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
     * list the job's bucket and read its keys;
     * write what a worker writes, and nothing else: the rows' claims, statuses and
       ``released`` markers (``state/rows/<tag>/...``), the rows' attempts (logs, results,
-      earlier statuses: ``<tag>/attempts/...``, every tag being ``<job><n>``), and a
-      machine's own files by their names (``state/machines/<id>/worker.json``,
-      ``machines/<id>/worker.log`` and ``install.log``). Not ``campaign.json`` nor the
-      dispatcher's machine records (``state/machines/<id>.json``: launched, ready, ended).
-      Which machine's: IAM's policy variables hold no bare instance id (``aws:userid`` is
-      ``<role id>:<instance id>``, ``ec2:SourceInstanceARN`` the instance's whole ARN), so
-      a resource cannot name "its own" ``<id>`` in these keys (docs/aws.md);
+      earlier statuses: ``<tag>/attempts/...``, every tag being ``<job><n>``), and its own
+      machine's files: ``state/machines/${aws:userid}/worker.json`` and
+      ``machines/${aws:userid}/{worker,install}.log``, ``aws:userid`` being
+      ``<role id>:<instance id>`` for instance-profile credentials (burst.node.identity).
+      No other machine's files, not ``campaign.json``, nor the dispatcher's machine records
+      (``state/machines/<id>.json``: launched, ready, ended);
     * delete ``state/rows/<tag>/released`` markers only (a worker that claims a released row
       forgets its marker);
     * terminate machines tagged with its job.
@@ -48,12 +47,12 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
                 "Sid": "WriteWhatAWorkerWrites",
                 "Effect": "Allow",
                 "Action": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
-                "Resource": [  # the keys of burst.protocol, any tag or machine ("*"): one layout
+                "Resource": [  # the keys of burst.protocol: any row's ("*"), this machine's own files
                     f"{bucket_arn}/{protocol.ROWS_PREFIX}*",
                     f"{bucket_arn}/{job}*/attempts/*",  # protocol.attempt_prefix of every row (each tag is <job><n>)
-                    f"{bucket_arn}/{protocol.worker_key('*')}",
-                    f"{bucket_arn}/{protocol.worker_log_key('*')}",
-                    f"{bucket_arn}/{protocol.install_log_key('*')}",
+                    f"{bucket_arn}/{protocol.worker_key(protocol.NODE_FOLDER_VARIABLE)}",
+                    f"{bucket_arn}/{protocol.worker_log_key(protocol.NODE_FOLDER_VARIABLE)}",
+                    f"{bucket_arn}/{protocol.install_log_key(protocol.NODE_FOLDER_VARIABLE)}",
                 ],
             },
             {"Sid": "ForgetReleasedMarkers", "Effect": "Allow", "Action": ["s3:DeleteObject"],
