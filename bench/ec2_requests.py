@@ -5,9 +5,9 @@
 Each campaign has N rows of `true` spread evenly over 3 instance types, run with
 `dispatcher.py AMI JOB FILE -c -d --wait --machines 4` (so 12 machines). Every
 AWS request goes through tests/awsfaults.py's FaultProxy (no faults, counting
-only): one proxy for the dispatcher, one for the nodes' agents, so each count
-says who sent it. Prints requests per row by (service, action), dispatcher (D) and
-nodes (N), for every N, and how each per-row count changed from the smallest N to
+only): one proxy for the dispatcher, one for the nodes' agents; each request is
+counted as its sender's by its User-Agent (a worker's carries ``burst-worker``).
+Prints requests per row by (service, action), dispatcher (D) and nodes (N), for every N, and how each per-row count changed from the smallest N to
 the largest (x: a count growing faster than rows shows up above 1.0). Target:
 total <= 8 requests per row (issue 19; it was 10). Then, for the largest N, S3 requests per row by
 the key they were about (claim, status, logs, machine records).
@@ -45,22 +45,31 @@ def key_kind(path: str) -> str:
     key = unquote(path).lstrip("/").partition("/")[2]
     if not key:
         return "(bucket)"
-    key = re.sub(r"^(state/)?machines/i-[0-9a-f]+", r"\1machines/ID", key)
+    key = re.sub(r"^(state/)?machines/([A-Z0-9]+:)?i-[0-9a-f]+", r"\1machines/ID", key)  # a machine's folder
     key = re.sub(r"^(state/rows/)?[a-z]+\d+(?=/)", r"\1TAG", key)
     return re.sub(r"/attempts/\d+/", "/attempts/N/", key)
 
 
+WORKER_AGENT = "burst-worker"  # burst.node.worker_basics.WORKER_AGENT: in every AWS request a node's worker makes
+
+
 class CountingProxy(awsfaults.FaultProxy):
-    """FaultProxy that also keeps, for S3, which key each request was about."""
+    """FaultProxy that counts each request as the dispatcher's (D) or a node's (N), by its User-Agent, and
+    keeps, for S3, which key each was about. (By proxy it could not be told: a node is handed the
+    dispatcher's S3 endpoint when that is not AWS's, so the nodes' S3 requests come through the
+    dispatcher's proxy.)"""
 
     def __init__(self, upstream: str):
         super().__init__(upstream)
-        self.s3_keys: Counter = Counter()
+        self.by_sender: dict[str, Counter] = {"D": Counter(), "N": Counter()}
+        self.s3_keys: dict[str, Counter] = {"D": Counter(), "N": Counter()}
 
     def _decide(self, service, action, user_agent, form=None):
-        if service == "s3":
-            with self._lock:
-                self.s3_keys[(action, key_kind(getattr(_seen, "path", "")))] += 1
+        sender = "N" if WORKER_AGENT in user_agent else "D"
+        with self._lock:
+            self.by_sender[sender][(service, action)] += 1
+            if service == "s3":
+                self.s3_keys[sender][(action, key_kind(getattr(_seen, "path", "")))] += 1
         return super()._decide(service, action, user_agent, form)
 
 
@@ -77,8 +86,9 @@ def campaign(moto: Moto, rows: int, types: int, machines: int) -> dict:
                                dispatcher_endpoint=dispatcher.url, node_endpoint=nodes.url)
         check(outcome, f"{rows} rows")
         return {"seconds": outcome.seconds, "machines": len(outcome.machines), "others": outcome.cpu_others,
-                "measured": outcome.measured, "D": Counter(dispatcher.requests), "N": Counter(nodes.requests),
-                "keys": {"D": dispatcher.s3_keys, "N": nodes.s3_keys}}
+                "measured": outcome.measured,
+                **{who: dispatcher.by_sender[who] + nodes.by_sender[who] for who in ("D", "N")},
+                "keys": {who: dispatcher.s3_keys[who] + nodes.s3_keys[who] for who in ("D", "N")}}
     finally:
         dispatcher.stop()
         nodes.stop()

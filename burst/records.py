@@ -283,7 +283,7 @@ class Claim:
 
 @dataclass
 class MachineRecord:
-    """Content of ``machines/<id>.json``, written by the dispatcher."""
+    """Content of ``state/machines/<id>.json``, written by the dispatcher."""
 
     id: str
     instance_type: str
@@ -306,7 +306,7 @@ class MachineRecord:
 
 @dataclass
 class WorkerRecord:
-    """Content of ``machines/<id>/worker.json``, written by the machine's worker every heartbeat."""
+    """Content of ``state/machines/<folder>/worker.json``, written by the machine's worker every heartbeat (its folder: protocol.MACHINE_LOGS_PREFIX)."""
 
     id: str
     instance_type: str

@@ -202,3 +202,27 @@ def _write_bytes(storage: Storage, key: str, data: bytes) -> None:
         storage._path(key).write_bytes(data)
     else:
         storage.client.put_object(Bucket=storage.bucket, Key=storage._full_key(key), Body=data)
+
+
+def test_a_worker_record_in_another_machines_folder_is_not_taken_for_that_machines(storage):
+    """A machine writes only its own folder (``<role id>:<instance id>``, or its bare id): a record there that
+    names another machine (a row's command could write one) is named unreadable, and the machine it names
+    keeps what its own worker said; of its own records (an older worker's under the bare id) the newest counts."""
+    import dataclasses
+
+    from burst.records import WorkerRecord
+
+    def write(folder: str, record: WorkerRecord) -> None:
+        storage.write_text(protocol.worker_key(folder), json.dumps(dataclasses.asdict(record)))
+
+    write("AROAEXAMPLE:i-1", WorkerRecord(id="i-1", instance_type="t3.micro", slots=1, state="working", rows=["r1#1"],
+                                          heartbeat="2026-11-24T08:00:10.000+00:00"))
+    write("i-1", WorkerRecord(id="i-1", instance_type="t3.micro", slots=1, state="working", rows=["r0#1"],
+                              heartbeat="2026-11-24T08:00:00.000+00:00"))
+    forged = protocol.worker_key("AROAEXAMPLE:i-2")
+    write("AROAEXAMPLE:i-2", WorkerRecord(id="i-1", instance_type="t3.micro", slots=1, state="finished"))
+
+    view = read_bucket(storage, RecordCache(), {"r0", "r1"})
+    assert set(view.workers) == {"i-1"} and view.workers["i-1"][0].state == "working"
+    assert view.workers["i-1"][0].rows == ["r1#1"], "the newer of its own records, though written first"
+    assert view.unreadable[forged] == "a worker record of i-1 in the folder of i-2"

@@ -165,6 +165,11 @@ def test_campaign_on_ec2_end_to_end(tmp_path, moto_ami, make_nodes):  # noqa: F8
     types = {m["InstanceId"]: m["InstanceType"] for m in machines}
     # every machine had its own folder on the (shared) node, named by its instance id
     assert sorted(p.name for p in (nodes.node_root / job).iterdir()) == sorted(types)
+    # the node role's id, for a machine that cannot ask STS what its aws:userid is (burst.node.identity)
+    role_id = boto3.client("iam").get_role(RoleName=f"burst-{job}-node")["Role"]["RoleId"]
+    for instance_id in types:
+        node = json.loads((nodes.node_root / job / instance_id / "node.json").read_text())
+        assert node["provider_options"]["node_role_id"] == role_id
 
     report = status_report(job)
     states = {row["tag"]: row for row in report["rows"]}
@@ -183,6 +188,10 @@ def test_campaign_on_ec2_end_to_end(tmp_path, moto_ami, make_nodes):  # noqa: F8
         assert machine["instance_type"] == types[instance_id] and machine["live"] is False
         assert machine["score_off"] is None, "--no-calibrate: no machine is scored"
         assert machine["state"] == "worker finished" and machine["note"] == "", "each worker ended its own machine"
+    logs = run_script("-m", "burst", "logs", job, f"{job}4")  # its machine's logs, from the worker's own folder
+    machine4 = states[f"{job}4"]["instance_id"]
+    assert logs.returncode == 0 and f"install on {machine4} (" in logs.stdout, logs.stdout + logs.stderr
+    assert "(no install.log)" not in logs.stdout and "(no worker.log)" not in logs.stdout, logs.stdout
     ran = sorted(r for m in pool.values() for r in m["rows"])
     assert ran == sorted(f"{job}{n}#1" for n in range(6)), "every row ran once, on one machine"
     for machine in pool.values():

@@ -7,6 +7,7 @@ import json
 
 from tests.conftest import REPO, run_script, status_report
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
+from tests.node_identity import own_file
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
 from tests.test_ec2_campaign import DISPATCHER, make_nodes, write_jobs  # noqa: F401  (make_nodes: fixture)
 
@@ -31,7 +32,7 @@ def test_repetitions_cores_and_calibration_on_ec2(tmp_path, moto_ami, make_nodes
     out = tmp_path / "out"
     assert run_script(str(REPO / "get_s3_files.py"), job, str(out), "--merge").returncode == 0
     for machine in report["machines"]:
-        record = json.loads((out / "state" / "machines" / machine["id"] / "worker.json").read_text())
+        record = json.loads(own_file(out, machine["id"], "worker.json").read_text())
         assert record["calibration"]["score"] > 0 and record["topology"]["cores"] >= 1
         scores[machine["id"]] = record["calibration"]["score"]
     for row in rows.values():

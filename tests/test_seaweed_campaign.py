@@ -19,6 +19,7 @@ from burst.control.runtime import PINS, ensure_runtime
 from burst.providers.base import burst_home
 from tests.conftest import REPO, run_script, status_report
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
+from tests.node_identity import own_file
 from tests.seaweed import seaweed_server
 from tests.sshd import sshd_factory  # noqa: F401  (fixture)
 from tests.test_ec2_campaign import DISPATCHER, instances_of, make_nodes, write_jobs  # noqa: F401  (fixture)
@@ -63,7 +64,7 @@ def test_campaign_on_ec2_with_its_bucket_on_seaweedfs(tmp_path, moto_ami, make_n
     assert (out / f"{job}2" / "attempts" / "1" / "logs" / "stdout.log").read_text() == f"squared 2 on {job}2\n"
     assert (out / f"{job}2" / "attempts" / "1" / "logs" / "stderr.log").read_text() == "", "an empty log, saved before the result"
     for machine in machines:
-        assert "install on" in (out / "machines" / machine["InstanceId"] / "install.log").read_text()
+        assert "install on" in own_file(out, machine["InstanceId"], "install.log").read_text()
 
 
 AFTER_AN_EMPTY_LOG = r"""

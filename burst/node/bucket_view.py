@@ -204,7 +204,8 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
                     worker = cache.record(storage, obj, WorkerRecord)
                     if worker is not None and worker.id != kind[0]:  # a machine writes only its own folder
                         view.unreadable[obj.key] = f"a worker record of {worker.id} in the folder of {kind[0]}"
-                    elif worker is not None and obj.modified >= view.workers.get(worker.id, (None, 0.0))[1]:
+                    elif worker is not None and (worker.id not in view.workers  # else its newer (one machine, one clock)
+                                                 or worker.heartbeat >= view.workers[worker.id][0].heartbeat):
                         view.workers[worker.id] = (worker, obj.modified)
             except UnreadableRecord as error:  # its writer writes it again soon; shown meanwhile
                 view.unreadable[error.where] = str(error)

@@ -5,9 +5,10 @@ instance-profile credentials. The node role's policy lets a node write
 ``state/machines/${aws:userid}/...`` and ``machines/${aws:userid}/...`` only, so a
 machine can write its own worker record and logs but no other machine's (IAM's policy
 variables hold no bare instance id). STS's GetCallerIdentity says what the caller is;
-it needs no permission. Anything else (a sandbox, credentials that are not this
-machine's, STS not answering) writes under the bare instance id, as the first layouts
-did; readers take the instance id after the last colon either way.
+it needs no permission. When STS does not answer (a private subnet with an endpoint for
+S3 and none for STS), the role id the dispatcher wrote into node.json stands in. Anything
+else (a sandbox, credentials that are not this machine's) writes under the bare instance
+id, as the first layouts did; readers take the instance id after the last colon either way.
 
 Standard library (+ boto3 on EC2) only; runs on the machine's python3 (3.9 too).
 """
@@ -28,15 +29,19 @@ def machine_folder(config: NodeConfig, log: Callable[[str], None]) -> str:
         import boto3
 
         session = boto3.session.Session(region_name=config.provider_options.get("region") or None)
-        client = session.client("sts", config=aws_config(max_attempts=5, user_agent_extra="burst-worker"))
+        # seconds, not minutes: a machine that cannot reach STS loses only its own files' permission, not its rows
+        client = session.client("sts", config=aws_config(max_attempts=3, connect_timeout=5, read_timeout=10,
+                                                         user_agent_extra="burst-worker"))
         try:
             user_id = str(client.get_caller_identity().get("UserId", ""))
         finally:
             client.close()
-    except Exception as error:  # noqa: BLE001 - the bare id still works where IAM does not scope the bucket
+    except Exception as error:  # noqa: BLE001 - e.g. a private subnet with an S3 endpoint and none for STS
+        role_id = str(config.provider_options.get("node_role_id") or "")
+        folder = f"{role_id}:{config.instance_id}" if role_id else config.instance_id
         log(f"could not ask STS who this machine is ({type(error).__name__}: {error}); "
-            f"its own files are written under {config.instance_id}")
-        return config.instance_id
+            f"its own files are written under {folder}, its instance profile's name as the dispatcher knew it")
+        return folder
     if user_id.endswith(":" + config.instance_id):
         return user_id
     log(f"these credentials are not this machine's instance profile (STS says {user_id or 'nothing'}); "

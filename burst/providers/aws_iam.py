@@ -71,26 +71,28 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
 NODE_POLICY_NAME = "burst-node"
 
 
-def ensure_instance_profile(iam, job: str, bucket: str, partition: str, tags: list[dict[str, str]]) -> tuple[str, str, bool]:
-    """Role and instance profile ``burst-<job>-node``; returns (name, profile ARN, created now)."""
+def ensure_instance_profile(iam, job: str, bucket: str, partition: str,
+                            tags: list[dict[str, str]]) -> tuple[str, str, bool, str]:
+    """Role and instance profile ``burst-<job>-node``; returns (name, profile ARN, created now, the role's id)."""
     name = node_role_name(job)
     created = False
     try:
-        iam.get_role(RoleName=name)
+        role_id = iam.get_role(RoleName=name)["Role"]["RoleId"]
     except ClientError as error:
         if _code(error) != "NoSuchEntity":
             raise
         try:
-            iam.create_role(
+            role_id = iam.create_role(
                 RoleName=name,
                 AssumeRolePolicyDocument=json.dumps(trust_policy()),
                 Description=f"burst job {job}: nodes save to their bucket and end their machines",
                 Tags=tags,
-            )
+            )["Role"]["RoleId"]
             created = True
         except ClientError as create_error:
             if _code(create_error) != "EntityAlreadyExists":
                 raise
+            role_id = iam.get_role(RoleName=name)["Role"]["RoleId"]
     # Always (re)write the inline policy: it follows the current bucket.
     iam.put_role_policy(RoleName=name, PolicyName=NODE_POLICY_NAME, PolicyDocument=json.dumps(node_policy(job, bucket, partition)))
     try:
@@ -112,12 +114,12 @@ def ensure_instance_profile(iam, job: str, bucket: str, partition: str, tags: li
         except ClientError as error:
             if _code(error) != "LimitExceeded":  # the profile already has a role: ours
                 raise
-    return name, profile["Arn"], created
+    return name, profile["Arn"], created, role_id
 
 
 
-def existing_profile_arn(iam, name: str) -> str:
-    """``--instance-profile NAME``: the ARN of a profile the account has (burst creates no role then)."""
+def existing_profile(iam, name: str) -> tuple[str, str]:
+    """``--instance-profile NAME``: the ARN of a profile the account has (burst creates no role then), and its role's id."""
     try:
         profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
     except ClientError as error:
@@ -130,4 +132,4 @@ def existing_profile_arn(iam, name: str) -> str:
     if not profile.get("Roles"):
         raise UserError(f"--instance-profile {name} has no role, so its machines would have no credentials: "
                         f"add one (`aws iam add-role-to-instance-profile`), with the policy `burst permissions --node JOB` prints.")
-    return profile["Arn"]
+    return profile["Arn"], profile["Roles"][0].get("RoleId", "")

@@ -38,7 +38,7 @@ from burst.providers.aws_firewall import (
     find_security_group,
     validate_cidr,
 )
-from burst.providers.aws_iam import NODE_POLICY_NAME, ensure_instance_profile, existing_profile_arn, node_policy, trust_policy
+from burst.providers.aws_iam import NODE_POLICY_NAME, ensure_instance_profile, existing_profile, node_policy, trust_policy
 from burst.providers.aws_names import (
     _BAD_CREDENTIAL_CODES,
     CLIENT_CONFIG,
@@ -71,6 +71,7 @@ class JobResources:
     instance_profile_name: str
     instance_profile_arn: str
     bucket: str
+    node_role_id: str = ""  # the profile's role's unique id: its machines' aws:userid is <it>:<instance id>
     subnets: list[Subnet] = field(default_factory=list)  # where machines go, in the order tried
     profile_created: bool = False  # a new instance profile needs seconds before RunInstances accepts it
     bucket_created: bool = False
@@ -102,16 +103,16 @@ def prepare(
         # Read-only checks first: a UserError here leaves nothing behind.
         check_key_pair(ec2, job, options.key_dir)
         if getattr(options, "instance_profile", None):
-            existing_profile_arn(iam, options.instance_profile)  # before anything is made
+            existing_profile(iam, options.instance_profile)  # before anything is made
         vpc_id, subnets = resolve_subnets(ec2, list(getattr(options, "subnets", None) or []))
         untagged = check_adoption(s3, bucket, job, bool(getattr(options, "adopt_bucket", False)))
         bucket_created = ensure_bucket(s3, bucket, region, tags, warnings, tag_anyway=untagged)
         key_name, key_file = ensure_key_pair(ec2, job, options.key_dir, tags)
         group_id = ensure_security_group(ec2, job, cidr, tags, vpc_id)
         if getattr(options, "instance_profile", None):
-            profile_name, profile_arn, profile_created = options.instance_profile, existing_profile_arn(iam, options.instance_profile), False
+            profile_name, (profile_arn, role_id), profile_created = options.instance_profile, existing_profile(iam, options.instance_profile), False
         else:
-            profile_name, profile_arn, profile_created = ensure_instance_profile(iam, job, bucket, identity["partition"], tags)
+            profile_name, profile_arn, profile_created, role_id = ensure_instance_profile(iam, job, bucket, identity["partition"], tags)
     except ClientError as error:
         if _code(error) in _BAD_CREDENTIAL_CODES:
             raise UserError(
@@ -136,6 +137,7 @@ def prepare(
         instance_profile_name=profile_name,
         instance_profile_arn=profile_arn,
         bucket=bucket,
+        node_role_id=role_id,
         subnets=subnets,
         profile_created=profile_created,
         bucket_created=bucket_created,

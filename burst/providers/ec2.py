@@ -171,12 +171,14 @@ class EC2Provider(EC2Access, Provider):
         return {"region": self.region, "profile": self.options.profile}
 
     def node_options(self) -> dict[str, Any]:
-        """The nodes' region, and the S3 store the dispatcher uses when it is not AWS (never credentials:
-        nodes sign with their instance profile). docs/aws.md, "The bucket on an S3-compatible store"."""
+        """The nodes' region, the S3 store the dispatcher uses when it is not AWS (never credentials:
+        nodes sign with their instance profile; docs/aws.md, "The bucket on an S3-compatible store"),
+        and the profile's role id (a machine that cannot ask STS who it is names its folder by it)."""
         if self._s3_endpoint is None:  # made once: the fleet asks for every machine
             self._s3_endpoint = self.session.client("s3").meta.endpoint_url or ""
         endpoint = self._s3_endpoint
-        return {"region": self.region, **({} if is_aws_endpoint_url(endpoint) else {"s3_endpoint": endpoint})}
+        role = {"node_role_id": self.resources.node_role_id} if self.resources and self.resources.node_role_id else {}
+        return {"region": self.region, **({} if is_aws_endpoint_url(endpoint) else {"s3_endpoint": endpoint}), **role}
 
     @property
     def key_file(self) -> Path:
