@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
