@@ -1,4 +1,4 @@
-"""The name a machine's worker writes its own files under in the bucket (``protocol.machine_files``).
+"""The folder a machine's worker writes its own files under in the bucket (see ``protocol.MACHINE_LOGS_PREFIX``).
 
 On EC2 that is what IAM calls the caller ``aws:userid``: ``<role id>:<instance id>`` for
 instance-profile credentials. The node role's policy lets a node write
@@ -40,7 +40,7 @@ def machine_folder(config: NodeConfig, log: Callable[[str], None]) -> str:
         role_id = str(config.provider_options.get("node_role_id") or "")
         folder = f"{role_id}:{config.instance_id}" if role_id else config.instance_id
         log(f"could not ask STS who this machine is ({type(error).__name__}: {error}); "
-            f"its own files are written under {folder}, its instance profile's name as the dispatcher knew it")
+            f"its own files are written under {folder} (its instance profile's role id, as the dispatcher read it)")
         return folder
     if user_id.endswith(":" + config.instance_id):
         return user_id
