@@ -159,3 +159,41 @@ def test_merged_rows_keep_the_job_files_order_not_the_tags_text(tmp_path):
     storage.write_text("campaign.json", json.dumps(campaign))
     _, _, rows = fetch_and_merge(storage.url, tmp_path / "out")
     assert [r["value"] for r in rows] == tags + ["stray3"]
+
+
+def test_many_rows_each_keep_their_own_values_beside_their_facts_and_values_stay_as_written(tmp_path):
+    """Result CSVs sharing a header are parsed together (burst.results.merge._Groups): each row's values
+    stay beside its own facts however its files mix headers, lone bad files and rows without a CSV, and a
+    column that is numbers in one file and text in another keeps every value as the file wrote it."""
+    storage = local_bucket(tmp_path)
+    scratch = tmp_path / "scratch"
+    expected: list[tuple[str, str, str]] = []  # (tag, result_file, me) of each merged row, in order
+    for n in range(60):
+        tag = f"mix{n}"
+        files: dict[str, bytes] = {}
+        if n % 5 != 4:  # every fifth row leaves no CSV: one row of facts
+            files["a.csv"] = f"me,value\n{tag},{n}\n{tag},{n}.5\n".encode()
+            expected += [(tag, "a.csv", tag)] * 2
+        if n % 3 == 0:  # another header beside it, and a blank line pandas skips
+            files["b.csv"] = f"me,other\n\n{tag},x{n}\n".encode()
+            expected.append((tag, "b.csv", tag))
+        if n % 7 == 0:  # read alone, named in a warning, its row kept without it
+            files["c.csv"] = b"me,value\n\x00\x01\n"
+        if n == 11:
+            files["d.csv"] = b"me,value\r\nmix11,1e5\r\n"  # CRLF: read alone, yet in the same table
+            expected.append((tag, "d.csv", tag))
+        if not [name for name in files if name != "c.csv"]:
+            expected.append((tag, "", ""))
+        put_row(storage, scratch, tag, files)
+    put_row(storage, scratch, "text0", {"a.csv": b"me,value\ntext0,fast\n"})
+    put_row(storage, scratch, "num0", {"a.csv": b"me,value\nnum0,1e5\n"})
+    expected += [("num0", "a.csv", "num0"), ("text0", "a.csv", "text0")]  # no campaign.json: by tag
+    result, _, rows = fetch_and_merge(storage.url, tmp_path / "out")
+    assert [(r["tag"], r["result_file"], r["me"]) for r in rows] == expected
+    assert result.stderr.count("could not read the result CSV") == len(range(0, 60, 7))
+    values: dict[str, list[str]] = {}
+    for r in rows:
+        if r["result_file"] == "a.csv":
+            values.setdefault(r["tag"], []).append(r["value"])
+    assert values["mix3"] == ["3", "3.5"] and values["text0"] == ["fast"], "as written, not 3.0: the column holds text too"
+    assert values["num0"] == ["1e5"], "as written, not 100000.0"
