@@ -190,15 +190,19 @@ class _Groups:
             lines = [line for line in csv.reader(io.StringIO(body)) if line]
         except (csv.Error, StopIteration):
             return None
-        if "\r" in header or "\ufeff" in header or header.count('"') % 2 or \
+        if "\r" in header or "\ufeff" in header or header.count('"') % 2 or body.count('"') % 2 or \
                 any(len(line) > width or not "".join(line).strip() for line in lines):
             return None
         return len(lines)
 
     def frames(self) -> dict[str, pd.DataFrame] | None:
-        """Each group's table, and each lone file's; None when a group's table is not the rows counted."""
-        parsed = {header: pd.read_csv(io.StringIO(header + "\n" + "".join(bodies)), dtype_backend="numpy_nullable")
-                  for header, bodies in self.texts.items()}
+        """Each group's table, and each lone file's; None when a group cannot be parsed as one table, or its
+        table is not the rows counted (then every file is read alone, as ``read_result_csv`` would)."""
+        try:
+            parsed = {header: pd.read_csv(io.StringIO(header + "\n" + "".join(bodies)), dtype_backend="numpy_nullable")
+                      for header, bodies in self.texts.items()}
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+            return None
         if any(len(parsed[header]) != rows for header, rows in self.counts.items()):
             return None
         parsed.update({f"\0{n}": table for n, table in enumerate(self.alone)})
