@@ -61,7 +61,7 @@ def main() -> None:
             downloaded_bucket(scratch, rows)
             best = {"burst": float("inf"), "pandas": float("inf")}
             for _ in range(args.repeats):
-                for name, make in (("burst", lambda: merge(scratch).table), ("pandas", lambda: by_hand(scratch))):
+                for name, make in (("burst", lambda f=scratch: merge(f).table), ("pandas", lambda f=scratch: by_hand(f))):
                     start = time.perf_counter()
                     table = make()
                     best[name] = min(best[name], time.perf_counter() - start)
