@@ -7,10 +7,11 @@ Each campaign has N rows of `true` spread evenly over 3 instance types, run with
 AWS request goes through tests/awsfaults.py's FaultProxy (no faults, counting
 only): one proxy for the dispatcher, one for the nodes' agents; each request is
 counted as its sender's by its User-Agent (a worker's carries ``burst-worker``).
-Prints requests per row by (service, action), dispatcher (D) and nodes (N), for every N, and how each per-row count changed from the smallest N to
-the largest (x: a count growing faster than rows shows up above 1.0). Target:
-total <= 8 requests per row (issue 19; it was 10). Then, for the largest N, S3 requests per row by
-the key they were about (claim, status, logs, machine records).
+Prints requests per row by (service, action), dispatcher (D) and nodes (N), for
+every N, and how each per-row count changed from the smallest N to the largest
+(x: a count growing faster than rows shows up above 1.0). Target: total <= 8
+requests per row (issue 19; it was 10). Then, for the largest N, S3 requests per
+row by the key they were about (claim, status, logs, machine records).
 `--machines 0` runs EC2's default pool instead (one machine per row).
 """
 
@@ -27,6 +28,7 @@ import proctree
 from ec2_harness import REPO, Moto, check, run_campaign
 
 sys.path.insert(0, str(REPO))
+from burst.node.worker_basics import WORKER_AGENT  # noqa: E402  (in every AWS request a node's worker makes)
 from tests import awsfaults  # noqa: E402
 
 _seen = threading.local()  # the request the proxy's handler thread is classifying
@@ -48,9 +50,6 @@ def key_kind(path: str) -> str:
     key = re.sub(r"^(state/)?machines/([A-Z0-9]+:)?i-[0-9a-f]+", r"\1machines/ID", key)  # a machine's folder
     key = re.sub(r"^(state/rows/)?[a-z]+\d+(?=/)", r"\1TAG", key)
     return re.sub(r"/attempts/\d+/", "/attempts/N/", key)
-
-
-WORKER_AGENT = "burst-worker"  # burst.node.worker_basics.WORKER_AGENT: in every AWS request a node's worker makes
 
 
 class CountingProxy(awsfaults.FaultProxy):

@@ -21,6 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from burst.providers.aws_names import node_role_name
 from tests.conftest import REPO, StartsWhenTheKeyExists, run_script, status_report, statuses, wait_until
 from tests.motoserver import moto_ami, moto_server  # noqa: F401  (fixtures)
 from tests.node_identity import CredentialServer, own_file
@@ -166,7 +167,7 @@ def test_campaign_on_ec2_end_to_end(tmp_path, moto_ami, make_nodes):  # noqa: F8
     # every machine had its own folder on the (shared) node, named by its instance id
     assert sorted(p.name for p in (nodes.node_root / job).iterdir()) == sorted(types)
     # the node role's id, for a machine that cannot ask STS what its aws:userid is (burst.node.identity)
-    role_id = boto3.client("iam").get_role(RoleName=f"burst-{job}-node")["Role"]["RoleId"]
+    role_id = boto3.client("iam").get_role(RoleName=node_role_name(job))["Role"]["RoleId"]
     for instance_id in types:
         node = json.loads((nodes.node_root / job / instance_id / "node.json").read_text())
         assert node["provider_options"]["node_role_id"] == role_id

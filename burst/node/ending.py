@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from burst.node.config import NodeConfig
+from burst.node.worker_basics import WORKER_AGENT
 from burst.retry import aws_config
 
 
@@ -23,7 +24,7 @@ def terminate_self(config: NodeConfig) -> None:
     import boto3
 
     session = boto3.session.Session(region_name=config.provider_options.get("region") or None)
-    client = session.client("ec2", config=aws_config(max_attempts=3, user_agent_extra="burst-worker"))
+    client = session.client("ec2", config=aws_config(max_attempts=3, user_agent_extra=WORKER_AGENT))
     try:
         client.terminate_instances(InstanceIds=[config.instance_id])
     finally:

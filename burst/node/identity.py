@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Callable
 
 from burst.node.config import NodeConfig
+from burst.node.worker_basics import WORKER_AGENT
 from burst.retry import aws_config
 
 
@@ -31,7 +32,7 @@ def machine_folder(config: NodeConfig, log: Callable[[str], None]) -> str:
         session = boto3.session.Session(region_name=config.provider_options.get("region") or None)
         # seconds, not minutes: a machine that cannot reach STS loses only its own files' permission, not its rows
         client = session.client("sts", config=aws_config(max_attempts=3, connect_timeout=5, read_timeout=10,
-                                                         user_agent_extra="burst-worker"))
+                                                         user_agent_extra=WORKER_AGENT))
         try:
             user_id = str(client.get_caller_identity().get("UserId", ""))
         finally:

@@ -102,15 +102,15 @@ def prepare(
     try:
         # Read-only checks first: a UserError here leaves nothing behind.
         check_key_pair(ec2, job, options.key_dir)
-        if getattr(options, "instance_profile", None):
-            existing_profile(iam, options.instance_profile)  # before anything is made
+        given = getattr(options, "instance_profile", None)
+        existing = existing_profile(iam, given) if given else None  # before anything is made: (ARN, role id)
         vpc_id, subnets = resolve_subnets(ec2, list(getattr(options, "subnets", None) or []))
         untagged = check_adoption(s3, bucket, job, bool(getattr(options, "adopt_bucket", False)))
         bucket_created = ensure_bucket(s3, bucket, region, tags, warnings, tag_anyway=untagged)
         key_name, key_file = ensure_key_pair(ec2, job, options.key_dir, tags)
         group_id = ensure_security_group(ec2, job, cidr, tags, vpc_id)
-        if getattr(options, "instance_profile", None):
-            profile_name, (profile_arn, role_id), profile_created = options.instance_profile, existing_profile(iam, options.instance_profile), False
+        if existing is not None:
+            profile_name, (profile_arn, role_id), profile_created = given, existing, False
         else:
             profile_name, profile_arn, profile_created, role_id = ensure_instance_profile(iam, job, bucket, identity["partition"], tags)
     except ClientError as error:

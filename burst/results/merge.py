@@ -151,9 +151,10 @@ class _Piece:
 
 class _Groups:
     """Result CSVs parsed by pandas once per header rather than once per file (~0.5 ms each: 10,000 rows' CSVs
-    took 5 s). A file goes into its header's group only when the standard library finds it plain: UTF-8, no
-    NUL, no row longer than the header (pandas refuses those; shorter ones it fills with NA). Any other file
-    is read alone by ``read_result_csv``, which says what is wrong with it."""
+    took 5 s). A file goes into its header's group only when the csv module finds it plain (``_plain_rows``):
+    UTF-8, no NUL, CR or BOM, quotes closed, no blank-looking line, no row longer than the header (pandas
+    treats those its own ways; shorter rows it fills with NA). Any other file is read alone by
+    ``read_result_csv``, which says what is wrong with it."""
 
     def __init__(self, grouped: bool = True) -> None:
         self.grouped = grouped  # False: every file alone (what the grouping is checked against)
