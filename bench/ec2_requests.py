@@ -48,7 +48,8 @@ def key_kind(path: str) -> str:
     if not key:
         return "(bucket)"
     key = re.sub(r"^(state/)?machines/([A-Z0-9]+:)?i-[0-9a-f]+", r"\1machines/ID", key)  # a machine's folder
-    key = re.sub(r"^(state/rows/)?[a-z]+\d+(?=/)", r"\1TAG", key)
+    key = re.sub(r"^(state/(claims|ended)/)[a-z]+\d+(?=\.)", r"\1TAG", key)
+    key = re.sub(r"^[a-z]+\d+(?=/)", "TAG", key)
     return re.sub(r"/attempts/\d+/", "/attempts/N/", key)
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/merge.py [--rows 10000 100000] [--repeats 3]
 
 Each size is a downloaded bucket as `burst download` leaves it: every row's status
-(`state/rows/<tag>/status.json`, as a worker writes it) and one result CSV of two
+(`state/ended/<tag>.json`, as a worker writes it) and one result CSV of two
 columns (`<tag>/attempts/1/results/r.csv`). Timed in one run, taking turns, best of
 REPEATS each:
 - burst: `burst.results.merge.merge(folder)` (every burst column: the row, its machine, its times);

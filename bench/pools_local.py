@@ -59,7 +59,7 @@ def burst_run(temp: Path, rows: int, machines: int, label: str) -> dict:
     facts = measure([sys.executable, str(REPO / "dispatcher.py"), "local", f"pool{label}", str(jobfile), "-c", "-d",
                      "--wait", "--machines", str(machines), "--install", str(install)], env,
                     f"burst --machines {machines}", folder / "dispatcher.log")
-    statuses = [json.loads(p.read_text()) for p in (home / "buckets" / f"pool{label}").glob("state/rows/*/status.json")]
+    statuses = [json.loads(p.read_text()) for p in (home / "buckets" / f"pool{label}").glob("state/ended/*.json")]
     done = [s for s in statuses if s["state"] == "done"]
     if len(done) != rows:
         raise SystemExit(f"burst --machines {machines}: {len(done)} of {rows} rows done")

@@ -67,7 +67,7 @@ def per_row_cost(rows: int, scratch: Path) -> None:
     if ran.returncode != 0:
         raise SystemExit(f"burst failed ({ran.returncode}): {ran.stderr[-2000:]}")
     bucket = folder / "burst-home" / "buckets" / "scale"
-    statuses = [json.loads(p.read_text()) for p in bucket.glob("state/rows/*/status.json")]
+    statuses = [json.loads(p.read_text()) for p in bucket.glob("state/ended/*.json")]
     starts = sorted(epoch(s["started"]) for s in statuses)
     ends = sorted(epoch(s["ended"]) for s in statuses)
     tenth = len(ends) // 10

@@ -4,4 +4,4 @@ Keep this module import-free: the node agent imports ``burst`` with nothing but
 the standard library (and boto3 on EC2) installed.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -10,7 +10,7 @@ claims rows of its instance type until none are left, then ends the machine.
 
 from __future__ import annotations
 
-# -- row states (``state/rows/<tag>/status.json`` and the status table) -------------------
+# -- row states (``state/ended/<tag>.json`` and the status table) -------------------
 PENDING = "pending"  # nobody holds it: no claim yet, or its last attempt was released
 RUNNING = "running"  # a worker holds its claim (derived from the claim; not written)
 DONE = "done"
@@ -21,7 +21,7 @@ WRITTEN_STATES = frozenset({DONE, FAILED, INTERRUPTED})  # what a status.json ma
 TERMINAL_STATES = WRITTEN_STATES | {UNKNOWN}
 SPOT_INTERRUPTION = "spot interruption"  # the reason of a row a spot machine gave back
 
-# -- claim states (``state/rows/<tag>/claim.json``) ------------------------------------------
+# -- claim states (``state/claims/<tag>.json``) ------------------------------------------
 HELD = "held"  # a worker runs this attempt and renews the lease
 RELEASED = "released"  # this attempt is over without a final result: the next attempt may claim it
 
@@ -37,37 +37,58 @@ ENDED = "ended"  # ended by the reconcile; the record says why
 # What decides (claims, statuses, machine and worker records) lives under ``state/``,
 # apart from the rows' logs and results, so the reconcile and the workers list only
 # it: a listing costs the same at row 100 and row 100,000 whatever the rows upload.
+# Layout 3 keeps the claims of rows not yet ended apart from the statuses of rows that
+# ended: the reconcile lists ``state/claims/`` alone (the rows that run, and those that
+# ended within SWEEP_AFTER_LEASES leases: it deletes their claims then), and learns of
+# ends from the worker records; only a full read (``status``, a worker looking for
+# rows, the dispatcher's first round) lists ``state/ended/`` too.
 CAMPAIGN_KEY = "campaign.json"
-LAYOUT = 2  # campaign.json's "layout": 2 = this one; none = the first (records beside the logs)
-ROWS_PREFIX = "state/rows/"  # <tag>/claim.json, <tag>/status.json, <tag>/released
+LAYOUT = 3  # campaign.json's "layout": 3 = this one; 2 = state/rows/<tag>/{claim,status}.json; none = the first
+CLAIMS_PREFIX = "state/claims/"  # <tag>.json (the claim), <tag>.released (the marker beside a released claim)
+ENDED_PREFIX = "state/ended/"  # <tag>.json: the row's final status (its last attempt's)
 MACHINES_PREFIX = "state/machines/"  # <id>.json (the dispatcher's), <folder>/worker.json (the worker's)
 MACHINE_LOGS_PREFIX = "machines/"  # <folder>/install.log, <folder>/worker.log
+LAYOUT_2_ROWS_PREFIX = "state/rows/"  # layout 2's <tag>/claim.json, status.json, released (read by download, cleanup)
 # A machine's worker writes its own files under its *folder*: ``<role id>:<instance id>`` on
 # EC2 (IAM's ``aws:userid``, which the node policy names: no machine writes another's), the
 # instance id elsewhere (burst.node.identity). The dispatcher writes under the instance id.
 NODE_FOLDER_VARIABLE = "${aws:userid}"
 PROBE_KEY = "state/dispatcher.json"  # the dispatcher's probe, written each round (burst.control.bucket_watch)
+# A claim whose row ended is deleted by the reconcile once the row's status is this many
+# leases old, and a worker claims nothing from a listing older than a lease: so a worker
+# whose listing showed a row free never claims it anew after another machine ran it.
+SWEEP_AFTER_LEASES = 2
+CLAIM_SUFFIX, RELEASED_SUFFIX, STATUS_SUFFIX = ".json", ".released", ".json"
 
 
 def status_key(tag: str) -> str:
-    return f"{ROWS_PREFIX}{tag}/status.json"
+    return f"{ENDED_PREFIX}{tag}{STATUS_SUFFIX}"
 
 
 def claim_key(tag: str) -> str:
-    return f"{ROWS_PREFIX}{tag}/claim.json"
+    return f"{CLAIMS_PREFIX}{tag}{CLAIM_SUFFIX}"
 
 
 def released_key(tag: str) -> str:
     """A marker beside a released claim, so that workers can find released rows from a listing alone."""
-    return f"{ROWS_PREFIX}{tag}/released"
+    return f"{CLAIMS_PREFIX}{tag}{RELEASED_SUFFIX}"
 
 
 def row_record(key: str) -> tuple[str, str] | None:
-    """``(tag, name)`` of a key under ``ROWS_PREFIX`` (name: claim.json, status.json or released), else None."""
-    if not key.startswith(ROWS_PREFIX):
-        return None
-    parts = key[len(ROWS_PREFIX):].split("/")
-    return (parts[0], parts[1]) if len(parts) == 2 else None
+    """``(tag, "claim" | "released" | "status")`` of a claim, marker or status key, else None."""
+    if key.startswith(CLAIMS_PREFIX):
+        name = key[len(CLAIMS_PREFIX):]
+        if "/" in name:
+            return None
+        if name.endswith(CLAIM_SUFFIX):
+            return name[:-len(CLAIM_SUFFIX)], "claim"
+        if name.endswith(RELEASED_SUFFIX):
+            return name[:-len(RELEASED_SUFFIX)], "released"
+    elif key.startswith(ENDED_PREFIX):
+        name = key[len(ENDED_PREFIX):]
+        if "/" not in name and name.endswith(STATUS_SUFFIX):
+            return name[:-len(STATUS_SUFFIX)], "status"
+    return None
 
 
 def attempt_prefix(tag: str, attempt: int) -> str:
@@ -158,15 +179,21 @@ def split_unit(tag: str) -> tuple[str, int]:
 
 def is_layout_key(key: str, job: str, tags: set[str]) -> bool:
     """Whether burst's layout names ``key`` for the campaign ``job`` (its row tags, their repetitions, and
-    ``JOB<n>`` of rows since removed): ``campaign.json``, ``state/machines/...``, ``state/rows/<tag>/...``,
-    ``machines/...``, ``<tag>/...`` (and the first layout's records). ``cleanup`` deletes only those."""
+    ``JOB<n>`` of rows since removed): ``campaign.json``, ``state/machines/...``, ``state/claims/<tag>...``,
+    ``state/ended/<tag>.json``, ``machines/...``, ``<tag>/...`` (and the earlier layouts' records).
+    ``cleanup`` deletes only those."""
     if key in (CAMPAIGN_KEY, PROBE_KEY) or key.startswith((MACHINE_LOGS_PREFIX, MACHINES_PREFIX)):
         return True
     record = row_record(key)
-    if key.startswith(ROWS_PREFIX) and record is None:
+    if key.startswith((CLAIMS_PREFIX, ENDED_PREFIX)) and record is None:
         return False
+    if record is None and key.startswith(LAYOUT_2_ROWS_PREFIX):  # layout 2: state/rows/<tag>/<name>
+        parts = key[len(LAYOUT_2_ROWS_PREFIX):].split("/")
+        if len(parts) != 2:
+            return False
+        record = (parts[0], parts[1])
     tag, _ = split_unit(record[0] if record else key.split("/", 1)[0])
-    return "/" in key and (tag in tags or (tag.startswith(job) and tag[len(job):].isdigit()))
+    return (record is not None or "/" in key) and (tag in tags or (tag.startswith(job) and tag[len(job):].isdigit()))
 
 
 # -- files in a machine's folder on its node (``~/burst/<job>/<instance id>/``) ----

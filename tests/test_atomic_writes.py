@@ -52,7 +52,7 @@ while True:
 
 
 def written_files(kind: str, folder: Path, burst_home: Path) -> list[Path]:
-    return {"helper": [folder / "record.json"], "status": [folder / "bucket" / "state" / "rows" / "j0" / "status.json"],
+    return {"helper": [folder / "record.json"], "status": [folder / "bucket" / "state" / "ended" / "j0.json"],
             "campaign": [burst_home / "campaigns" / "killed.json", folder / "bucket" / "campaign.json"]}[kind]
 
 
@@ -83,9 +83,10 @@ def test_a_writer_killed_at_any_moment_never_leaves_a_truncated_record(tmp_path,
     assert all(name.startswith(".") for name in leftovers), "only hidden temp files may be left by a kill"
     if kind == "status":
         listed = [obj.key for obj in LocalDirStorage((tmp_path / "bucket").as_uri()).list_objects()]
-        assert [key for key in listed if not key.startswith("j0/attempts/")] == ["state/rows/j0/status.json"], \
+        assert [key for key in listed if not key.startswith("j0/attempts/")] == ["state/ended/j0.json"], \
             "a killed write's temp file is never listed as an object"
-        assert all(key.endswith("/status.json") for key in listed)  # earlier attempts' statuses, whole
+        assert all(key.endswith("/status.json") for key in listed if key.startswith("j0/attempts/"))  # earlier attempts'
+
 
 
 def test_exclusive_create_is_whole_and_refuses_a_second_writer(tmp_path):

@@ -130,8 +130,8 @@ def test_an_outage_longer_than_the_lease_ends_nothing_and_reruns_nothing(tmp_pat
             wait_until(lambda: (home / "campaigns" / f"{job}.json").is_file(), timeout=120, what="the campaign record")
             s3 = boto3.client("s3")  # straight to moto: the test looks past the outage
             bucket = run_bucket(job, home)
-            wait_until(lambda: len([o for o in s3.list_objects_v2(Bucket=bucket, Prefix=protocol.ROWS_PREFIX)
-                                    .get("Contents", []) if o["Key"].endswith("claim.json")]) == 2,
+            wait_until(lambda: len([o for o in s3.list_objects_v2(Bucket=bucket, Prefix=protocol.CLAIMS_PREFIX)
+                                    .get("Contents", []) if o["Key"].endswith(".json")]) == 2,
                        timeout=120, what="both rows running")
             machines_down = proxy.add(FaultRule(action="*", status=503, code="ServiceUnavailable", service="s3",
                                                 message="Service is unable to handle request.", user_agent="burst-worker"))
@@ -174,7 +174,7 @@ def test_an_outage_beyond_save_patience_ends_the_run_and_the_same_command_resume
     away = bucket.with_name("down.away")
     dispatcher = start_dispatcher(*args)
     try:
-        wait_until(lambda: len(list(bucket.glob("state/rows/*/claim.json"))) == 2, timeout=60, what="both rows running")
+        wait_until(lambda: len(list(bucket.glob("state/claims/*.json"))) == 2, timeout=60, what="both rows running")
         bucket.rename(away)
         bucket.write_text("the bucket is unavailable")  # every read and write fails (root ignores permissions)
         out, err = finish(dispatcher, timeout=60)

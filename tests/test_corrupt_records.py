@@ -71,7 +71,7 @@ def test_an_unreadable_status_is_unknown_shown_and_launches_nothing_until_force(
 
     status = run_script("-m", "burst", "status", "rot")
     assert status.returncode == 1 and "Traceback" not in status.stderr, status.stderr
-    assert "rot0/status.json is unreadable: " in status.stderr
+    assert f"{protocol.status_key('rot0')} is unreadable: " in status.stderr
     rows = {row["tag"]: row for row in status_report("rot")["rows"]}
     assert rows["rot0"]["state"] == "unknown" and "--force" in rows["rot0"]["note"]
     assert rows["rot1"]["state"] == "done"
@@ -109,7 +109,7 @@ def test_a_claim_that_rots_while_its_row_runs_stops_it_and_the_campaign_ends(tmp
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert sandboxes(burst_home) == 1
     status = run_script("-m", "burst", "status", "rotc")
-    assert "rotc0/claim.json is unreadable: " in status.stderr and "Traceback" not in status.stderr
+    assert f"{protocol.claim_key('rotc0')} is unreadable: " in status.stderr and "Traceback" not in status.stderr
     assert status_report("rotc")["rows"][0]["state"] == "unknown"
     worker_logs = list((burst_home / "instances").glob("*/burst/rotc/*/logs/worker.log"))
     assert worker_logs and all("Traceback" not in log.read_text() for log in worker_logs)

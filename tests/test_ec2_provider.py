@@ -191,10 +191,10 @@ def test_prepare_creates_key_group_role_and_bucket(provider, options, tmp_path):
     assert resources["ListJobBucket"] == "arn:aws:s3:::paj17"
     assert resources["ReadJobObjects"] == "arn:aws:s3:::paj17/*"
     assert resources["WriteWhatAWorkerWrites"] == [  # not campaign.json, nor the dispatcher's machine records
-        "arn:aws:s3:::paj17/state/rows/*", "arn:aws:s3:::paj17/paj17*/attempts/*",
+        "arn:aws:s3:::paj17/state/claims/*", "arn:aws:s3:::paj17/state/ended/*", "arn:aws:s3:::paj17/paj17*/attempts/*",
         "arn:aws:s3:::paj17/state/machines/${aws:userid}/worker.json", "arn:aws:s3:::paj17/machines/${aws:userid}/worker.log",
         "arn:aws:s3:::paj17/machines/${aws:userid}/install.log"]
-    assert resources["ForgetReleasedMarkers"] == "arn:aws:s3:::paj17/state/rows/*/released"
+    assert resources["ForgetReleasedMarkers"] == "arn:aws:s3:::paj17/state/claims/*.released"
     terminate = next(s for s in policy["Statement"] if s["Action"] == "ec2:TerminateInstances")
     assert terminate["Condition"] == {"StringEquals": {"ec2:ResourceTag/job": "paj17"}}
     profile = iam.get_instance_profile(InstanceProfileName="burst-paj17-node")["InstanceProfile"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import stat
 
+from burst import protocol
 from tests.conftest import REPO, run_script, statuses, write_campaign
 
 DISPATCHER = str(REPO / "dispatcher.py")
@@ -30,7 +31,7 @@ def test_status_after_a_rerun_shows_the_new_state_not_the_kept_one(tmp_path, bur
     assert shown.returncode == 1 and "failed" in shown.stdout, shown.stdout + shown.stderr
     kept = burst_home / "campaigns" / "kept.records"
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600, "the user's records are the user's alone"
-    assert {key.split("/")[2] for key in kept_file(kept)[1]} == {"kept0", "kept1"}
+    assert set(kept_file(kept)[1]) == {protocol.status_key("kept0"), protocol.status_key("kept1")}
 
     flag.write_text("")
     rerun = run_script(DISPATCHER, "local", "kept", str(jobfile), "-c", "-d", "--wait", "--retry-failed",
@@ -40,7 +41,7 @@ def test_status_after_a_rerun_shows_the_new_state_not_the_kept_one(tmp_path, bur
     again = run_script("-m", "burst", "status", "kept")
     assert again.returncode == 0, again.stdout + again.stderr  # every row done: what the bucket says now
     assert "failed" not in again.stdout
-    assert kept_file(kept)[1]["state/rows/kept0/status.json"][1]["state"] == "done"
+    assert kept_file(kept)[1]["state/ended/kept0.json"][1]["state"] == "done"
 
 
 def test_a_corrupt_kept_file_is_ignored_and_written_afresh(tmp_path, burst_home):
@@ -49,7 +50,7 @@ def test_a_corrupt_kept_file_is_ignored_and_written_afresh(tmp_path, burst_home)
     assert first.returncode == 0, first.stdout + first.stderr
     kept = burst_home / "campaigns" / "rot.records"
     header, records = kept_file(kept)
-    key = "state/rows/rot0/status.json"
+    key = "state/ended/rot0.json"
     etag = records[key][0]
 
     def with_header(head: dict, body: dict) -> bytes:

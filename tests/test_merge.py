@@ -143,7 +143,7 @@ def test_odd_or_unreadable_statuses_do_not_stop_the_merge(tmp_path):
     assert (by_tag["odd0"]["v"], by_tag["odd0"]["cpu_count"], by_tag["odd0"]["exit_code"]) == ("1", "many", "x")
     assert by_tag["odd1"]["v"] == "2" and by_tag["odd1"]["exit_code"] == "0"
     assert [line for line in result.stderr.splitlines() if line.startswith("warning:")] == [
-        line for line in result.stderr.splitlines() if "odd2/status.json" in line]
+        line for line in result.stderr.splitlines() if "odd2.json" in line]
     assert len(result.stderr.strip().splitlines()) == 1
 
 

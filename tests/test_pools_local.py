@@ -199,7 +199,7 @@ KILL_POINTS = {
     "machines launched": lambda b: "launched" in machine_states(b) or "installing" in machine_states(b),
     "installing": lambda b: "installing" in machine_states(b),
     "workers started": lambda b: any(b.glob("state/machines/*/worker.json")),
-    "first row done": lambda b: any(b.glob("state/rows/*/status.json")),
+    "first row done": lambda b: any(b.glob("state/ended/*.json")),
 }
 
 

@@ -53,7 +53,7 @@ def test_get_s3_files_takes_a_bucket_url_without_a_campaign_record(moto_server, 
 def test_merge_of_a_folder_without_statuses_is_a_clear_error(tmp_path):
     (tmp_path / "bucket").mkdir()
     result = run_script(GET_FILES, (tmp_path / "bucket").as_uri(), str(tmp_path / "out"), "--merge")
-    assert result.returncode == 2 and "holds no state/rows/<tag>/status.json" in result.stderr
+    assert result.returncode == 2 and "holds no state/ended/<tag>.json" in result.stderr
 
 
 @pytest.mark.parametrize("key", ESCAPING_KEYS + ["", MANIFEST_NAME, "a/.", "x/\0/y"])

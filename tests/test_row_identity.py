@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from burst import protocol
 from burst.node.bucket_view import HeldClaim
 from tests.conftest import REPO, run_script, status_report, statuses, wait_until, write_campaign
 
@@ -65,7 +66,7 @@ def test_a_rerun_with_a_changed_type_and_added_and_removed_rows(tmp_path, burst_
     assert (rows["shape1"]["instance_type"], rows["shape1"]["attempt"], rows["shape0"]["attempt"]) == ("c5.large", 2, 1)
     bucket = burst_home / "buckets" / "shape"
     assert (bucket / "shape1" / "attempts" / "2" / "results" / "type.txt").read_text() == "c5.large\n"
-    assert (bucket / "state" / "rows" / "shape2" / "status.json").is_file(), "a removed row's files stay in the bucket"
+    assert (bucket / protocol.status_key("shape2")).is_file(), "a removed row's files stay in the bucket"
 
     write_campaign(tmp_path, [("t3.micro", "echo $INSTANCE_TYPE > results/type.txt"),
                               ("c5.large", "echo $INSTANCE_TYPE > results/type.txt"), ("t3.micro", "echo back")])

@@ -51,7 +51,7 @@ def test_campaign_on_ec2_with_its_bucket_on_seaweedfs(tmp_path, moto_ami, make_n
     weed_s3.head_bucket(Bucket=job)  # (weed lists a bucket only to the key that made it)
     keys = [o["Key"] for page in weed_s3.get_paginator("list_objects_v2").paginate(Bucket=job) for o in page.get("Contents", [])]
     for n in range(3):
-        assert any(k.startswith(f"state/rows/{job}{n}/") for k in keys), keys
+        assert f"state/ended/{job}{n}.json" in keys, keys
     assert any(k.startswith("state/machines/") for k in keys), keys
     assert moto_s3.list_buckets()["Buckets"] == [], "moto's S3 holds no bucket"
 

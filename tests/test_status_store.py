@@ -1,4 +1,4 @@
-"""A row's status: the current attempt's in ``state/rows/<tag>/status.json``, earlier attempts' kept beside their logs."""
+"""A row's status: the current attempt's in ``state/ended/<tag>.json``, earlier attempts' kept beside their logs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def attempt(n: int, state: str) -> JobStatus:
 def test_a_retry_keeps_the_earlier_attempts_status_and_a_late_one_never_replaces_a_newer(tmp_path):
     storage = open_storage((tmp_path / "bucket").as_uri())
     save_status(storage, attempt(1, "interrupted"))
-    assert storage.list_keys() == ["state/rows/j0/status.json"], "a first attempt is one write"
+    assert storage.list_keys() == ["state/ended/j0.json"], "a first attempt is one write"
 
     save_status(storage, attempt(2, "done"))
     assert load_status(storage, "j0").attempt == 2

@@ -74,8 +74,9 @@ class CampaignRecord:
         if self.layout != LAYOUT:
             raise UserError(
                 f"job {self.job!r} was started by burst {self.version}, whose bucket layout ({self.layout}) keeps each "
-                f"row's claim and status beside its logs; this burst ({__version__}) keeps them under state/ (layout "
-                f"{LAYOUT}) and does not move the records of a campaign whose machines may still write them. Finish it "
+                f"row's claim and status {'beside its logs' if self.layout == 1 else 'in state/rows/'}; this burst "
+                f"({__version__}) keeps them in state/claims/ and state/ended/ (layout {LAYOUT}) and does not move the "
+                f"records of a campaign whose machines may still write them. Finish it "
                 f"with burst {self.version}, or download its results (`{command_name()} download {self.job} DIR` "
                 f"still works), then `{command_name()} cleanup {self.job}` and run it again under another name or this one.",
             )

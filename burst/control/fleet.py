@@ -13,7 +13,6 @@ import json
 import shlex
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,23 +22,23 @@ from burst.control.bucket_watch import READ_ATTEMPTS, BucketWatch, close_quick
 from burst.control.bundle import build_bundle, probe_command, start_setup_command, start_worker_command
 from burst.control.campaign_record import CampaignRecord
 from burst.control.decide import Actions, World
+from burst.control.round_reads import RoundReads
 from burst.control.runtime import ensure_runtime
 from burst.errors import BurstError
 from burst.node import claims
-from burst.node.bucket_view import RecordCache, campaign_rows, read_bucket
+from burst.node.bucket_view import RecordCache
 from burst.node.config import NodeConfig, lease_seconds
 from burst.node.status_store import save_status
 from burst.providers.base import LaunchSpec, Provider, burst_home
 from burst.providers.pricing import LOCAL, ON_DEMAND, PriceBook
-from burst.records import InstanceInfo, JobStatus, MachineRecord, UnreadableRecord, seconds_since, utc_now
+from burst.records import InstanceInfo, JobStatus, MachineRecord, seconds_since, utc_now
 from burst.retry import credentials_expired
-from burst.storage import KeyNotFound, Storage
+from burst.storage import Storage
 from burst.transport.base import Transport, tail
 
 CONNECT_PER_ROUND = 15.0  # seconds one round tries to reach a machine that does not answer yet
 BOOT_TIMEOUT = 900.0  # a machine that no SSH connection reached for this long after launch is failed
 WORKER_LOG = "logs/worker.log"
-CAMPAIGN_CHECK = 60.0  # seconds between two checks that campaign.json is there and readable
 LOGIN_GRACE = 10.0  # a machine older than this that refuses the job's key for a whole round: a verdict, for its type
 
 
@@ -57,9 +56,8 @@ class Fleet:
         self.install_timeout = install_timeout
         self.cache = RecordCache()
         self.watch = BucketWatch(storage, lease_seconds(record.pool.heartbeat))
+        self.rounds = RoundReads(self.cache, set(record.tags), record.pool.heartbeat, lease_seconds(record.pool.heartbeat))
         self._quick_reads: Storage | None = None
-        self._campaign_checked = ""  # etag of the campaign.json last found readable
-        self._campaign_checked_at = float("-inf")  # time.monotonic() of that check
         self._transports: dict[str, Transport] = {}
         self._bundle: Path | None = None
         self._temp = tempfile.TemporaryDirectory(prefix="burst-bundle-")
@@ -78,40 +76,17 @@ class Fleet:
         """Machines are listed before the bucket is read (a worker records its end before its machine goes);
         then the probe (after the read: a missing bucket is said so by the read, never made by the probe)."""
         live = self.provider.list({"job": self.record.job})
-        bucket = read_bucket(self._reads, self.cache, set(self.record.tags))
+        bucket = self.rounds.read(self._reads)
         watched = self.watch.probe()  # BucketUnreachable: the round decides nothing (an outage is not a death)
-        self._keep_campaign_readable()
+        self.rounds.keep_campaign_readable(self._reads, self.record, self.report)
         return World(rows=list(self.record.jobs), bucket=bucket, live=live, watched=watched,
                      max_gap=self.watch.max_gap)
-
-    def _keep_campaign_readable(self) -> None:
-        """``campaign.json`` (the workers' rows) missing or unreadable: written again from this record.
-
-        Listed once a minute, not every round (a request per round that nothing else needs: workers
-        wait minutes for it), and read once per version (a GET only when its etag changed).
-        """
-        if time.monotonic() - self._campaign_checked_at < CAMPAIGN_CHECK:
-            return
-        listed_etag = next((o.etag for o in self._reads.list_objects(protocol.CAMPAIGN_KEY)
-                            if o.key == protocol.CAMPAIGN_KEY), "")
-        self._campaign_checked_at = time.monotonic()
-        if listed_etag and listed_etag == self._campaign_checked:
-            return
-        try:
-            text, self._campaign_checked = self._reads.read_versioned(protocol.CAMPAIGN_KEY)
-            campaign_rows(text)
-            return
-        except KeyNotFound:
-            why = f"{protocol.CAMPAIGN_KEY} is missing"
-        except UnreadableRecord as error:
-            why = str(error)
-        self._campaign_checked = ""
-        self.record.share(self.storage)
-        self.report(f"{why}: written again from this machine's record of the campaign")
 
     def apply(self, world: World, actions: Actions, may_launch: bool = True) -> None:
         """Carry out ``actions``. ``may_launch`` False (``status``): a requeued row is said to wait for a
         resumed run, unless a machine of its type still takes rows."""
+        if actions.requeue or actions.fail_rows or actions.interrupt_rows:
+            self.rounds.reset()  # statuses written here, which no worker record names: the next round reads all
         for rerun in actions.rerun:
             if claims.reopen(self.storage, rerun.tag, rerun.attempt, rerun.reason):
                 stop = f"stopping attempt {rerun.attempt} and " if rerun.running else ""

@@ -36,8 +36,8 @@ def kept_path(job: str) -> Path:
 
 def _kept(key: str) -> bool:
     """Only rows' statuses: what a campaign has most of, and what stays once a row has ended."""
-    return key.startswith(protocol.ROWS_PREFIX) and key.endswith("/status.json") \
-        and key.count("/") == protocol.ROWS_PREFIX.count("/") + 1  # protocol.status_key's shape, checked cheaply
+    return key.startswith(protocol.ENDED_PREFIX) and key.endswith(protocol.STATUS_SUFFIX) \
+        and key.count("/") == protocol.ENDED_PREFIX.count("/")  # protocol.status_key's shape, checked cheaply
 
 
 def _header(bucket_url: str, body: bytes) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """One read of a campaign's bucket: every claim, status and machine record, from listings of ``state/``.
 
-Only what decides is listed (``protocol.ROWS_PREFIX`` and ``MACHINES_PREFIX``), never
-the rows' logs and results. A listing gives each object's etag and last-write time; a record is fetched
+Only what decides is listed (``protocol.CLAIMS_PREFIX``, ``ENDED_PREFIX`` and ``MACHINES_PREFIX``),
+never the rows' logs and results. A listing gives each object's etag and last-write time; a record is fetched
 only when its etag is new to this reader (``RecordCache``), so a reconcile round
 costs one LIST plus a GET per record that changed. The cache holds nothing that
 could not be read again: it maps (key, etag) to what that exact object says.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Dict
 
 from burst import protocol
 from burst.records import Claim, JobStatus, MachineRecord, UnreadableRecord, WorkerRecord, json_object, parse_record
@@ -152,6 +152,7 @@ class BucketView:
     campaign_etag: str = ""  # of campaign.json as listed (workers only): a worker reads its rows again when it changes
     unreadable: dict[str, str] = field(default_factory=dict)  # key -> "<key> is unreadable: why" (shown by status)
     unknown: dict[str, str] = field(default_factory=dict)  # tag -> why: the record that decides the row is unreadable
+    released: set[str] = field(default_factory=set)  # tags whose released marker was listed
     local_now: float = field(default_factory=time.time)  # this machine's clock then: for times it wrote itself
 
     @property
@@ -182,14 +183,17 @@ class BucketView:
 
 
 def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = None,
-                with_machines: bool = True) -> BucketView:
+                with_machines: bool = True, ended: EndedSource | None = None, list_ended: bool = True) -> BucketView:
     """Everything the reconcile and the workers decide on, from the bucket's listings.
 
     Machine and worker records are listed *before* claims and statuses: a worker
     writes its rows' statuses before it records that it finished, so a worker
     seen finished here has its rows' final statuses in the later listing. (In the
     other order a round could see a finished worker beside its rows still pending,
-    and launch a machine for rows that are done.)
+    and launch a machine for rows that are done.) ``ended`` sees the listing before
+    it is read and may add statuses to it; with ``list_ended`` False, ``state/ended/``
+    is not listed and the statuses are only what it adds (the reconcile's rounds after
+    its first: ``burst.control.round_reads``).
     """
     view = BucketView(now=0.0)
     if with_machines:
@@ -209,22 +213,31 @@ def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = No
                         view.workers[worker.id] = (worker, obj.modified)
             except UnreadableRecord as error:  # its writer writes it again soon; shown meanwhile
                 view.unreadable[error.where] = str(error)
-    listed = _listed_rows(storage, tags, view)
+    listed = _listed_rows(storage, tags, with_ended=list_ended)
     view.now, view.local_now = storage.clock(), time.time()  # right after the listing (S3: its answer's Date)
+    if ended is not None:
+        ended(view, listed)
     for tag, entry in listed.items():
-        claim_obj = None if _ended_after_its_claim(entry) else entry.get("claim.json")  # else the status tells all
-        _load_row(storage, cache, view, tag, claim_obj, entry.get("status.json"))
+        if "released" in entry:
+            view.released.add(tag)
+        claim_obj = None if _ended_after_its_claim(entry) else entry.get("claim")  # else the status tells all
+        _load_row(storage, cache, view, tag, claim_obj, entry.get("status"))
     return view
 
 
-def _listed_rows(storage: Storage, tags: set[str] | None, view: BucketView) -> dict[str, dict[str, StoredObject]]:
-    """tag -> {"claim.json" | "status.json" | "released": its object}, from one listing of ``state/rows/``."""
-    listed: dict[str, dict[str, StoredObject]] = {}
-    start = len(protocol.ROWS_PREFIX)
-    for obj in storage.list_objects(protocol.ROWS_PREFIX):
-        tag, _, name = obj.key[start:].partition("/")  # protocol.row_record, inlined: 200,000 keys at 100,000 rows
-        if name in ("claim.json", "status.json", "released") and (tags is None or tag in tags):
-            listed.setdefault(tag, {})[name] = obj
+Listed = Dict[str, Dict[str, StoredObject]]  # tag -> {"claim" | "status" | "released": its object}
+EndedSource = Callable[[BucketView, Listed], None]  # puts each row's status object into ``listed``
+
+
+def _listed_rows(storage: Storage, tags: set[str] | None, with_ended: bool = True) -> Listed:
+    """tag -> {"claim" | "status" | "released": its object}, from listings of ``state/claims/`` (and ``state/ended/``)."""
+    listed: Listed = {}
+    prefixes = (protocol.CLAIMS_PREFIX, protocol.ENDED_PREFIX) if with_ended else (protocol.CLAIMS_PREFIX,)
+    for prefix in prefixes:
+        for obj in storage.list_objects(prefix):
+            record = protocol.row_record(obj.key)
+            if record is not None and (tags is None or record[0] in tags):
+                listed.setdefault(record[0], {})[record[1]] = obj
     return listed
 
 
@@ -263,7 +276,7 @@ def _ended_after_its_claim(entry: dict[str, StoredObject]) -> bool:
     A status is written only when an attempt ends, and a released claim leaves a marker,
     so such a row is final as its status says.
     """
-    claim_obj, status_obj = entry.get("claim.json"), entry.get("status.json")
+    claim_obj, status_obj = entry.get("claim"), entry.get("status")
     return (claim_obj is not None and status_obj is not None and "released" not in entry
             and status_obj.modified >= claim_obj.modified)
 
@@ -281,12 +294,12 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
     for obj in storage.list_objects(protocol.CAMPAIGN_KEY):  # its etag: one small listing, not the file
         if obj.key == protocol.CAMPAIGN_KEY:
             view.campaign_etag = obj.etag
-    listed = _listed_rows(storage, tags, view)
+    listed = _listed_rows(storage, tags)
     view.now, view.local_now = storage.clock(), time.time()  # right after the listing (S3: its answer's Date)
     free = set()
     for tag in tags:
         entry = listed.get(tag, {})
-        claim_obj, status_obj = entry.get("claim.json"), entry.get("status.json")
+        claim_obj, status_obj = entry.get("claim"), entry.get("status")
         if claim_obj is None and status_obj is None:
             free.add(tag)
             continue

@@ -43,13 +43,17 @@ def _mine_after_all(storage: Storage, claim: Claim) -> str | None:
 
 
 def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: HeldClaim | None,
-              instance_type: str = "", command: str = "") -> HeldClaim | None:
+              instance_type: str = "", command: str = "", unless_ended: bool = False) -> HeldClaim | None:
     """Claim the next attempt of ``tag``; ``current`` is its claim as read (None: never claimed).
 
     ``instance_type`` and ``command`` are the row as this attempt will run it, so that
     a reconcile can tell an attempt of a row that has changed since. Returns the held
-    claim, or None when somebody else got it first.
+    claim, or None when somebody else got it first. ``unless_ended``: ``current`` comes
+    from a listing older than a lease, in which a row whose claim the reconcile has
+    since deleted (it ended) looks never claimed: its status is looked for first.
     """
+    if current is None and unless_ended and _has_status(storage, tag):
+        return None
     attempt = 1 if current is None else current.claim.attempt + 1
     claim = Claim(tag=tag, attempt=attempt, machine=machine, slot=slot, nonce=uuid.uuid4().hex,
                   instance_type=instance_type, command=command,
@@ -69,6 +73,16 @@ def try_claim(storage: Storage, tag: str, machine: str, slot: int, current: Held
     if current is not None and current.claim.state == protocol.RELEASED:
         _forget_marker(storage, tag)
     return HeldClaim(claim, etag, 0.0)
+
+
+def _has_status(storage: Storage, tag: str) -> bool:
+    try:
+        storage.read_versioned(protocol.status_key(tag))
+    except KeyNotFound:
+        return False
+    except UnreadableRecord:
+        pass
+    return True
 
 
 def _forget_marker(storage: Storage, tag: str) -> None:

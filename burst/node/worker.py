@@ -68,6 +68,8 @@ class Worker(Leases):
             self.fail(error)
         self.queue: list[tuple[str, HeldClaim | None]] = []
         self.queue_lock = threading.Lock()
+        self.listed_at = float("-inf")  # time.monotonic() when the listing behind ``queue`` began
+        self.listing_took = 0.0  # seconds that listing took
 
     def _patiently(self, function, what: str, seconds: float | None = None):
         return _retry_storage(function, what, seconds or self.patience)
@@ -92,13 +94,19 @@ class Worker(Leases):
         """Claim a pending row, or take over one whose lease expired; None when nothing is left.
 
         Candidates come from one listing, shared by the slots, in the order of
-        ``burst.node.candidates`` (which says when to list again).
+        ``burst.node.candidates`` (which says when to list again). Nothing is claimed
+        from a listing older than a lease: the reconcile deletes an ended row's claim
+        once its status is ``protocol.SWEEP_AFTER_LEASES`` leases old, and an older
+        listing could show such a row free. (A listing that itself takes half a lease
+        is not repeated: each row it shows free is checked for a status before it is claimed.)
         """
+        lease = lease_seconds(self.config.heartbeat)
         while True:
             losses, stale_after = 0, losses_before_listing(len(self.rows))
             while losses < stale_after:
                 with self.queue_lock:
-                    if not self.queue:
+                    stale = time.monotonic() - self.listed_at > lease
+                    if not self.queue or (stale and self.listing_took < lease / 2):
                         break
                     if losses:
                         self.queue = from_random_start(self.queue)
@@ -110,7 +118,8 @@ class Worker(Leases):
                 if command is None:
                     continue  # no longer a row of this type: the campaign changed since the listing
                 won = self._patiently(lambda: claims.try_claim(self.storage, tag, self.config.instance_id, slot, held,
-                                                               self.config.instance_type, command), f"claiming {tag}")
+                                                               self.config.instance_type, command, unless_ended=stale),
+                                      f"claiming {tag}")
                 if won is not None:
                     return RowRun(won, command)
                 losses += 1
@@ -126,9 +135,14 @@ class Worker(Leases):
             self.bucket_down = True  # no silent claim is taken over until a heartbeat finds the bucket back
             log(f"listing the bucket: {error}; retrying in {delay:.1f} s")
 
-        def look():
-            return retry_call(lambda: read_rows_worth_a_look(self.storage, self.cache, set(self.rows), lease),
-                              seconds=self.patience, on_retry=retrying)  # a bucket that cannot be listed is down, not empty
+        def listing():
+            self.listed_at = time.monotonic()
+            found = read_rows_worth_a_look(self.storage, self.cache, set(self.rows), lease)
+            self.listing_took = time.monotonic() - self.listed_at
+            return found
+
+        def look():  # a bucket that cannot be listed is down, not empty
+            return retry_call(listing, seconds=self.patience, on_retry=retrying)
 
         view, free = look()
         if view.campaign_etag and view.campaign_etag != self.campaign_etag:

@@ -25,16 +25,16 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
     """What a node may do (its role's only policy; the same for a row's command, which runs with it).
 
     * list the job's bucket and read its keys;
-    * write what a worker writes, and nothing else: the rows' claims, statuses and
-      ``released`` markers (``state/rows/<tag>/...``), the rows' attempts (logs, results,
+    * write what a worker writes, and nothing else: the rows' claims and ``released``
+      markers (``state/claims/...``), their statuses (``state/ended/...``), the rows' attempts (logs, results,
       earlier statuses: ``<tag>/attempts/...``, every tag being ``<job><n>``), and its own
       machine's files: ``state/machines/${aws:userid}/worker.json`` and
       ``machines/${aws:userid}/{worker,install}.log``, ``aws:userid`` being
       ``<role id>:<instance id>`` for instance-profile credentials (burst.node.identity).
       No other machine's files, not ``campaign.json``, nor the dispatcher's machine records
       (``state/machines/<id>.json``: launched, ready, ended);
-    * delete ``state/rows/<tag>/released`` markers only (a worker that claims a released row
-      forgets its marker);
+    * delete ``state/claims/<tag>.released`` markers only (a worker that claims a released row
+      forgets its marker; the reconcile, not a node, deletes the claims of ended rows);
     * terminate machines tagged with its job.
     """
     bucket_arn = f"arn:{partition}:s3:::{bucket}"
@@ -48,7 +48,8 @@ def node_policy(job: str, bucket: str, partition: str = "aws") -> dict[str, Any]
                 "Effect": "Allow",
                 "Action": ["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", "s3:PutObject"],
                 "Resource": [  # the keys of burst.protocol: any row's ("*"), this machine's own files
-                    f"{bucket_arn}/{protocol.ROWS_PREFIX}*",
+                    f"{bucket_arn}/{protocol.CLAIMS_PREFIX}*",
+                    f"{bucket_arn}/{protocol.ENDED_PREFIX}*",
                     f"{bucket_arn}/{job}*/attempts/*",  # protocol.attempt_prefix of every row (each tag is <job><n>)
                     f"{bucket_arn}/{protocol.worker_key(protocol.NODE_FOLDER_VARIABLE)}",
                     f"{bucket_arn}/{protocol.worker_log_key(protocol.NODE_FOLDER_VARIABLE)}",

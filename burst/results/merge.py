@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from burst.errors import UserError
-from burst.protocol import CAMPAIGN_KEY, ROWS_PREFIX, results_prefix, split_unit
+from burst.protocol import CAMPAIGN_KEY, ENDED_PREFIX, LAYOUT_2_ROWS_PREFIX, STATUS_SUFFIX, results_prefix, split_unit
 from burst.records import Job, JobStatus, from_known_fields
 
 PREFIX = "burst_"
@@ -242,12 +242,13 @@ def _merge(folder: Path, grouped: bool) -> Merged | None:
     facts: list[dict[str, Any]] = []
     pieces: list[_Piece] = []
     groups = _Groups(grouped)
-    # this layout's statuses; a folder downloaded from a first-layout bucket has them beside the results
+    # this layout's statuses (state/ended/<tag>.json), else layout 2's (state/rows/<tag>/status.json), else the
+    # first layout's (beside the results)
     by_tag = job_file_order(jobs)
-    order = lambda path: by_tag(path.parent.name)  # noqa: E731
-    status_files = sorted(folder.glob(f"{ROWS_PREFIX}*/status.json"), key=order) or sorted(folder.glob("*/status.json"), key=order)
-    for status_file in status_files:
-        tag = status_file.parent.name
+    status_files = [(path.name[:-len(STATUS_SUFFIX)], path) for path in folder.glob(f"{ENDED_PREFIX}*{STATUS_SUFFIX}")] \
+        or [(path.parent.name, path) for path in folder.glob(f"{LAYOUT_2_ROWS_PREFIX}*/status.json")] \
+        or [(path.parent.name, path) for path in folder.glob("*/status.json")]
+    for tag, status_file in sorted(status_files, key=lambda found: by_tag(found[0])):
         try:
             status = JobStatus.from_dict({"tag": tag, "job": "", "state": "",
                                           **json.loads(status_file.read_text(encoding="utf-8"))})
@@ -273,7 +274,7 @@ def _merge(folder: Path, grouped: bool) -> Merged | None:
             facts.append({**row, "result_file": None})
             pieces.append(_Piece(None, 0, 1))
     if not facts:
-        raise UserError(f"{folder} holds no {ROWS_PREFIX}<tag>/status.json: download a job's bucket into it first.")
+        raise UserError(f"{folder} holds no {ENDED_PREFIX}<tag>{STATUS_SUFFIX}: download a job's bucket into it first.")
     frames = groups.frames()
     if frames is None:
         return None

@@ -162,9 +162,9 @@ def _list(storage: Storage) -> _Listing:
         machine, row = protocol.machine_record(obj.key), protocol.row_record(obj.key)
         if machine is not None:
             (found.machines if machine[1] == "machine" else found.workers)[machine[0]] = obj
-        elif row is not None and row[1] == "claim.json":
+        elif row is not None and row[1] == "claim":
             found.claims[row[0]] = obj
-        elif row is not None and row[1] == "status.json":
+        elif row is not None and row[1] == "status":
             found.statuses[row[0]] = obj
         elif row is not None and row[1] == "released":
             found.released.add(row[0])
@@ -187,7 +187,7 @@ def gather_timeline(storage: Storage, job: str = "", tags: Iterable[str] | None 
     where the bucket last heard of it, as the ledger would tell a gone machine).
     ``cache``: the dispatcher's, so records its rounds read are not read again (no
     GET per row at the end of ``--wait``). A copy of the current attempt's status
-    (written by burst before 0.1.0's last change) is not read: ``state/rows/<tag>/status.json`` is it.
+    (written by burst before 0.1.0's last change) is not read: ``state/ended/<tag>.json`` is it.
     """
     now = time.time() if now is None else now
     listing = _list(storage)

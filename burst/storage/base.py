@@ -89,9 +89,14 @@ class Storage(ABC):
     @abstractmethod
     def delete_keys(self, keys: list[str]) -> None: ...
 
-    @abstractmethod
     def read_versioned(self, key: str) -> tuple[str, str]:
         """``(text, etag)``: the etag to hand to ``replace_if_match``; ``UnreadableRecord`` (with the etag) when not UTF-8."""
+        text, obj = self.read_object(key)
+        return text, obj.etag
+
+    @abstractmethod
+    def read_object(self, key: str) -> tuple[str, StoredObject]:
+        """``(text, what a listing would show of it)``, from one read; ``UnreadableRecord`` as ``read_versioned``."""
 
     @abstractmethod
     def create_if_absent(self, key: str, text: str) -> str:
@@ -106,6 +111,13 @@ class Storage(ABC):
 
         Raises ``PreconditionFailed`` when it changed, ``KeyNotFound`` when it is gone (some S3-compatible
         stores, SeaweedFS among them, answer a gone key 412 too: to a claim both mean "not yours").
+        """
+
+    @abstractmethod
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        """Delete ``key`` only if it still has ``etag`` (S3 ``If-Match`` on DeleteObject); whether it was.
+
+        False when it changed or is gone: somebody wrote it since it was read (a rerun), or deleted it.
         """
 
     @abstractmethod

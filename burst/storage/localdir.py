@@ -206,12 +206,13 @@ class LocalDirStorage(Storage):
     def write_text(self, key: str, text: str) -> str:
         return self._write(self._path(key), text)
 
-    def read_versioned(self, key: str) -> tuple[str, str]:
+    def read_object(self, key: str) -> tuple[str, StoredObject]:
         path = self._path(key)
         try:
             with open(path, "rb") as handle:  # the etag of exactly what was read
-                stamp = _stamp(os.fstat(handle.fileno()))
-                return utf8_text(handle.read(), key, stamp), stamp
+                stat = os.fstat(handle.fileno())
+                obj = StoredObject(key=key, size=stat.st_size, etag=_stamp(stat), modified=stat.st_mtime)
+                return utf8_text(handle.read(), key, obj.etag), obj
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyNotFound(f"{self.url}/{key} does not exist") from None
 
@@ -228,6 +229,17 @@ class LocalDirStorage(Storage):
             if current != etag:
                 raise PreconditionFailed(f"{self.url}/{key} changed since it was read")
             return self._write(target, text)
+
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        target = self._path(key)
+        with self._key_lock(target):
+            try:
+                if _stamp(target.stat()) != etag:
+                    return False
+                target.unlink()
+            except FileNotFoundError:
+                return False
+        return True
 
     def delete_keys(self, keys: list[str]) -> None:
         for key in keys:

@@ -29,12 +29,12 @@ from urllib.parse import urlparse
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
-from s3transfer.utils import ChunksizeAdjuster
 
 from burst.records import utf8_text
 from burst.retry import retry_call
 from burst.storage.base import DownloadDone, KeyNotFound, PreconditionFailed, Storage, StoredObject, UploadNotVerified
 from burst.storage.s3_client import make_client
+from burst.storage.s3_etag import expected_etag, md5_of_range
 
 MiB = 1024 * 1024
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -62,31 +62,6 @@ class BucketNotFound(KeyNotFound):
 
 class DeleteFailed(RuntimeError):
     """S3 refused to delete keys (DeleteObjects listed them, or DeleteObject of one key was refused)."""
-
-
-def _md5_of_range(handle, length: int) -> bytes:
-    digest = hashlib.md5()
-    remaining = length
-    while remaining > 0:
-        block = handle.read(min(MiB, remaining))
-        if not block:
-            break
-        digest.update(block)
-        remaining -= len(block)
-    return digest.digest()
-
-
-def expected_etag(path: Path, multipart_threshold: int, multipart_chunksize: int) -> str:
-    """The ETag S3 gives ``path`` uploaded by s3transfer with these settings (no quotes)."""
-    size = Path(path).stat().st_size
-    with open(path, "rb") as handle:
-        if size < multipart_threshold:  # s3transfer: multipart when size >= threshold
-            return _md5_of_range(handle, size).hex()
-        part_size = ChunksizeAdjuster().adjust_chunksize(multipart_chunksize, size)
-        digests = []
-        for _ in range(max(1, -(-size // part_size))):
-            digests.append(_md5_of_range(handle, part_size))
-    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
 
 
 class S3Storage(Storage):
@@ -179,7 +154,7 @@ class S3Storage(Storage):
             self.verify_upload(local_path, key)
             return
         with open(local_path, "rb") as handle:
-            digest = _md5_of_range(handle, size)
+            digest = md5_of_range(handle, size)
             handle.seek(0)
             try:
                 # S3 refuses (BadDigest) a body whose MD5 is not Content-MD5: nothing corrupt is stored.
@@ -311,8 +286,8 @@ class S3Storage(Storage):
             raise UploadNotVerified(f"{self.object_url(key)} answered ETag {remote!r} {what}, not {md5_hex}")
         return remote
 
-    def read_versioned(self, key: str) -> tuple[str, str]:
-        """One GetObject: the text and the ETag of exactly that text."""
+    def read_object(self, key: str) -> tuple[str, StoredObject]:
+        """One GetObject: the text, and the ETag, size and time of exactly that text."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._full_key(key))
         except ClientError as error:
@@ -322,7 +297,9 @@ class S3Storage(Storage):
             raise
         etag = response["ETag"].strip('"')
         with response["Body"] as body:
-            return utf8_text(body.read(), key, etag), etag
+            data = body.read()
+        obj = StoredObject(key=key.lstrip("/"), size=len(data), etag=etag, modified=response["LastModified"].timestamp())
+        return utf8_text(data, key, etag), obj
 
     def _conditional_put(self, key: str, text: str, **condition: str) -> str:
         """``_put_text`` with a condition; a 409 conflict is retried (``retry_call``), then its ClientError stands."""
@@ -358,6 +335,18 @@ class S3Storage(Storage):
             if missing:
                 raise missing from None
             raise
+
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._full_key(key), IfMatch=etag)
+        except ClientError as error:
+            missing = self._not_found(error, key)
+            if isinstance(missing, BucketNotFound):
+                raise missing from None
+            if missing is not None or self._lost_condition(error):
+                return False  # gone, or changed (SeaweedFS answers a gone key 412 too)
+            raise
+        return True
 
     def delete_keys(self, keys: list[str]) -> None:
         """Delete in batches of 1000; keys already gone are fine."""
