@@ -80,6 +80,26 @@ def test_replace_if_match_compare_and_swap(storage, storage_kind):
     assert "t1/never.json" not in storage.list_keys()
 
 
+def test_delete_if_match_deletes_only_what_was_read(storage):
+    """The reconcile's sweep of an ended row's claim: a rerun written since it was listed stays."""
+    listed = storage.create_if_absent("t1/claim.json", "ended")
+    rerun = storage.replace_if_match("t1/claim.json", "released for a rerun", listed)
+    assert storage.delete_if_match("t1/claim.json", listed) is False
+    assert storage.read_versioned("t1/claim.json") == ("released for a rerun", rerun), "the rerun stays"
+    assert storage.delete_if_match("t1/claim.json", rerun) is True
+    assert "t1/claim.json" not in storage.list_keys()
+    assert storage.delete_if_match("t1/claim.json", rerun) is False, "gone already: not deleted by this call"
+
+
+def test_read_object_gives_what_a_listing_shows(storage):
+    storage.write_text("t5/status.json", '{"state": "done"}')
+    text, read = storage.read_object("t5/status.json")
+    [listed] = storage.list_objects("t5/")
+    assert text == '{"state": "done"}'
+    assert (read.key, read.size, read.etag) == (listed.key, listed.size, listed.etag)
+    assert abs(read.modified - listed.modified) < 1.0, "the same time, on the store's clock"
+
+
 def test_two_workers_renewing_the_same_lease(storage):
     storage.write_text("t2/lease.json", "held by nobody")
     _, seen_by_a = storage.read_versioned("t2/lease.json")

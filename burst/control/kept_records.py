@@ -66,5 +66,5 @@ def keep(job: str, bucket_url: str, cache: RecordCache, before: dict[str, tuple[
     now = cache.snapshot(_kept)
     if now == before:
         return
-    body = json.dumps(now, separators=(",", ":")).encode()
+    body = json.dumps(now, separators=(",", ":"), sort_keys=True).encode()  # the same records, the same file
     write_atomically(kept_path(job), json.dumps(_header(bucket_url, body)).encode() + b"\n" + body)

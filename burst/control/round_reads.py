@@ -15,8 +15,9 @@ status that changed), never again for the same attempt, claim or worker entry.
 
 The sweep: once a row's status for its claim's attempt is ``protocol.SWEEP_AFTER_LEASES``
 leases old on the bucket's clock, its claim is deleted if unchanged (a conditional
-delete: a rerun written meanwhile stays). So the rounds list the rows that run and
-those that ended lately, not every row. A worker claims nothing from a listing older
+delete: a rerun written meanwhile stays), while the claims fill more than a listing
+page. So the rounds list the rows that run and those that ended lately, not every row,
+and a campaign of fewer rows than a page pays no delete. A worker claims nothing from a listing older
 than a lease (``burst.node.worker``), so none can claim a swept row anew.
 """
 
@@ -32,6 +33,7 @@ from burst.records import JobStatus, UnreadableRecord
 from burst.storage.base import KeyNotFound, Storage, StoredObject
 
 SILENT_BEATS = 1.5  # a claim not renewed for this many heartbeats has its row's status looked for
+SWEEP_ABOVE = 1000  # claims listed (one S3 page) below which none is swept: a delete would save no request
 CAMPAIGN_CHECK = 60.0  # seconds between two checks that campaign.json is there and readable
 
 
@@ -122,11 +124,13 @@ class RoundReads:
     # -- the sweep --------------------------------------------------------------------
     def _sweep(self, storage: Storage, view: BucketView, listed: Listed) -> None:
         """Delete the claims of rows that ended ``sweep_after`` seconds ago, each only if unchanged."""
+        if sum(1 for entry in listed.values() if "claim" in entry) <= SWEEP_ABOVE:
+            return
         for tag, entry in listed.items():
             claim, status = entry.get("claim"), entry.get("status")
-            if (claim is None or status is None or "released" in entry or status.modified < claim.modified
+            if (claim is None or status is None or "released" in entry
                     or view.now - status.modified < self.sweep_after
-                    or view.row_state(tag) not in protocol.WRITTEN_STATES):
+                    or view.row_state(tag) not in protocol.WRITTEN_STATES):  # its claim's attempt ended
                 continue
             try:
                 if storage.delete_if_match(protocol.claim_key(tag), claim.etag):

@@ -284,8 +284,9 @@ def _ended_after_its_claim(entry: dict[str, StoredObject]) -> bool:
 def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str], lease: float) -> tuple[BucketView, set[str]]:
     """What a worker needs to pick rows, GETting only the records that could make a row claimable.
 
-    From the listing alone: a row with no claim is free; a row whose status was
-    written at or after its claim's last write has ended; a claim renewed within
+    From the listing alone: a row with neither claim nor status is free; a row whose
+    status was written at or after its claim's last write, or with a status and no claim
+    (swept), has ended; a claim renewed within
     the lease is held. Only released rows (their marker is listed) and silent
     claims are read. Returns the view of those and the free tags. (The dispatcher
     reads everything: it shows every row.)
@@ -300,10 +301,11 @@ def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str],
     for tag in tags:
         entry = listed.get(tag, {})
         claim_obj, status_obj = entry.get("claim"), entry.get("status")
-        if claim_obj is None and status_obj is None:
-            free.add(tag)
-            continue
-        if claim_obj is not None and "released" not in entry:
+        if claim_obj is None:
+            if status_obj is None:
+                free.add(tag)
+            continue  # else it ended, and the reconcile swept its claim (a rerun's claim is written first)
+        if "released" not in entry:
             if _ended_after_its_claim(entry):
                 continue
             if view.now - claim_obj.modified <= lease:
