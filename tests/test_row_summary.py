@@ -85,7 +85,7 @@ def test_status_of_3000_rows_is_a_summary_that_fits_a_screen(tmp_path, monkeypat
         assert sum(line.startswith(f"│ {tag} ") for line in every.stdout.splitlines()) == 1, tag
     assert sum(line.startswith("│ big") for line in every.stdout.splitlines()) == 3000
     assert every.stdout.count(NO_OUTPUT) == 1 and f"2,800 rows: {NO_OUTPUT}" in every.stdout
-    assert f"200 rows: command exited with status 1: boom" in every.stdout  # the failures' shared note, once too
+    assert "200 rows: command exited with status 1: boom" in every.stdout  # the failures' shared note, once too
 
     as_json = run_script("-m", "burst", "status", "big", "--json")
     report = json.loads(as_json.stdout)

@@ -18,10 +18,11 @@ from burst.cli.console import command_name, console, errors, report, working_on
 from burst.cli.listing import campaigns, print_campaigns
 from burst.cli.remote_access import STREAMS, follow, shell
 from burst.cli.tables import exit_status, print_machines, print_status, status_json
+from burst.concurrency import collector_paused
 from burst.control.campaign import Campaign
 from burst.control.campaign_record import load_record, record_path, timeline_path
 from burst.control.decide import Actions, EndMachine
-from burst.control.kept_records import kept_path
+from burst.control.kept_records import checked_path, kept_path
 from burst.control.ledger import cost_by_machine, cost_by_type, cost_line
 from burst.errors import UserError
 from burst.providers.base import kept_private
@@ -96,6 +97,7 @@ def _campaign(job: str, any_layout: bool = False) -> Campaign:
     return Campaign(record, provider, record.storage(provider), report=_note)
 
 
+@collector_paused()  # one command's records, built at once: burst.concurrency
 def cmd_status(job: str, as_json: bool, with_cost: bool = False, wide: bool = False, every_row: bool = False) -> int:
     """Reconcile (requeue lost rows, end stray machines; never launch), then show every row and machine.
 
@@ -249,7 +251,8 @@ def cmd_cleanup(job: str, yes: bool) -> int:
         report(f"kept {len(others)} file(s) of {campaign.record.bucket_url} that burst did not write "
                f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})")
     for path, what in ((record_path(job), "the campaign record"), (timeline_path(job), "the timeline picture"),
-                       (kept_path(job), "the rows' statuses kept on this machine")):
+                       (kept_path(job), "the rows' statuses kept on this machine"),
+                       (checked_path(job), "the etag of its campaign.json last read")):
         if path.exists():
             path.unlink()
             removed.append(f"{what} {path}")

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from burst.cli.console import command_name
 from burst.cli.row_summary import SHARED, print_summary, row_notes, rows_that_fit, shared_lines, shared_notes
-from burst.protocol import DONE, FAILED, INTERRUPTED, RUNNING, TERMINAL_STATES, UNKNOWN, split_unit
+from burst.protocol import DONE, FAILED, INTERRUPTED, REPEAT_MARK, RUNNING, TERMINAL_STATES, UNKNOWN, split_unit
 from burst.records import JobStatus
 
 STATE_STYLE = {DONE: "green", FAILED: "red", INTERRUPTED: "yellow", RUNNING: "cyan", UNKNOWN: "magenta"}
@@ -223,6 +223,8 @@ def exit_status(tags: list[str], statuses: dict[str, JobStatus | None]) -> int:
 def repetitions(tags: list[str], statuses: dict[str, JobStatus | None]) -> dict[str, int] | None:
     """With ``--repeat``: how many job-file rows there are and how many are done, a row counting done
     when every one of its repetitions is (``{"rows", "done", "repeat"}``); None without repetitions."""
+    if not any(REPEAT_MARK in tag for tag in tags):  # the common case, decided without a list per row
+        return None
     units: dict[str, list[str]] = {}
     for tag in tags:
         row, repeat = split_unit(tag)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from burst import __version__
 from burst.atomic import write_atomically
+from burst.concurrency import collector_paused
 from burst.errors import BurstError, UserError, command_name
 from burst.node.bucket_view import rows_of
 from burst.protocol import CAMPAIGN_KEY, LAYOUT
@@ -217,6 +218,7 @@ def timeline_path(job: str) -> Path:
     return burst_home() / "campaigns" / f"{job}-timeline.png"
 
 
+@collector_paused()
 def load_record(job: str) -> CampaignRecord:
     path = record_path(job)
     if not path.is_file():

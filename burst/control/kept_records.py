@@ -23,6 +23,7 @@ from typing import Any
 
 from burst import protocol
 from burst.atomic import write_atomically
+from burst.concurrency import collector_paused
 from burst.node.bucket_view import RecordCache
 from burst.providers.base import burst_home
 from burst.records import JobStatus, fields_fingerprint
@@ -32,6 +33,26 @@ FORMAT = 2  # 1: one JSON object, each record checked again when read
 
 def kept_path(job: str) -> Path:
     return burst_home() / "campaigns" / f"{job}.records"
+
+
+def checked_path(job: str) -> Path:
+    """The etag of the bucket's ``campaign.json`` as this machine last found it readable."""
+    return burst_home() / "campaigns" / f"{job}.checked"
+
+
+def checked_campaign(job: str) -> str:
+    try:
+        return checked_path(job).read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        return ""
+
+
+def keep_checked_campaign(job: str, etag: str) -> None:
+    """Best-effort: without it the next command reads and parses ``campaign.json`` once more."""
+    try:
+        write_atomically(checked_path(job), etag.encode("utf-8"))
+    except OSError:
+        pass
 
 
 def _kept(key: str) -> bool:
@@ -45,6 +66,7 @@ def _header(bucket_url: str, body: bytes) -> dict[str, Any]:
             "sha256": hashlib.sha256(body).hexdigest()}
 
 
+@collector_paused()
 def load_kept(job: str, bucket_url: str) -> dict[str, tuple[str, dict[str, Any]]]:
     """key -> (etag, JSON object) kept for this job's bucket; nothing when the file is missing or fails its checks."""
     try:

@@ -28,6 +28,7 @@ from typing import Callable
 
 from burst import protocol
 from burst.control.campaign_record import CampaignRecord
+from burst.control.kept_records import checked_campaign, keep_checked_campaign
 from burst.node.bucket_view import BucketView, Listed, RecordCache, campaign_rows, read_bucket
 from burst.records import JobStatus, UnreadableRecord
 from burst.storage.base import KeyNotFound, Storage, StoredObject
@@ -51,7 +52,7 @@ class RoundReads:
         self.fed: dict[str, int] = {}  # machine -> how many of its worker record's rows were looked at
         self.whole = True  # the next round lists state/ended/ whole
         self.swept = 0  # claims deleted by this reader (bench/scale.py reports it)
-        self._campaign_checked = ""  # etag of the campaign.json last found readable
+        self._campaign_checked: str | None = None  # etag of the campaign.json last found readable (None: not read)
         self._campaign_checked_at = float("-inf")  # time.monotonic() of that check
 
     def reset(self) -> None:
@@ -59,7 +60,8 @@ class RoundReads:
         self.whole = True
 
     def read(self, storage: Storage) -> BucketView:
-        whole, self.whole = self.whole, False
+        """This round's view; a read that fails (an outage) leaves what the next round reads as it was."""
+        whole = self.whole
         listed: Listed = {}
 
         def ended(view: BucketView, found: Listed) -> None:
@@ -74,16 +76,18 @@ class RoundReads:
             self.claims_seen = {tag: entry["claim"].etag for tag, entry in found.items() if "claim" in entry}
 
         view = read_bucket(storage, self.cache, self.tags, ended=ended, list_ended=whole)
+        self.whole = False
         self._sweep(storage, view, listed)
         return view
 
     # -- which rows ended since the last round -----------------------------------------
     def _look(self, storage: Storage, view: BucketView, found: Listed) -> None:
         reasons: dict[str, str] = {}
+        fed: dict[str, int] = {}  # taken as this round's only once every status it names was read
         for worker, _ in view.workers.values():
             start = self.fed.get(worker.id, 0)
             start = start if start <= len(worker.rows) else 0  # a new worker on that machine: its rows afresh
-            self.fed[worker.id] = len(worker.rows)
+            fed[worker.id] = len(worker.rows)
             for entry in worker.rows[start:]:
                 tag, _, attempt = entry.rpartition("#")
                 if tag in self.tags and attempt.isdigit() and int(attempt) > self._known_attempt(storage, tag):
@@ -96,20 +100,22 @@ class RoundReads:
         for tag, etag in self.claims_seen.items():
             if "claim" not in found.get(tag, {}) and tag not in self.statuses:
                 reasons.setdefault(tag, f"vanished {etag}")
-        for tag, why in reasons.items():
+        for tag, why in reasons.items():  # any error but these (an outage) fails the round: looked for again
             if (tag, why) in self.looked:
                 continue
-            self.looked.add((tag, why))
             key = protocol.status_key(tag)
             try:
                 text, obj = storage.read_object(key)
             except KeyNotFound:
-                continue
+                obj = None
             except UnreadableRecord as error:  # listed as it is: read_bucket says why it is unreadable
-                self.statuses[tag] = StoredObject(key, 0, error.etag or "", view.now)
-                continue
-            self.cache.remember(key, obj.etag, text)
-            self.statuses[tag] = obj
+                obj = StoredObject(key, 0, error.etag or "", view.now)
+            else:
+                self.cache.remember(key, obj.etag, text)
+            self.looked.add((tag, why))
+            if obj is not None:
+                self.statuses[tag] = obj
+        self.fed.update(fed)
 
     def _known_attempt(self, storage: Storage, tag: str) -> int:
         obj = self.statuses.get(tag)
@@ -144,18 +150,23 @@ class RoundReads:
         """``campaign.json`` (the workers' rows) missing or unreadable: written again from ``record``.
 
         Listed once a minute, not every round (a request per round that nothing else needs: workers
-        wait minutes for it), and read once per version (a GET only when its etag changed).
+        wait minutes for it), and read once per version (a GET only when its etag changed), on this
+        machine (the etag found readable is kept for the next command: ``kept_records.checked_path``).
         """
         if time.monotonic() - self._campaign_checked_at < CAMPAIGN_CHECK:
             return
+        if self._campaign_checked is None:  # as an earlier command on this machine found it (a 14 MB parse saved)
+            self._campaign_checked = checked_campaign(record.job)
         listed_etag = next((o.etag for o in storage.list_objects(protocol.CAMPAIGN_KEY)
                             if o.key == protocol.CAMPAIGN_KEY), "")
         self._campaign_checked_at = time.monotonic()
         if listed_etag and listed_etag == self._campaign_checked:
             return
         try:
-            text, self._campaign_checked = storage.read_versioned(protocol.CAMPAIGN_KEY)
+            text, etag = storage.read_versioned(protocol.CAMPAIGN_KEY)
             campaign_rows(text)
+            self._campaign_checked = etag
+            keep_checked_campaign(record.job, etag)
             return
         except KeyNotFound:
             why = f"{protocol.CAMPAIGN_KEY} is missing"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict
 
 from burst import protocol
+from burst.concurrency import collector_paused
 from burst.records import Claim, JobStatus, MachineRecord, UnreadableRecord, WorkerRecord, json_object, parse_record
 from burst.storage.base import KeyNotFound, Storage, StoredObject
 
@@ -182,6 +183,7 @@ class BucketView:
         return protocol.RUNNING
 
 
+@collector_paused()
 def read_bucket(storage: Storage, cache: RecordCache, tags: set[str] | None = None,
                 with_machines: bool = True, ended: EndedSource | None = None, list_ended: bool = True) -> BucketView:
     """Everything the reconcile and the workers decide on, from the bucket's listings.
@@ -281,6 +283,7 @@ def _ended_after_its_claim(entry: dict[str, StoredObject]) -> bool:
             and status_obj.modified >= claim_obj.modified)
 
 
+@collector_paused()
 def read_rows_worth_a_look(storage: Storage, cache: RecordCache, tags: set[str], lease: float) -> tuple[BucketView, set[str]]:
     """What a worker needs to pick rows, GETting only the records that could make a row claimable.
 
